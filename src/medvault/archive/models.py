@@ -1,0 +1,122 @@
+"""The archive index: the DICOM information model Patient -> Study -> Series -> Instance.
+
+Rows hold no logic; writes live in ``services.py`` and reads in ``selectors.py``.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.contrib.auth.models import Group
+from django.db import models
+
+
+class Patient(models.Model):
+    """One patient identity: PatientID together with IssuerOfPatientID.
+
+    Patients are never merged: a later instance with the same identity but a different
+    name, sex or birth date is stored under this row and a ``PatientConflict`` is recorded.
+    """
+
+    patient_id = models.CharField(max_length=64, db_index=True)
+    issuer_of_patient_id = models.CharField(max_length=64, blank=True, default="")
+    patient_name = models.CharField(max_length=324, blank=True, db_index=True)
+    patient_birth_date = models.DateField(null=True, blank=True)
+    patient_sex = models.CharField(max_length=16, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["patient_id", "issuer_of_patient_id"], name="unique_patient_identity"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.patient_id} ({self.patient_name})"
+
+
+class PatientConflict(models.Model):
+    """An instance whose patient demographics disagree with the stored patient."""
+
+    patient = models.ForeignKey(Patient, on_delete=models.CASCADE, related_name="conflicts")
+    sop_instance_uid = models.CharField(max_length=64)
+    field = models.CharField(max_length=64)
+    stored_value = models.CharField(max_length=324, blank=True)
+    received_value = models.CharField(max_length=324, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+
+class Study(models.Model):
+    study_instance_uid = models.CharField(max_length=64, unique=True)
+    patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="studies")
+    study_date = models.DateField(null=True, blank=True, db_index=True)
+    study_time = models.CharField(max_length=32, blank=True)
+    accession_number = models.CharField(max_length=64, blank=True, db_index=True)
+    study_description = models.CharField(max_length=128, blank=True)
+    study_id = models.CharField(max_length=16, blank=True)
+    referring_physician_name = models.CharField(max_length=324, blank=True)
+    # Backslash-separated, as in DICOM (e.g. "CT\\PT"); kept up to date on every insert.
+    modalities_in_study = models.CharField(max_length=128, blank=True)
+    number_of_series = models.PositiveIntegerField(default=0)
+    number_of_instances = models.PositiveIntegerField(default=0)
+    # The department or site the study belongs to; users see their groups' studies only.
+    group = models.ForeignKey(
+        Group, on_delete=models.PROTECT, null=True, blank=True, related_name="studies"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return self.study_instance_uid
+
+
+class Series(models.Model):
+    series_instance_uid = models.CharField(max_length=64, unique=True)
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="series")
+    modality = models.CharField(max_length=16, blank=True, db_index=True)
+    series_number = models.IntegerField(null=True, blank=True)
+    series_description = models.CharField(max_length=128, blank=True)
+    body_part_examined = models.CharField(max_length=64, blank=True)
+    number_of_instances = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name_plural = "series"
+
+    def __str__(self) -> str:
+        return self.series_instance_uid
+
+
+class Instance(models.Model):
+    sop_instance_uid = models.CharField(max_length=64, unique=True)
+    series = models.ForeignKey(Series, on_delete=models.CASCADE, related_name="instances")
+    sop_class_uid = models.CharField(max_length=64, db_index=True)
+    instance_number = models.IntegerField(null=True, blank=True)
+    rows = models.PositiveIntegerField(null=True, blank=True)
+    columns = models.PositiveIntegerField(null=True, blank=True)
+    bits_allocated = models.PositiveSmallIntegerField(null=True, blank=True)
+    number_of_frames = models.PositiveIntegerField(default=1)
+    # Transfer syntax as received and as stored (they differ when we re-encoded losslessly).
+    received_transfer_syntax_uid = models.CharField(max_length=64)
+    transfer_syntax_uid = models.CharField(max_length=64)
+    # Content address (SHA-256 hex) of the stored Part 10 file in the blob store.
+    blob_key = models.CharField(max_length=64, db_index=True)
+    # SHA-256 of the decoded pixel values and of the canonical metadata: the identity used
+    # to tell a harmless re-send (duplicate) from a conflicting one (rejected).
+    pixel_sha256 = models.CharField(max_length=64, blank=True)
+    content_sha256 = models.CharField(max_length=64)
+    received_bytes = models.PositiveBigIntegerField()
+    stored_bytes = models.PositiveBigIntegerField()
+    raw_pixel_bytes = models.PositiveBigIntegerField(default=0)
+    # Full metadata as DICOM JSON (PS3.18 F.2) without bulk data, so metadata queries never
+    # read blobs.
+    metadata = models.JSONField()
+    uploaded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,
+        related_name="uploaded_instances",
+    )
+    source = models.CharField(max_length=32, blank=True)  # cli, web, stow, c-store
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    def __str__(self) -> str:
+        return self.sop_instance_uid

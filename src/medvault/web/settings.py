@@ -1,0 +1,185 @@
+"""MedVault settings: one file, read from environment variables.
+
+Every variable is documented in README.md ("Configuration").
+"""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+from medvault.web.env import envbool, envint, envlist, envstr
+
+# The checkout root (src/medvault/web/settings.py -> three levels up from src/).
+BASE_DIR = Path(__file__).resolve().parents[3]
+
+DATA_DIR = Path(envstr("MEDVAULT_DATA_DIR", str(BASE_DIR / "var"))).resolve()
+DEBUG = envbool("MEDVAULT_DEBUG", False)
+
+# Secret key: from MEDVAULT_SECRET_KEY(_FILE); otherwise generated once and kept in the
+# data directory, so that a laptop install needs no set-up and never runs on a known key.
+_PLACEHOLDER_KEYS = {"", "change-me", "changeme", "secret", "insecure", "placeholder"}
+SECRET_KEY = envstr("MEDVAULT_SECRET_KEY", "")
+if not SECRET_KEY:
+    _key_file = DATA_DIR / "secret_key"
+    if _key_file.exists():
+        SECRET_KEY = _key_file.read_text().strip()
+    else:
+        DATA_DIR.mkdir(parents=True, exist_ok=True)
+        SECRET_KEY = secrets.token_urlsafe(50)
+        _key_file.write_text(SECRET_KEY)
+        _key_file.chmod(0o600)
+if not DEBUG and (SECRET_KEY.lower() in _PLACEHOLDER_KEYS or SECRET_KEY.startswith("django-insecure")):
+    raise ImproperlyConfigured(
+        "MEDVAULT_SECRET_KEY is a placeholder; set a long random value (or unset it to "
+        "have one generated in MEDVAULT_DATA_DIR)."
+    )
+
+ALLOWED_HOSTS = envlist("MEDVAULT_ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"])
+CSRF_TRUSTED_ORIGINS = envlist("MEDVAULT_CSRF_TRUSTED_ORIGINS", [])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "medvault.accounts",
+    "medvault.archive",
+    "medvault.analysis",
+    "medvault.retrieval",
+    "medvault.dicomweb",
+    "medvault.dimse",
+    "medvault.ui",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "medvault.web.urls"
+WSGI_APPLICATION = "medvault.web.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# Database: SQLite in the data directory unless DATABASE_URL names another engine.
+DATABASE_URL = envstr("DATABASE_URL", f"sqlite:///{DATA_DIR / 'medvault.sqlite3'}")
+DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=envint("MEDVAULT_DB_CONN_MAX_AGE", 0))}
+_engine = DATABASES["default"]["ENGINE"]
+if _engine == "django.db.backends.sqlite3":
+    DATA_DIR.mkdir(parents=True, exist_ok=True)
+    DATABASES["default"]["OPTIONS"] = {
+        # IMMEDIATE takes the write lock at BEGIN, so concurrent writers queue on
+        # busy_timeout instead of failing with "database is locked" on upgrade.
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 60,
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=60000;",
+    }
+elif _engine == "django.db.backends.mysql":
+    DATABASES["default"]["OPTIONS"] = {"charset": "utf8mb4", "isolation_level": "read committed"}
+    DATABASES["default"]["TEST"] = {"CHARSET": "utf8mb4", "COLLATION": "utf8mb4_bin"}
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+AUTH_USER_MODEL = "accounts.User"
+LOGIN_URL = "/accounts/login/"
+LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "/"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 10}},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = envstr("MEDVAULT_TIME_ZONE", "UTC")
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "/static/"
+STATIC_ROOT = DATA_DIR / "static"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+
+EMAIL_BACKEND = envstr("MEDVAULT_EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+DEFAULT_FROM_EMAIL = envstr("MEDVAULT_FROM_EMAIL", "medvault@localhost")
+
+# Sessions live in the database so any number of app servers can serve them.
+SESSION_ENGINE = "django.contrib.sessions.backends.db"
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+SESSION_COOKIE_AGE = envint("MEDVAULT_SESSION_SECONDS", 8 * 3600)
+SESSION_COOKIE_SECURE = envbool("MEDVAULT_SECURE_COOKIES", not DEBUG and envbool("MEDVAULT_HTTPS", False))
+CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+SECURE_CONTENT_TYPE_NOSNIFF = True
+X_FRAME_OPTIONS = "DENY"
+SECURE_REFERRER_POLICY = "same-origin"
+if envbool("MEDVAULT_HTTPS", False):
+    SECURE_SSL_REDIRECT = envbool("MEDVAULT_SSL_REDIRECT", True)
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_HSTS_SECONDS = envint("MEDVAULT_HSTS_SECONDS", 31536000)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = True
+
+# --- Archive -------------------------------------------------------------------------
+# Blob store: "filesystem" (default, under MEDVAULT_BLOB_DIR) or "s3" (see docs/operations.md).
+MEDVAULT_BLOB_BACKEND = envstr("MEDVAULT_BLOB_BACKEND", "filesystem")
+MEDVAULT_BLOB_DIR = Path(envstr("MEDVAULT_BLOB_DIR", str(DATA_DIR / "blobs"))).resolve()
+# Lossless transfer syntax that pixel data is re-encoded into ("none" keeps what arrived).
+MEDVAULT_COMPRESSION = envstr("MEDVAULT_COMPRESSION", "jpegls")
+# Limits on what one upload may expand to.
+MEDVAULT_MAX_UPLOAD_BYTES = envint("MEDVAULT_MAX_UPLOAD_BYTES", 2 * 1024**3)
+MEDVAULT_MAX_IMAGE_PIXELS = envint("MEDVAULT_MAX_IMAGE_PIXELS", 64 * 1024 * 1024)
+MEDVAULT_ZIP_MAX_TOTAL_BYTES = envint("MEDVAULT_ZIP_MAX_TOTAL_BYTES", 4 * 1024**3)
+MEDVAULT_ZIP_MAX_RATIO = envint("MEDVAULT_ZIP_MAX_RATIO", 200)
+MEDVAULT_ZIP_MAX_MEMBERS = envint("MEDVAULT_ZIP_MAX_MEMBERS", 100_000)
+DATA_UPLOAD_MAX_MEMORY_SIZE = envint("MEDVAULT_MAX_FORM_BYTES", 10 * 1024**2)
+FILE_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024**2
+FILE_UPLOAD_TEMP_DIR = None
+
+# --- Analysis --------------------------------------------------------------------------
+MEDVAULT_MODELS_DIR = Path(envstr("MEDVAULT_MODELS_DIR", str(BASE_DIR / "models"))).resolve()
+MEDVAULT_AUTO_ANALYSE = envbool("MEDVAULT_AUTO_ANALYSE", True)
+MEDVAULT_JOB_LEASE_SECONDS = envint("MEDVAULT_JOB_LEASE_SECONDS", 300)
+
+# --- DICOM network ---------------------------------------------------------------------
+MEDVAULT_DICOM_AE_TITLE = envstr("MEDVAULT_DICOM_AE_TITLE", "MEDVAULT")
+MEDVAULT_DICOM_HOST = envstr("MEDVAULT_DICOM_HOST", "127.0.0.1")
+MEDVAULT_DICOM_PORT = envint("MEDVAULT_DICOM_PORT", 11112)
+MEDVAULT_DICOM_ACCEPT_UNKNOWN_AE = envbool("MEDVAULT_DICOM_ACCEPT_UNKNOWN_AE", False)
+MEDVAULT_DICOM_TLS_CERT = envstr("MEDVAULT_DICOM_TLS_CERT", "")
+MEDVAULT_DICOM_TLS_KEY = envstr("MEDVAULT_DICOM_TLS_KEY", "")
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "root": {"handlers": ["console"], "level": envstr("MEDVAULT_LOG_LEVEL", "INFO")},
+}

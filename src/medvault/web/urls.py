@@ -1,0 +1,14 @@
+"""Top-level URL map: each Django app owns its own ``urls.py``."""
+
+from django.contrib import admin
+from django.urls import include, path
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("accounts/", include("medvault.accounts.urls")),
+    path("dicomweb/", include("medvault.dicomweb.urls")),
+    path("api/v1/", include("medvault.analysis.urls")),
+    path("api/v1/", include("medvault.retrieval.urls")),
+    path("api/v1/", include("medvault.archive.urls")),
+    path("", include("medvault.ui.urls")),
+]

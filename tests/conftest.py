@@ -1,0 +1,25 @@
+"""Fixtures shared by the whole suite."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+# ../shared/data beside the checkout: real images, never committed. Read-only in CI.
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real data not present at {SHARED_DATA} (see ../shared/data/README.md)")
+    return SHARED_DATA
+
+
+@pytest.fixture
+def blob_dir(settings, tmp_path: Path) -> Path:
+    """Point the blob store at an empty temporary directory for one test."""
+    path = tmp_path / "blobs"
+    settings.MEDVAULT_BLOB_DIR = path
+    return path
