@@ -54,6 +54,7 @@ INSTALLED_APPS = [
     "medvault.retrieval",
     "medvault.dicomweb",
     "medvault.dimse",
+    "medvault.ops",
     "medvault.ui",
 ]
 

@@ -10,5 +10,6 @@ urlpatterns = [
     path("api/v1/", include("medvault.analysis.urls")),
     path("api/v1/", include("medvault.retrieval.urls")),
     path("api/v1/", include("medvault.archive.urls")),
+    path("", include("medvault.ops.urls")),
     path("", include("medvault.ui.urls")),
 ]
