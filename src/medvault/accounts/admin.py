@@ -1,0 +1,48 @@
+"""Django admin: a second door for user management; audit records are read-only."""
+
+from __future__ import annotations
+
+from django.contrib import admin
+from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
+
+from medvault.accounts.models import ApiToken, AuditRecord, StudyShare, User
+
+
+@admin.register(User)
+class UserAdmin(DjangoUserAdmin):
+    list_display = ("username", "full_name", "email", "role", "status", "institution", "is_active")
+    list_filter = ("role", "status", "is_active", "groups")
+    search_fields = ("username", "full_name", "email", "institution")
+    fieldsets = DjangoUserAdmin.fieldsets + (
+        ("MedVault", {"fields": ("full_name", "role", "status", "institution")}),
+    )
+
+
+@admin.register(AuditRecord)
+class AuditRecordAdmin(admin.ModelAdmin):
+    list_display = ("created_at", "username", "action", "outcome", "patient_id", "study_uid", "remote_addr")
+    list_filter = ("action", "outcome")
+    search_fields = ("username", "patient_id", "study_uid", "sop_uid")
+
+    def has_add_permission(self, request):  # type: ignore[no-untyped-def]
+        return False
+
+    def has_change_permission(self, request, obj=None):  # type: ignore[no-untyped-def]
+        return False
+
+    def has_delete_permission(self, request, obj=None):  # type: ignore[no-untyped-def]
+        return False
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(admin.ModelAdmin):
+    list_display = ("prefix", "user", "name", "created_at", "last_used_at", "revoked_at")
+    readonly_fields = ("key_hash", "prefix", "created_at", "last_used_at")
+
+    def has_add_permission(self, request):  # type: ignore[no-untyped-def]
+        return False
+
+
+@admin.register(StudyShare)
+class StudyShareAdmin(admin.ModelAdmin):
+    list_display = ("study", "shared_by", "shared_with_user", "shared_with_group", "expires_at", "revoked_at")

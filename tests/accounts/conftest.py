@@ -1,0 +1,1 @@
+from mvfixtures import *  # noqa: F401,F403
