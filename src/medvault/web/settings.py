@@ -106,6 +106,11 @@ elif _engine == "django.db.backends.mysql":
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_USER_MODEL = "accounts.User"
+# Only approved, active accounts can log in (see medvault.accounts.backends).
+AUTHENTICATION_BACKENDS = ["medvault.accounts.backends.ApprovedUserBackend"]
+# Lockout: this many failed logins per account or per address lock it for this long.
+MEDVAULT_LOGIN_MAX_FAILURES = envint("MEDVAULT_LOGIN_MAX_FAILURES", 5)
+MEDVAULT_LOGIN_LOCKOUT_SECONDS = envint("MEDVAULT_LOGIN_LOCKOUT_SECONDS", 15 * 60)
 LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "/"
