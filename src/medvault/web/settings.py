@@ -174,6 +174,10 @@ FILE_UPLOAD_TEMP_DIR = None
 MEDVAULT_MODELS_DIR = Path(envstr("MEDVAULT_MODELS_DIR", str(BASE_DIR / "models"))).resolve()
 MEDVAULT_AUTO_ANALYSE = envbool("MEDVAULT_AUTO_ANALYSE", True)
 MEDVAULT_JOB_LEASE_SECONDS = envint("MEDVAULT_JOB_LEASE_SECONDS", 300)
+MEDVAULT_JOB_MAX_ATTEMPTS = envint("MEDVAULT_JOB_MAX_ATTEMPTS", 3)
+MEDVAULT_WORKER_POLL_MS = envint("MEDVAULT_WORKER_POLL_MS", 200)
+# Dotted path of the class that runs a model for the worker (tests inject fakes here).
+MEDVAULT_ANALYSIS_BACKEND = envstr("MEDVAULT_ANALYSIS_BACKEND", "medvault.analysis.backends.OnnxBackend")
 
 # --- DICOM network ---------------------------------------------------------------------
 MEDVAULT_DICOM_AE_TITLE = envstr("MEDVAULT_DICOM_AE_TITLE", "MEDVAULT")

@@ -1,0 +1,50 @@
+"""``medvault worker [--once] [--concurrency N]``: run analysis jobs from the database queue."""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError
+
+from medvault.analysis.backends import models_available
+from medvault.analysis.worker import install_stop_handlers, worker_pool, worker_run
+
+
+class Command(BaseCommand):
+    help = (
+        "Run analysis jobs: one process per CPU core by default. SIGTERM (or Ctrl-C) stops "
+        "cleanly after the job in hand. --once exits when no job is left to claim."
+    )
+
+    def add_arguments(self, parser: Any) -> None:
+        parser.add_argument(
+            "--once", action="store_true", help="exit when the queue has no claimable job"
+        )
+        parser.add_argument(
+            "--concurrency", type=int, default=0,
+            help="worker processes (default: one per CPU core)",
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        concurrency = options["concurrency"] or (os.cpu_count() or 1)
+        if concurrency < 1:
+            raise CommandError("--concurrency must be at least 1")
+        if concurrency > 1:
+            self.stdout.write(
+                f"medvault worker: {concurrency} processes; models installed: "
+                f"{', '.join(models_available()) or 'none'}"
+            )
+            status = worker_pool(concurrency=concurrency, once=options["once"])
+            if status:
+                raise CommandError(f"a worker process exited with status {status}")
+            return
+        stop = threading.Event()
+        install_stop_handlers(stop)
+        stats = worker_run(stop=stop, once=options["once"])
+        if options["once"] or options["verbosity"] > 1:
+            self.stdout.write(
+                f"medvault worker {os.getpid()}: {stats.done} done, {stats.failed} failed, "
+                f"{stats.retried} to retry, {stats.duplicates} already stored"
+            )

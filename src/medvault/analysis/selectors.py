@@ -1,0 +1,144 @@
+"""Analysis reads: which results and jobs a user may see, and their JSON representation.
+
+Every representation carries ``disclaimer``: "decision support, not a diagnosis".
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import QuerySet
+
+from medvault.analysis.models import DISCLAIMER, AnalysisJob, AnalysisResult
+from medvault.archive.models import Instance, Study
+
+_RESULT_RELATED = ("instance__series__study__patient", "requested_by", "job")
+
+
+def _visible_study_ids(user: Any) -> QuerySet[Any]:
+    from medvault.accounts.permissions import visible_studies
+
+    return visible_studies(user).values("pk")
+
+
+def results_visible_to(user: Any) -> QuerySet[AnalysisResult]:
+    """Every result on a study the user may see, newest first (the history page)."""
+    return (
+        AnalysisResult.objects.filter(instance__series__study__in=_visible_study_ids(user))
+        .select_related(*_RESULT_RELATED)
+        .order_by("-created_at", "-id")
+    )
+
+
+def results_for_instance(*, instance: Instance, user: Any = None) -> QuerySet[AnalysisResult]:
+    """Results of one instance, newest first; only if ``user`` (when given) may see it."""
+    results = AnalysisResult.objects.filter(instance=instance)
+    if user is not None:
+        results = results.filter(instance__series__study__in=_visible_study_ids(user))
+    return results.select_related(*_RESULT_RELATED).order_by("-created_at", "-id")
+
+
+def results_for_study(*, study: Study, user: Any = None) -> QuerySet[AnalysisResult]:
+    """Results of every instance of one study, newest first."""
+    results = AnalysisResult.objects.filter(instance__series__study=study)
+    if user is not None:
+        results = results.filter(instance__series__study__in=_visible_study_ids(user))
+    return results.select_related(*_RESULT_RELATED).order_by("-created_at", "-id")
+
+
+def result_visible(*, user: Any, result_id: int) -> AnalysisResult | None:
+    return results_visible_to(user).filter(pk=result_id).first()
+
+
+def latest_result(*, instance: Instance, model_name: str | None = None) -> AnalysisResult | None:
+    results = AnalysisResult.objects.filter(instance=instance)
+    if model_name:
+        results = results.filter(model_name=model_name)
+    return results.order_by("-created_at", "-id").first()
+
+
+def jobs_visible_to(user: Any) -> QuerySet[AnalysisJob]:
+    return (
+        AnalysisJob.objects.filter(instance__series__study__in=_visible_study_ids(user))
+        .select_related("instance__series__study")
+        .order_by("-created_at", "-id")
+    )
+
+
+def jobs_for_instance(*, instance: Instance, user: Any = None) -> QuerySet[AnalysisJob]:
+    jobs = jobs_visible_to(user) if user is not None else AnalysisJob.objects.all()
+    return jobs.filter(instance=instance).order_by("-created_at", "-id")
+
+
+def jobs_pending_count() -> int:
+    return AnalysisJob.objects.filter(status__in=["queued", "running"]).count()
+
+
+# --- representation ------------------------------------------------------------------------
+def job_as_json(job: AnalysisJob) -> dict[str, Any]:
+    result_id = AnalysisResult.objects.filter(job_id=job.pk).values_list("id", flat=True).first()
+    return {
+        "id": job.pk,
+        "sop_instance_uid": job.instance.sop_instance_uid,
+        "model": job.model_name,
+        "status": job.status,
+        "trigger": job.trigger,
+        "attempts": job.attempts,
+        "error": job.error,
+        "created_at": job.created_at.isoformat() if job.created_at else None,
+        "started_at": job.started_at.isoformat() if job.started_at else None,
+        "finished_at": job.finished_at.isoformat() if job.finished_at else None,
+        "result_id": result_id,
+    }
+
+
+def result_as_json(result: AnalysisResult, *, deidentified: bool = False) -> dict[str, Any]:
+    """One result for the API and the pages.
+
+    For researchers (``deidentified``) the patient is a pseudonym and the requesting
+    user's name is left out.
+    """
+    instance = result.instance
+    series = instance.series
+    study = series.study
+    patient = study.patient
+    data: dict[str, Any] = {
+        "id": result.pk,
+        "job_id": result.job_id,
+        "disclaimer": DISCLAIMER,
+        "model": result.model_name,
+        "model_version": result.model_version,
+        "model_sha256": result.model_sha256,
+        "refused": result.refused,
+        "reason": result.reason,
+        "label": result.label,
+        "probabilities": result.probabilities,
+        "extra": result.extra,
+        "heatmap_url": (
+            f"/api/v1/analyses/{result.pk}/heatmap.png" if result.heatmap_key else None
+        ),
+        "heatmap_size": (
+            [result.heatmap_width, result.heatmap_height] if result.heatmap_key else None
+        ),
+        "sop_instance_uid": instance.sop_instance_uid,
+        "series_instance_uid": series.series_instance_uid,
+        "study_instance_uid": study.study_instance_uid,
+        "modality": series.modality,
+        "timing_ms": {
+            "queue_wait": round(result.queue_wait_ms, 1),
+            "inference": round(result.inference_ms, 1),
+            "total": round(result.total_ms, 1),
+        },
+        "created_at": result.created_at.isoformat() if result.created_at else None,
+    }
+    if deidentified:
+        from medvault.accounts.deid import pseudonym
+
+        data["patient_id"] = pseudonym(patient.patient_id, patient.issuer_of_patient_id)
+        data["requested_by"] = None
+    else:
+        data["patient_id"] = patient.patient_id
+        data["patient_name"] = patient.patient_name
+        data["study_date"] = study.study_date.isoformat() if study.study_date else None
+        data["requested_by"] = result.requested_by.get_username() if result.requested_by else None
+    return data

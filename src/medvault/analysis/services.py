@@ -1,0 +1,496 @@
+"""Analysis writes: enqueue jobs, claim them, run them, store results, export them.
+
+The database is the queue. A worker claims a job with one conditional UPDATE::
+
+    UPDATE analysis_analysisjob SET status='running', worker_id=?, lease_until=now+lease,
+           attempts=attempts+1, started_at=now
+     WHERE id=? AND attempts < max AND (status='queued' OR (status='running' AND lease_until < now))
+
+which matches at most one worker on SQLite, PostgreSQL and MariaDB alike. A worker that dies
+leaves its job ``running`` with a lease in the past; the next claim takes it over. Results are
+stored exactly once because ``AnalysisResult.job`` is unique: a late second writer finds the
+row already there and only marks the job done.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import socket
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import numpy as np
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from medvault.analysis.backends import (
+    AnalysisBackend,
+    ModelUnavailable,
+    model_applies,
+    model_available,
+    model_names,
+    models_available,
+)
+from medvault.analysis.models import AnalysisJob, AnalysisResult, JobStatus, JobTrigger
+from medvault.analysis.overlay import composite, display_rgb, overlay_png, png_rgba
+from medvault.archive.models import Instance
+
+log = logging.getLogger(__name__)
+
+
+# --- errors the API and UI turn into HTTP answers ------------------------------------------
+class AnalysisError(Exception):
+    """A request that cannot be served; ``status`` is the HTTP status to answer with."""
+
+    status = 400
+
+
+class AnalysisNotFound(AnalysisError):
+    status = 404
+
+
+class AnalysisDenied(AnalysisError):
+    status = 403
+
+
+# --- settings ------------------------------------------------------------------------------
+def lease_seconds() -> int:
+    return int(getattr(settings, "MEDVAULT_JOB_LEASE_SECONDS", 300))
+
+
+def max_attempts() -> int:
+    return max(1, int(getattr(settings, "MEDVAULT_JOB_MAX_ATTEMPTS", 3)))
+
+
+def worker_identity() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"[:128]
+
+
+def blob_store() -> Any:
+    """The archive's configured blob store (filesystem or S3)."""
+    try:
+        from medvault.archive.blobs import blob_store as archive_blob_store
+    except ImportError:
+        archive_blob_store = None
+    if archive_blob_store is not None:
+        return archive_blob_store()
+    from medvault.core.blobs import FilesystemBlobStore
+
+    return FilesystemBlobStore(settings.MEDVAULT_BLOB_DIR)
+
+
+# --- enqueue -------------------------------------------------------------------------------
+def job_enqueue(
+    *,
+    instance: Instance,
+    model_name: str,
+    requested_by: Any = None,
+    trigger: str = JobTrigger.USER,
+) -> AnalysisJob:
+    """Queue ``model_name`` for ``instance``; an already pending job for the pair is reused."""
+    pending = (
+        AnalysisJob.objects.filter(
+            instance=instance,
+            model_name=model_name,
+            status__in=[JobStatus.QUEUED, JobStatus.RUNNING],
+        )
+        .order_by("id")
+        .first()
+    )
+    if pending is not None:
+        return pending
+    return AnalysisJob.objects.create(
+        instance=instance,
+        model_name=model_name,
+        requested_by=requested_by if getattr(requested_by, "pk", None) else None,
+        trigger=trigger,
+    )
+
+
+def instance_modality_body_part(instance: Instance) -> tuple[str, str]:
+    series = instance.series
+    modality = series.modality or ""
+    body_part = series.body_part_examined or ""
+    if not body_part:
+        element = (instance.metadata or {}).get("00180015") or {}
+        values = element.get("Value") if isinstance(element, dict) else None
+        if values:
+            body_part = str(values[0])
+    return modality, body_part
+
+
+def jobs_enqueue_for_instance(instance: Instance) -> list[AnalysisJob]:
+    """The ingest hook: queue every installed model that applies to the new instance.
+
+    Does nothing when ``MEDVAULT_AUTO_ANALYSE`` is off. Registered with
+    ``medvault.archive.services.register_stored_hook`` in ``AnalysisConfig.ready``.
+    """
+    if not getattr(settings, "MEDVAULT_AUTO_ANALYSE", True):
+        return []
+    modality, body_part = instance_modality_body_part(instance)
+    jobs = []
+    for name in models_available():
+        if model_applies(name, modality, body_part):
+            jobs.append(
+                job_enqueue(
+                    instance=instance,
+                    model_name=name,
+                    requested_by=instance.uploaded_by,
+                    trigger=JobTrigger.INGEST,
+                )
+            )
+    return jobs
+
+
+def stored_hook(instance: Instance) -> None:
+    """Wrapper registered with the archive: a failure to enqueue never fails an ingest."""
+    try:
+        jobs_enqueue_for_instance(instance)
+    except Exception:  # the image is stored; a missing job is logged, not raised
+        log.exception("could not queue analysis for instance %s", instance.pk)
+
+
+def analysis_request(
+    *, user: Any, sop_instance_uid: str, model_name: str, request: Any = None
+) -> AnalysisJob:
+    """A user asks for an analysis ("Analyse" button, ``POST /api/v1/analyses``).
+
+    Checks the ``analyse`` permission and that the user may see the study (an invisible
+    instance is reported as not found), audits the request and queues the job.
+    """
+    from medvault.accounts.audit import audit_record
+    from medvault.accounts.permissions import user_can, visible_studies
+
+    if not isinstance(sop_instance_uid, str) or not sop_instance_uid.strip():
+        raise AnalysisError("sop_instance_uid is required")
+    if len(sop_instance_uid) > 64:
+        raise AnalysisError("sop_instance_uid is longer than 64 characters")
+    if not isinstance(model_name, str) or model_name not in model_names():
+        raise AnalysisError(f"model must be one of: {', '.join(model_names())}")
+    if not user_can(user, "analyse"):
+        audit_record(
+            user=user, action="analyse", outcome="denied", request=request,
+            sop_uid=sop_instance_uid, detail=f"model={model_name}; no analyse permission",
+        )
+        raise AnalysisDenied("you may not request analyses")
+    instance = (
+        Instance.objects.select_related("series__study__patient")
+        .filter(sop_instance_uid=sop_instance_uid, series__study__in=visible_studies(user))
+        .first()
+    )
+    if instance is None:
+        audit_record(
+            user=user, action="analyse", outcome="denied", request=request,
+            sop_uid=sop_instance_uid, detail=f"model={model_name}; not found or not visible",
+        )
+        raise AnalysisNotFound("no such instance")
+    if not model_available(model_name):
+        raise AnalysisError(f"model {model_name!r} is not installed on this server")
+    job = job_enqueue(instance=instance, model_name=model_name, requested_by=user)
+    study = instance.series.study
+    audit_record(
+        user=user, action="analyse", request=request,
+        patient_id=study.patient.patient_id, study_uid=study.study_instance_uid,
+        series_uid=instance.series.series_instance_uid, sop_uid=instance.sop_instance_uid,
+        detail=f"model={model_name}; job={job.pk}",
+    )
+    return job
+
+
+# --- claim ---------------------------------------------------------------------------------
+def _claimable(now: Any) -> Q:
+    return Q(status=JobStatus.QUEUED) | Q(status=JobStatus.RUNNING, lease_until__lt=now)
+
+
+def jobs_fail_exhausted() -> int:
+    """Give up on jobs whose lease expired after their last allowed attempt."""
+    now = timezone.now()
+    return AnalysisJob.objects.filter(
+        status=JobStatus.RUNNING, lease_until__lt=now, attempts__gte=max_attempts()
+    ).update(
+        status=JobStatus.FAILED,
+        finished_at=now,
+        lease_until=None,
+        error=f"gave up after {max_attempts()} attempts (the worker stopped or timed out)",
+    )
+
+
+def job_claim(*, worker_id: str, lease: int | None = None, batch: int = 8) -> AnalysisJob | None:
+    """Claim the oldest claimable job for ``worker_id``, or return None if there is none."""
+    jobs_fail_exhausted()
+    now = timezone.now()
+    limit = max_attempts()
+    candidates = list(
+        AnalysisJob.objects.filter(_claimable(now), attempts__lt=limit)
+        .order_by("created_at", "id")
+        .values_list("id", flat=True)[:batch]
+    )
+    for job_id in candidates:
+        claimed = AnalysisJob.objects.filter(_claimable(now), id=job_id, attempts__lt=limit).update(
+            status=JobStatus.RUNNING,
+            worker_id=worker_id,
+            lease_until=now + timedelta(seconds=lease if lease is not None else lease_seconds()),
+            attempts=F("attempts") + 1,
+            started_at=now,
+        )
+        if claimed == 1:
+            return AnalysisJob.objects.select_related("instance__series__study").get(id=job_id)
+    return None
+
+
+def job_release(*, job: AnalysisJob, worker_id: str, error: str = "") -> bool:
+    """Give a claimed job back to the queue (a worker shutting down before it started)."""
+    return bool(
+        AnalysisJob.objects.filter(id=job.pk, status=JobStatus.RUNNING, worker_id=worker_id).update(
+            status=JobStatus.QUEUED,
+            lease_until=None,
+            worker_id="",
+            attempts=F("attempts") - 1,
+            error=error,
+        )
+    )
+
+
+def job_fail(*, job: AnalysisJob, worker_id: str, error: str, permanent: bool) -> None:
+    """Record a failed attempt: back to the queue, or ``failed`` when out of attempts."""
+    now = timezone.now()
+    ours = AnalysisJob.objects.filter(id=job.pk, status=JobStatus.RUNNING, worker_id=worker_id)
+    if permanent or job.attempts >= max_attempts():
+        ours.update(status=JobStatus.FAILED, finished_at=now, lease_until=None, error=error[:4000])
+    else:
+        ours.update(status=JobStatus.QUEUED, lease_until=None, worker_id="", error=error[:4000])
+
+
+# --- run -----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class JobOutcome:
+    job_id: int
+    status: str  # "done" | "failed" | "retry" | "duplicate"
+    result: AnalysisResult | None
+    error: str = ""
+
+
+def _ms(delta: timedelta) -> float:
+    return max(0.0, delta.total_seconds() * 1000.0)
+
+
+def _probabilities(raw: Any) -> dict[str, float]:
+    return {str(k): float(v) for k, v in dict(raw or {}).items()}
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return value
+
+
+def _embedding_store(*, instance: Instance, output: Any) -> None:
+    """Hand the embedding to similar-image search, if that app provides the service."""
+    vector = getattr(output, "embedding", None)
+    if vector is None or getattr(output, "refused", False):
+        return
+    try:
+        from medvault.retrieval.services import embedding_store
+    except ImportError:
+        return
+    embedding_store(
+        instance=instance,
+        model_name=output.model_name,
+        model_version=output.model_version,
+        vector=np.asarray(vector, dtype=np.float32),
+        label=output.label,
+    )
+
+
+def result_store(*, job: AnalysisJob, output: Any, worker_id: str) -> tuple[AnalysisResult, bool]:
+    """Store what the model said for ``job``; exactly one result per job.
+
+    The heat-map blob is written (durably) before the row that points at it commits.
+    Returns (result, created); ``created`` is False when another worker stored it first.
+    """
+    existing = AnalysisResult.objects.filter(job_id=job.pk).first()
+    if existing is not None:
+        _job_mark_done(job)
+        return existing, False
+    heatmap_key, width, height = "", None, None
+    heatmap = getattr(output, "heatmap", None)
+    if heatmap is not None and not getattr(output, "refused", False):
+        heat = np.asarray(heatmap, dtype=np.float32)
+        height, width = int(heat.shape[0]), int(heat.shape[1])
+        heatmap_key = blob_store().put(overlay_png(heat))
+    now = timezone.now()
+    started = job.started_at or now
+    with transaction.atomic():
+        try:
+            with transaction.atomic():
+                result = AnalysisResult.objects.create(
+                    job=job,
+                    instance_id=job.instance_id,
+                    model_name=getattr(output, "model_name", "") or job.model_name,
+                    model_version=str(getattr(output, "model_version", "") or ""),
+                    model_sha256=str(getattr(output, "model_sha256", "") or ""),
+                    label=output.label,
+                    probabilities=_probabilities(output.probabilities),
+                    refused=bool(output.refused),
+                    reason=str(getattr(output, "reason", "") or ""),
+                    heatmap_key=heatmap_key,
+                    heatmap_width=width,
+                    heatmap_height=height,
+                    requested_by_id=job.requested_by_id,
+                    queue_wait_ms=_ms(started - job.created_at),
+                    inference_ms=float(getattr(output, "latency_ms", 0.0) or 0.0),
+                    total_ms=_ms(now - job.created_at),
+                    extra=_json_safe(dict(getattr(output, "extra", None) or {})),
+                )
+        except IntegrityError:
+            # Another worker (whose lease we took over, or who took over ours) got there first.
+            _job_mark_done(job)
+            return AnalysisResult.objects.get(job_id=job.pk), False
+        try:
+            with transaction.atomic():
+                _embedding_store(instance=job.instance, output=output)
+        except Exception:  # search is an extra: the result stands without its embedding
+            log.exception("could not store the embedding of job %s", job.pk)
+        _job_mark_done(job)
+    return result, True
+
+
+def _job_mark_done(job: AnalysisJob) -> None:
+    AnalysisJob.objects.filter(id=job.pk).exclude(status=JobStatus.DONE).update(
+        status=JobStatus.DONE, finished_at=timezone.now(), lease_until=None, error=""
+    )
+
+
+def job_run(*, job: AnalysisJob, worker_id: str, backend: AnalysisBackend) -> JobOutcome:
+    """Run one claimed job to its end: result stored, or the attempt recorded as failed."""
+    from medvault.archive.selectors import instance_dataset
+
+    try:
+        dataset = instance_dataset(instance=job.instance)
+        output = backend.analyse(job.model_name, dataset)
+    except ModelUnavailable as exc:
+        job_fail(job=job, worker_id=worker_id, error=str(exc), permanent=True)
+        return JobOutcome(job.pk, "failed", None, str(exc))
+    except Exception as exc:  # one bad image must not stop the worker; the error is kept
+        log.exception("analysis job %s (%s) failed", job.pk, job.model_name)
+        error = f"{type(exc).__name__}: {exc}"
+        permanent = job.attempts >= max_attempts()
+        job_fail(job=job, worker_id=worker_id, error=error, permanent=permanent)
+        return JobOutcome(job.pk, "failed" if permanent else "retry", None, error)
+    result, created = result_store(job=job, output=output, worker_id=worker_id)
+    return JobOutcome(job.pk, "done" if created else "duplicate", result)
+
+
+def job_run_next(*, worker_id: str, backend: AnalysisBackend) -> JobOutcome | None:
+    """Claim and run one job; None when the queue has nothing claimable."""
+    job = job_claim(worker_id=worker_id)
+    if job is None:
+        return None
+    return job_run(job=job, worker_id=worker_id, backend=backend)
+
+
+def jobs_drain(*, backend: AnalysisBackend, worker_id: str | None = None, limit: int = 1000) -> list[JobOutcome]:
+    """Run claimable jobs in this process until none is left (tests, ``worker --once``)."""
+    wid = worker_id or worker_identity()
+    outcomes = []
+    for _ in range(limit):
+        outcome = job_run_next(worker_id=wid, backend=backend)
+        if outcome is None:
+            break
+        outcomes.append(outcome)
+    return outcomes
+
+
+# --- export --------------------------------------------------------------------------------
+def _frame_for_display(ds: Any) -> tuple[np.ndarray, tuple[float, float] | None]:
+    from pydicom.pixels import apply_modality_lut
+
+    pixels = ds.pixel_array
+    frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
+    samples = int(getattr(ds, "SamplesPerPixel", 1) or 1)
+    if frames > 1:
+        pixels = pixels[0]
+    if samples == 1:
+        pixels = apply_modality_lut(pixels, ds)
+        centre, width = ds.get("WindowCenter"), ds.get("WindowWidth")
+        if centre is not None and width is not None:
+            centre = centre[0] if hasattr(centre, "__len__") and not isinstance(centre, str) else centre
+            width = width[0] if hasattr(width, "__len__") and not isinstance(width, str) else width
+            try:
+                return pixels, (float(centre), float(width))
+            except (TypeError, ValueError):
+                return pixels, None
+        if str(ds.get("PhotometricInterpretation", "")) == "MONOCHROME1":
+            pixels = pixels.max() - pixels
+    elif str(ds.get("PhotometricInterpretation", "")).startswith("YBR"):
+        from pydicom.pixels import convert_color_space
+
+        pixels = convert_color_space(pixels, str(ds.PhotometricInterpretation), "RGB")
+    return pixels, None
+
+
+def result_export(*, result: AnalysisResult, user: Any, request: Any = None) -> Any:
+    """Store a Secondary Capture of the image with the heat-map burned in, in the same
+    study (new series), through the archive's ``instance_store``. Returns its StoreResult."""
+    import highdicom as hd
+    from pydicom.uid import generate_uid
+
+    from medvault.accounts.audit import audit_record
+    from medvault.archive.selectors import instance_dataset
+    from medvault.archive.services import instance_store
+
+    if not result.heatmap_key:
+        raise AnalysisError("this result has no heat-map to export (the model refused the image)")
+    instance = result.instance
+    ds = instance_dataset(instance=instance)
+    pixels, window = _frame_for_display(ds)
+    image = display_rgb(pixels, window=window)
+    burned = composite(image, png_rgba(blob_store().get(result.heatmap_key)))
+    study = instance.series.study
+    outcome = "refused" if result.refused else (result.label or "")
+    sc = hd.sc.SCImage.from_ref_dataset(
+        ref_dataset=ds,
+        pixel_array=burned,
+        photometric_interpretation=hd.PhotometricInterpretationValues.RGB,
+        bits_allocated=8,
+        coordinate_system=hd.CoordinateSystemNames.PATIENT,
+        series_instance_uid=generate_uid(),
+        series_number=9000 + (result.pk % 1000),
+        sop_instance_uid=generate_uid(),
+        instance_number=1,
+        manufacturer="MedVault",
+        patient_orientation=("L", "P"),
+        transfer_syntax_uid="1.2.840.10008.1.2.1",
+    )
+    sc.SeriesDescription = f"MedVault {result.model_name} heat-map (decision support)"[:64]
+    sc.ImageComments = (
+        f"{result.model_name} {result.model_version}: {outcome}. "
+        "Decision support, not a diagnosis."
+    )[:10240]
+    sc.DerivationDescription = f"Class activation heat-map of {result.model_name} {result.model_version}"[:1024]
+    sc.BurnedInAnnotation = "YES"
+    sc.Modality = "OT"
+    buffer = io.BytesIO()
+    sc.save_as(buffer, enforce_file_format=True)
+    stored = instance_store(
+        data=buffer.getvalue(), source="analysis", user=user, group=study.group
+    )
+    audit_record(
+        user=user, action="export", request=request,
+        outcome="ok" if stored.status in ("stored", "duplicate") else "error",
+        patient_id=study.patient.patient_id, study_uid=study.study_instance_uid,
+        series_uid=instance.series.series_instance_uid, sop_uid=instance.sop_instance_uid,
+        detail=f"analysis result {result.pk} as secondary capture {stored.sop_instance_uid}",
+    )
+    return stored

@@ -1,0 +1,195 @@
+"""The analysis JSON API (thin: parse, call a service or selector, render).
+
+POST /api/v1/analyses                      queue a job -> 202 {"job": {...}}
+GET  /api/v1/analyses?study=|instance=|job=  results and job states the user may see
+GET  /api/v1/analyses/<id>                 one result
+GET  /api/v1/analyses/<id>/heatmap.png     the overlay (RGBA PNG, image size)
+POST /api/v1/analyses/<id>/export          store a Secondary Capture with the overlay burned in
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.http import HttpRequest, HttpResponse, JsonResponse
+
+from medvault.accounts.api_auth import api_login_required
+from medvault.accounts.audit import audit_record
+from medvault.accounts.permissions import is_deidentified_user, user_can, visible_studies
+from medvault.analysis import selectors, services
+from medvault.analysis.models import DISCLAIMER
+from medvault.archive.models import Instance
+
+_LIST_LIMIT = 500
+
+
+def _error(message: str, status: int) -> JsonResponse:
+    return JsonResponse({"error": message}, status=status)
+
+
+def _method_not_allowed(allowed: str) -> JsonResponse:
+    response = _error(f"method not allowed; use {allowed}", 405)
+    response["Allow"] = allowed
+    return response
+
+
+@api_login_required
+def analyses(request: HttpRequest) -> HttpResponse:
+    if request.method == "POST":
+        return _analysis_create(request)
+    if request.method in ("GET", "HEAD"):
+        return _analysis_list(request)
+    return _method_not_allowed("GET, POST")
+
+
+def _analysis_create(request: HttpRequest) -> HttpResponse:
+    content_type = request.META.get("CONTENT_TYPE", "")
+    if content_type.startswith("application/json") or not request.POST:
+        try:
+            body = json.loads(request.body or b"{}")
+        except (ValueError, UnicodeDecodeError):
+            return _error("the body is not valid JSON", 400)
+    else:
+        body = request.POST.dict()
+    if not isinstance(body, dict):
+        return _error("the body must be a JSON object", 400)
+    try:
+        job = services.analysis_request(
+            user=request.user,
+            sop_instance_uid=body.get("sop_instance_uid", ""),
+            model_name=body.get("model", ""),
+            request=request,
+        )
+    except services.AnalysisError as exc:
+        return _error(str(exc), exc.status)
+    job = selectors.jobs_visible_to(request.user).get(pk=job.pk)
+    response = JsonResponse(
+        {
+            "disclaimer": DISCLAIMER,
+            "job": selectors.job_as_json(job),
+            "status_url": f"/api/v1/analyses?job={job.pk}",
+        },
+        status=202,
+    )
+    response["Location"] = f"/api/v1/analyses?job={job.pk}"
+    return response
+
+
+def _analysis_list(request: HttpRequest) -> HttpResponse:
+    user = request.user
+    if not user_can(user, "view"):
+        return _error("you may not view analyses", 403)
+    deidentified = is_deidentified_user(user)
+    study_uid = request.GET.get("study", "").strip()
+    instance_uid = request.GET.get("instance", "").strip()
+    job_param = request.GET.get("job", "").strip()
+    results = selectors.results_visible_to(user)
+    jobs = selectors.jobs_visible_to(user)
+    audit: dict[str, str] = {}
+    if job_param:
+        if not job_param.isdigit():
+            return _error("job must be a number", 400)
+        job = jobs.filter(pk=int(job_param)).first()
+        if job is None:
+            return _error("no such job", 404)
+        results = results.filter(job_id=job.pk)
+        jobs = jobs.filter(pk=job.pk)
+        audit = {"sop_uid": job.instance.sop_instance_uid,
+                 "study_uid": job.instance.series.study.study_instance_uid}
+    if instance_uid:
+        instance = (
+            Instance.objects.select_related("series__study")
+            .filter(sop_instance_uid=instance_uid[:64], series__study__in=visible_studies(user))
+            .first()
+        )
+        if instance is None:
+            return _error("no such instance", 404)
+        results = results.filter(instance=instance)
+        jobs = jobs.filter(instance=instance)
+        audit = {"sop_uid": instance.sop_instance_uid,
+                 "study_uid": instance.series.study.study_instance_uid}
+    if study_uid:
+        study = visible_studies(user).filter(study_instance_uid=study_uid[:64]).first()
+        if study is None:
+            return _error("no such study", 404)
+        results = results.filter(instance__series__study=study)
+        jobs = jobs.filter(instance__series__study=study)
+        audit.setdefault("study_uid", study.study_instance_uid)
+    if audit:
+        audit_record(user=user, action="view", request=request, detail="analysis results", **audit)
+    return JsonResponse(
+        {
+            "disclaimer": DISCLAIMER,
+            "results": [
+                selectors.result_as_json(r, deidentified=deidentified)
+                for r in results[:_LIST_LIMIT]
+            ],
+            "jobs": [selectors.job_as_json(j) for j in jobs[:_LIST_LIMIT]],
+        }
+    )
+
+
+@api_login_required
+def analysis_detail(request: HttpRequest, result_id: int) -> HttpResponse:
+    if request.method not in ("GET", "HEAD"):
+        return _method_not_allowed("GET")
+    result = selectors.result_visible(user=request.user, result_id=result_id)
+    if result is None:
+        return _error("no such analysis", 404)
+    return JsonResponse(
+        selectors.result_as_json(result, deidentified=is_deidentified_user(request.user))
+    )
+
+
+@api_login_required
+def analysis_heatmap(request: HttpRequest, result_id: int) -> HttpResponse:
+    if request.method not in ("GET", "HEAD"):
+        return _method_not_allowed("GET")
+    result = selectors.result_visible(user=request.user, result_id=result_id)
+    if result is None:
+        return _error("no such analysis", 404)
+    if not result.heatmap_key:
+        return _error("this analysis has no heat-map", 404)
+    from medvault.core.blobs import BlobNotFound
+
+    try:
+        png = services.blob_store().get(result.heatmap_key)
+    except BlobNotFound:
+        return _error("the heat-map is missing from the blob store", 500)
+    response = HttpResponse(png, content_type="image/png")
+    response["Cache-Control"] = "private, max-age=86400, immutable"
+    return response
+
+
+@api_login_required
+def analysis_export(request: HttpRequest, result_id: int) -> HttpResponse:
+    if request.method != "POST":
+        return _method_not_allowed("POST")
+    user: Any = request.user
+    result = selectors.result_visible(user=user, result_id=result_id)
+    if result is None:
+        return _error("no such analysis", 404)
+    if not (user_can(user, "export") and user_can(user, "upload")):
+        audit_record(user=user, action="export", outcome="denied", request=request,
+                     sop_uid=result.instance.sop_instance_uid,
+                     detail=f"analysis result {result.pk} as secondary capture")
+        return _error("you may not export analyses into the archive", 403)
+    try:
+        stored = services.result_export(result=result, user=user, request=request)
+    except services.AnalysisError as exc:
+        return _error(str(exc), exc.status)
+    if stored.status == "rejected":
+        return _error(f"the archive rejected the export: {stored.reason}", 422)
+    return JsonResponse(
+        {
+            "disclaimer": DISCLAIMER,
+            "status": stored.status,
+            "sop_instance_uid": stored.sop_instance_uid,
+            "series_instance_uid": (
+                stored.instance.series.series_instance_uid if stored.instance else None
+            ),
+            "study_instance_uid": result.instance.series.study.study_instance_uid,
+        },
+        status=201,
+    )

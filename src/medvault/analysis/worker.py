@@ -1,0 +1,147 @@
+"""The analysis worker loop (``medvault worker``), kept out of the command so tests call it.
+
+One process runs one job at a time. ``worker_pool`` starts N such processes and forwards
+SIGTERM/SIGINT to them. On SIGTERM a worker finishes the job in hand (inference takes well
+under a second), then exits; a job it had claimed but not started goes back to the queue.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.conf import settings
+from django.db import DatabaseError, close_old_connections, connections
+
+from medvault.analysis import services
+from medvault.analysis.backends import AnalysisBackend, analysis_backend
+
+log = logging.getLogger("medvault.worker")
+
+
+@dataclass
+class WorkerStats:
+    done: int = 0
+    failed: int = 0
+    retried: int = 0
+    duplicates: int = 0
+    outcomes: list[services.JobOutcome] = field(default_factory=list)
+
+
+def poll_seconds() -> float:
+    return max(0.01, int(getattr(settings, "MEDVAULT_WORKER_POLL_MS", 200)) / 1000.0)
+
+
+def worker_run(
+    *,
+    stop: threading.Event,
+    once: bool = False,
+    backend: AnalysisBackend | None = None,
+    worker_id: str | None = None,
+    on_outcome: Callable[[services.JobOutcome], None] | None = None,
+) -> WorkerStats:
+    """Claim and run jobs until ``stop`` is set (or, with ``once``, until none is claimable).
+
+    A database outage is waited out: the loop backs off and reconnects.
+    """
+    wid = worker_id or services.worker_identity()
+    engine = backend or analysis_backend()
+    stats = WorkerStats()
+    backoff = poll_seconds()
+    while not stop.is_set():
+        try:
+            close_old_connections()
+            job = services.job_claim(worker_id=wid)
+            if job is None:
+                if once:
+                    break
+                stop.wait(poll_seconds())
+                continue
+            if stop.is_set():
+                services.job_release(job=job, worker_id=wid)
+                break
+            outcome = services.job_run(job=job, worker_id=wid, backend=engine)
+            backoff = poll_seconds()
+        except DatabaseError as exc:
+            # The database went away (restart, failover): drop the connection and retry.
+            log.warning("worker %s: database error (%s); retrying in %.1f s", wid, exc, backoff)
+            for conn in connections.all():
+                conn.close_if_unusable_or_obsolete()
+                conn.close()
+            stop.wait(backoff)
+            backoff = min(backoff * 2, 10.0)
+            continue
+        stats.outcomes.append(outcome)
+        if outcome.status == "done":
+            stats.done += 1
+        elif outcome.status == "failed":
+            stats.failed += 1
+        elif outcome.status == "retry":
+            stats.retried += 1
+        else:
+            stats.duplicates += 1
+        log.info("worker %s: job %s %s %s", wid, outcome.job_id, outcome.status, outcome.error)
+        if on_outcome is not None:
+            on_outcome(outcome)
+    return stats
+
+
+def install_stop_handlers(stop: threading.Event) -> None:
+    def handler(signum: int, frame: Any) -> None:
+        log.info("worker %s: signal %s, stopping after the current job", os.getpid(), signum)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+
+
+def worker_pool(*, concurrency: int, once: bool, extra_args: list[str] | None = None) -> int:
+    """Run ``concurrency`` single worker processes; restart any that dies unexpectedly.
+
+    Returns the exit status (0 unless a child failed with ``once``).
+    """
+    command = [sys.executable, "-m", "medvault.cli", "worker", "--concurrency", "1"]
+    if once:
+        command.append("--once")
+    command.extend(extra_args or [])
+    stop = threading.Event()
+    install_stop_handlers(stop)
+    children: dict[int, subprocess.Popen[bytes]] = {}
+
+    def spawn(slot: int) -> None:
+        children[slot] = subprocess.Popen(command)
+
+    for slot in range(concurrency):
+        spawn(slot)
+    status = 0
+    forwarded = False
+    while children:
+        if stop.is_set() and not forwarded:
+            for child in children.values():
+                if child.poll() is None:
+                    child.send_signal(signal.SIGTERM)
+            forwarded = True
+        for slot, child in list(children.items()):
+            code = child.poll()
+            if code is None:
+                continue
+            del children[slot]
+            if code != 0:
+                status = code
+            if not once and not stop.is_set():
+                log.warning("worker process %s exited with %s; starting another", child.pid, code)
+                time.sleep(1.0)
+                spawn(slot)
+        if stop.is_set():
+            time.sleep(0.2)
+        else:
+            stop.wait(0.2)
+    return status
