@@ -60,6 +60,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "medvault.ops.middleware.ServiceUnavailableMiddleware",
+    "medvault.ops.middleware.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -147,6 +149,13 @@ CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
 SECURE_REFERRER_POLICY = "same-origin"
+# Content-Security-Policy on HTML pages (medvault.ops.middleware); "" turns it off.
+MEDVAULT_CSP = envstr(
+    "MEDVAULT_CSP",
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data: blob:; font-src 'self'; connect-src 'self'; worker-src 'self' blob:; "
+    "object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'",
+)
 if envbool("MEDVAULT_HTTPS", False):
     SECURE_SSL_REDIRECT = envbool("MEDVAULT_SSL_REDIRECT", True)
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
@@ -158,6 +167,12 @@ if envbool("MEDVAULT_HTTPS", False):
 # Blob store: "filesystem" (default, under MEDVAULT_BLOB_DIR) or "s3" (see docs/operations.md).
 MEDVAULT_BLOB_BACKEND = envstr("MEDVAULT_BLOB_BACKEND", "filesystem")
 MEDVAULT_BLOB_DIR = Path(envstr("MEDVAULT_BLOB_DIR", str(DATA_DIR / "blobs"))).resolve()
+MEDVAULT_S3_ENDPOINT_URL = envstr("MEDVAULT_S3_ENDPOINT_URL", "")
+MEDVAULT_S3_BUCKET = envstr("MEDVAULT_S3_BUCKET", "")
+MEDVAULT_S3_PREFIX = envstr("MEDVAULT_S3_PREFIX", "")
+MEDVAULT_S3_REGION = envstr("MEDVAULT_S3_REGION", "")
+MEDVAULT_S3_ACCESS_KEY_ID = envstr("MEDVAULT_S3_ACCESS_KEY_ID", "")
+MEDVAULT_S3_SECRET_ACCESS_KEY = envstr("MEDVAULT_S3_SECRET_ACCESS_KEY", "")
 # Lossless transfer syntax that pixel data is re-encoded into ("none" keeps what arrived).
 MEDVAULT_COMPRESSION = envstr("MEDVAULT_COMPRESSION", "jpegls")
 # Limits on what one upload may expand to.

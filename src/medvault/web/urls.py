@@ -13,3 +13,6 @@ urlpatterns = [
     path("", include("medvault.ops.urls")),
     path("", include("medvault.ui.urls")),
 ]
+
+# A database outage or a full blob store gets a clear 503/507 instead of a bare 500.
+handler500 = "medvault.ops.views.server_error"

@@ -1,0 +1,131 @@
+"""Middleware for running MedVault in production.
+
+``ServiceUnavailableMiddleware`` turns infrastructure failures into clear answers instead of a
+bare 500: the database unreachable -> 503 (with ``Retry-After``), the blob store out of space ->
+507. Django reconnects to the database on the next request by itself, so MedVault works again
+as soon as the database is back, without a restart.
+
+``ContentSecurityPolicyMiddleware`` adds a Content-Security-Policy to every HTML page (Django 5.2
+has none built in): scripts, styles, images and frames only from MedVault itself.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import logging
+from collections.abc import Callable
+
+from django.conf import settings
+from django.db import InterfaceError, OperationalError
+from django.http import HttpRequest, HttpResponse
+
+logger = logging.getLogger(__name__)
+
+DATABASE_UNAVAILABLE = (
+    "database unavailable: MedVault cannot reach its database right now; nothing was changed. "
+    "Try again in a few seconds."
+)
+STORAGE_FULL = (
+    "storage full: the blob store has no space left, so nothing was stored. "
+    "Earlier data is intact; ask an administrator to free or add space."
+)
+_FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+_FULL_NAMES = {"StorageFull", "BlobStoreFull", "InsufficientStorage"}
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    seen: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in seen and len(seen) < 20:
+        seen.append(current)
+        current = current.__cause__ or current.__context__
+    return seen
+
+
+def is_database_unavailable(exc: BaseException) -> bool:
+    for item in _chain(exc):
+        if isinstance(item, (OperationalError, InterfaceError)):
+            return True
+        # The driver's own errors, when a library let them through unwrapped.
+        if type(item).__name__ in {"OperationalError", "InterfaceError"} and type(
+            item
+        ).__module__.split(".")[0] in {"psycopg", "psycopg2", "MySQLdb", "sqlite3"}:
+            return True
+    return False
+
+
+def is_storage_full(exc: BaseException) -> bool:
+    for item in _chain(exc):
+        if isinstance(item, OSError) and item.errno in _FULL_ERRNOS:
+            return True
+        if type(item).__name__ in _FULL_NAMES:
+            return True
+    return False
+
+
+def _wants_html(request: HttpRequest) -> bool:
+    if request.path.startswith(("/dicomweb/", "/api/", "/healthz")):
+        return False
+    return "text/html" in request.headers.get("Accept", "")
+
+
+def error_response(request: HttpRequest, status: int, message: str) -> HttpResponse:
+    if _wants_html(request):
+        body = (
+            "<!doctype html><html lang=en><meta charset=utf-8><title>MedVault</title>"
+            f"<h1>MedVault is unavailable</h1><p>{message}</p></html>"
+        )
+        response = HttpResponse(body, status=status, content_type="text/html; charset=utf-8")
+    else:
+        response = HttpResponse(
+            json.dumps({"error": message}), status=status, content_type="application/json"
+        )
+    if status == 503:
+        response["Retry-After"] = "10"
+    return response
+
+
+def infrastructure_error_response(request: HttpRequest, exc: BaseException) -> HttpResponse | None:
+    if is_storage_full(exc):
+        logger.error("storage full while handling %s %s", request.method, request.path)
+        return error_response(request, 507, STORAGE_FULL)
+    if is_database_unavailable(exc):
+        logger.error("database unavailable while handling %s %s: %s", request.method,
+                     request.path, exc)
+        return error_response(request, 503, DATABASE_UNAVAILABLE)
+    return None
+
+
+class ServiceUnavailableMiddleware:
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        return self.get_response(request)
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        return infrastructure_error_response(request, exception)
+
+
+DEFAULT_CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data: blob:; font-src 'self'; connect-src 'self'; worker-src 'self' blob:; "
+    "object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'"
+)
+
+
+class ContentSecurityPolicyMiddleware:
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+        self.policy = getattr(settings, "MEDVAULT_CSP", DEFAULT_CSP)
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        if (
+            self.policy
+            and "Content-Security-Policy" not in response
+            and response.get("Content-Type", "").startswith("text/html")
+        ):
+            response["Content-Security-Policy"] = self.policy
+        return response
