@@ -1,0 +1,79 @@
+"""Archive reads: stored instances back as data sets, Part 10 bytes or pixel arrays."""
+
+from __future__ import annotations
+
+from io import BytesIO
+
+import numpy as np
+import pydicom
+from django.db.models import QuerySet
+from pydicom.dataset import Dataset
+from pydicom.uid import ExplicitVRLittleEndian
+
+from medvault.archive.models import Instance, PatientConflict
+from medvault.archive.storage import blob_store
+from medvault.core.codecs import decode_pixels, decompress_dataset
+from medvault.core.dicom.parse import dataset_to_part10
+
+# Syntaxes we can produce on request: the stored one, or native explicit little endian.
+TRANSCODABLE = {ExplicitVRLittleEndian}
+
+
+class TransferSyntaxUnavailable(ValueError):
+    """The instance cannot be returned in the requested transfer syntax."""
+
+
+def instance_blob(*, instance: Instance) -> bytes:
+    """The stored Part 10 bytes, exactly as kept in the blob store."""
+    return blob_store().get(instance.blob_key)
+
+
+def _stored_dataset(instance: Instance) -> Dataset:
+    return pydicom.dcmread(BytesIO(instance_blob(instance=instance)))
+
+
+def instance_dataset(*, instance: Instance, transfer_syntax_uid: str | None = None) -> Dataset:
+    """The instance as a pydicom data set, in the stored syntax unless one is requested.
+
+    ``transfer_syntax_uid="1.2.840.10008.1.2.1"`` returns native pixel data (decompressed);
+    any other syntax than the stored one raises ``TransferSyntaxUnavailable``.
+    """
+    ds = _stored_dataset(instance)
+    if transfer_syntax_uid in (None, "", instance.transfer_syntax_uid):
+        return ds
+    if transfer_syntax_uid not in TRANSCODABLE:
+        raise TransferSyntaxUnavailable(
+            f"transfer syntax {transfer_syntax_uid} is not available; stored as "
+            f"{instance.transfer_syntax_uid}, or ask for {ExplicitVRLittleEndian}"
+        )
+    return decompress_dataset(ds)
+
+
+def instance_part10_bytes(*, instance: Instance, transfer_syntax_uid: str | None = None) -> bytes:
+    """Part 10 bytes in the stored syntax (byte-exact blob) or transcoded on request."""
+    if transfer_syntax_uid in (None, "", instance.transfer_syntax_uid):
+        return instance_blob(instance=instance)
+    return dataset_to_part10(instance_dataset(instance=instance, transfer_syntax_uid=transfer_syntax_uid))
+
+
+def instance_pixels(*, instance: Instance, frame: int | None = 0) -> np.ndarray:
+    """Raw stored pixel values of one frame (``frame=None``: all frames).
+
+    No modality LUT is applied; shape (rows, cols[, samples]) for one frame.
+    """
+    pixels = decode_pixels(_stored_dataset(instance))
+    if frame is None:
+        return pixels
+    if not 0 <= frame < pixels.shape[0]:
+        raise IndexError(f"frame {frame} out of range (instance has {pixels.shape[0]})")
+    return pixels[frame]
+
+
+def instance_get(*, sop_instance_uid: str) -> Instance | None:
+    return Instance.objects.select_related("series__study__patient").filter(
+        sop_instance_uid=sop_instance_uid
+    ).first()
+
+
+def patient_conflicts() -> QuerySet[PatientConflict]:
+    return PatientConflict.objects.select_related("patient").order_by("created_at", "pk")

@@ -1,0 +1,527 @@
+"""Archive writes: the one ingest service every door (CLI, web, STOW-RS, C-STORE) calls.
+
+Order of work for one instance: parse and validate (decode every frame) -> look for the
+SOP Instance UID (duplicate / conflicting re-send) -> re-encode losslessly and verify ->
+write the blob durably -> index it in one transaction -> run the stored hooks on commit.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from io import BytesIO
+from typing import IO, Any
+
+from django.conf import settings
+from django.contrib.auth.models import Group
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from pydicom.dataset import Dataset
+
+from medvault.archive.models import Instance, Patient, PatientConflict, Series, Study
+from medvault.archive.storage import blob_store
+from medvault.core.codecs import CODECS, recompress
+from medvault.core.dicom.parse import DicomRejected, ParsedInstance, dataset_to_part10, parse_instance
+from medvault.core.dicom.secondary_capture import image_to_secondary_capture, is_image
+from medvault.core.dicom.zipsafe import ZipLimits, ZipRejected, is_zip, iter_zip_members
+
+logger = logging.getLogger(__name__)
+
+STORED = "stored"
+DUPLICATE = "duplicate"
+REJECTED = "rejected"
+
+
+@dataclass(frozen=True)
+class StoreResult:
+    status: str  # "stored" | "duplicate" | "rejected"
+    sop_instance_uid: str | None
+    reason: str | None
+    instance: Instance | None  # the stored (or already present) row; None when rejected
+    path: str = ""  # what the caller called the input (file name / zip member); display only
+
+    def as_dict(self) -> dict[str, Any]:
+        """The JSON line the ingest command prints."""
+        return {
+            "path": self.path,
+            "status": self.status,
+            "sop_instance_uid": self.sop_instance_uid,
+            "reason": self.reason,
+        }
+
+
+_stored_hooks: list[Callable[[Instance], None]] = []
+
+
+def register_stored_hook(fn: Callable[[Instance], None]) -> None:
+    """Run ``fn(instance)`` via ``transaction.on_commit`` after each NEW instance is stored."""
+    if fn not in _stored_hooks:
+        _stored_hooks.append(fn)
+
+
+class _AlreadyStored(Exception):
+    """Another writer inserted the same SOP Instance UID first."""
+
+
+class _IndexRejected(Exception):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+# --- small value helpers ---------------------------------------------------------------
+
+
+def _text(ds: Dataset, keyword: str, limit: int) -> str:
+    value = ds.get(keyword)
+    if value is None:
+        return ""
+    if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
+        value = "\\".join(str(v) for v in value)
+    return str(value).replace("\x00", "").strip()[:limit]
+
+
+def _person_name(value: Any) -> str:
+    # Trailing empty components carry no meaning: "Doe^John^^^" == "Doe^John", "^^^^" == "".
+    text = str(value or "").replace("\x00", "").strip()
+    groups = [group.rstrip("^ ") for group in text.split("=")]
+    while groups and not groups[-1]:
+        groups.pop()
+    return "=".join(groups)
+
+
+def _date(value: Any) -> dt.date | None:
+    text = str(value or "").strip()
+    if len(text) >= 8 and text[:8].isdigit():
+        try:
+            return dt.date(int(text[:4]), int(text[4:6]), int(text[6:8]))
+        except ValueError:
+            return None
+    return None
+
+
+def _int(value: Any) -> int | None:
+    try:
+        number = int(str(value).strip()) if value not in (None, "") else None
+    except (TypeError, ValueError):
+        return None
+    if number is not None and abs(number) > 2**31 - 1:
+        return None
+    return number
+
+
+def _resolve_group(group: Group | str | None) -> Group | None:
+    if group is None or isinstance(group, Group):
+        return group
+    name = str(group).strip()
+    if not name:
+        return None
+    found, _ = Group.objects.get_or_create(name=name[:150])
+    return found
+
+
+def _user_or_none(user: Any) -> Any:
+    if user is not None and getattr(user, "is_authenticated", False) and getattr(user, "pk", None):
+        return user
+    return None
+
+
+# --- duplicates ------------------------------------------------------------------------
+
+
+def _differing_attributes(stored: dict[str, Any], received: dict[str, Any]) -> list[str]:
+    from pydicom.datadict import keyword_for_tag
+
+    names = []
+    for tag in sorted(set(stored) | set(received)):
+        a, b = stored.get(tag), received.get(tag)
+        if isinstance(a, dict) and isinstance(b, dict):
+            a = {k: v for k, v in a.items() if k != "vr"}
+            b = {k: v for k, v in b.items() if k != "vr"}
+        if a != b:
+            try:
+                names.append(keyword_for_tag(int(tag, 16)) or tag)
+            except ValueError:
+                names.append(tag)
+    return names
+
+
+def _compare_existing(existing: Instance, parsed: ParsedInstance, path: str) -> StoreResult:
+    uid = existing.sop_instance_uid
+    if existing.pixel_sha256 == parsed.pixel_sha256 and existing.content_sha256 == parsed.content_sha256:
+        return StoreResult(DUPLICATE, uid, "already stored with the same pixels and metadata", existing, path)
+    if existing.pixel_sha256 != parsed.pixel_sha256:
+        reason = "SOP Instance UID already stored with different pixel data"
+    else:
+        diff = _differing_attributes(existing.metadata, parsed.metadata)
+        shown = ", ".join(diff[:5]) + (f" and {len(diff) - 5} more" if len(diff) > 5 else "")
+        reason = f"SOP Instance UID already stored with different metadata ({shown or 'unknown'})"
+    return StoreResult(REJECTED, uid, reason + "; the stored instance is kept", None, path)
+
+
+# --- storage form ----------------------------------------------------------------------
+
+
+def _storage_bytes(parsed: ParsedInstance, data: bytes) -> tuple[bytes, str]:
+    """Return the Part 10 bytes to keep and their transfer syntax.
+
+    Lossless input is re-encoded with ``MEDVAULT_COMPRESSION`` and verified pixel by pixel;
+    anything else (lossy input, a codec that refused, a failed round trip) is kept as
+    received, byte for byte when it arrived as a Part 10 file.
+    """
+    ts = parsed.received_transfer_syntax_uid
+    codec = str(getattr(settings, "MEDVAULT_COMPRESSION", "none") or "none").lower()
+    target = CODECS.get(codec)
+    if (
+        target is not None
+        and parsed.pixels is not None
+        and parsed.pixels_exact
+        and not parsed.lossy
+        and ts != target.transfer_syntax_uid
+    ):
+        new, why = recompress(parsed.dataset, parsed.pixels, codec)
+        if new is not None:
+            return dataset_to_part10(new), target.transfer_syntax_uid
+        logger.info("%s kept as received: %s", parsed.sop_instance_uid, why)
+    if len(data) >= 132 and data[128:132] == b"DICM":
+        return data, ts
+    return dataset_to_part10(parsed.dataset), ts
+
+
+# --- index -----------------------------------------------------------------------------
+
+
+def _patient_for(ds: Dataset) -> tuple[Patient, list[PatientConflict]]:
+    identity = {
+        "patient_id": _text(ds, "PatientID", 64),
+        "issuer_of_patient_id": _text(ds, "IssuerOfPatientID", 64),
+    }
+    received = {
+        "patient_name": _person_name(ds.get("PatientName"))[:324],
+        "patient_birth_date": _date(ds.get("PatientBirthDate")),
+        "patient_sex": _text(ds, "PatientSex", 16),
+    }
+    patient, created = Patient.objects.get_or_create(**identity, defaults=received)
+    conflicts: list[PatientConflict] = []
+    if created:
+        return patient, conflicts
+    for field, value in received.items():
+        stored = getattr(patient, field)
+        if field == "patient_name":
+            stored = _person_name(stored)
+        if value not in (None, "") and stored not in (None, "") and value != stored:
+            conflicts.append(
+                PatientConflict(
+                    patient=patient,
+                    sop_instance_uid=str(ds.SOPInstanceUID),
+                    field=field,
+                    stored_value=str(stored)[:324],
+                    received_value=str(value)[:324],
+                )
+            )
+    return patient, conflicts
+
+
+def _study_for(ds: Dataset, patient: Patient, group: Group | None) -> Study:
+    uid = str(ds.StudyInstanceUID)
+    study, _ = Study.objects.get_or_create(
+        study_instance_uid=uid,
+        defaults={
+            "patient": patient,
+            "study_date": _date(ds.get("StudyDate")),
+            "study_time": _text(ds, "StudyTime", 32),
+            "accession_number": _text(ds, "AccessionNumber", 64),
+            "study_description": _text(ds, "StudyDescription", 128),
+            "study_id": _text(ds, "StudyID", 16),
+            "referring_physician_name": _person_name(ds.get("ReferringPhysicianName"))[:324],
+            "group": group,
+        },
+    )
+    if study.patient_id != patient.pk:
+        raise _IndexRejected(
+            f"StudyInstanceUID {uid} is already stored for another patient "
+            f"(PatientID {study.patient.patient_id!r}); patients are never merged"
+        )
+    return study
+
+
+def _series_for(ds: Dataset, study: Study) -> tuple[Series, bool]:
+    uid = str(ds.SeriesInstanceUID)
+    series, created = Series.objects.get_or_create(
+        series_instance_uid=uid,
+        defaults={
+            "study": study,
+            "modality": _text(ds, "Modality", 16),
+            "series_number": _int(ds.get("SeriesNumber")),
+            "series_description": _text(ds, "SeriesDescription", 128),
+            "body_part_examined": _text(ds, "BodyPartExamined", 64),
+        },
+    )
+    if series.study_id != study.pk:
+        raise _IndexRejected(
+            f"SeriesInstanceUID {uid} is already stored in another study "
+            f"({series.study.study_instance_uid})"
+        )
+    return series, created
+
+
+def _index(
+    parsed: ParsedInstance,
+    *,
+    blob_key: str,
+    stored_ts: str,
+    received_bytes: int,
+    stored_bytes: int,
+    source: str,
+    user: Any,
+    group: Group | None,
+) -> Instance:
+    ds = parsed.dataset
+    patient, conflicts = _patient_for(ds)
+    study = _study_for(ds, patient, group)
+    # Lock the study row: counts and ModalitiesInStudy are read-modify-write.
+    study = Study.objects.select_for_update().get(pk=study.pk)
+    series, series_created = _series_for(ds, study)
+    try:
+        with transaction.atomic():
+            instance = Instance.objects.create(
+                sop_instance_uid=parsed.sop_instance_uid,
+                series=series,
+                sop_class_uid=parsed.sop_class_uid,
+                instance_number=_int(ds.get("InstanceNumber")),
+                rows=_int(ds.get("Rows")),
+                columns=_int(ds.get("Columns")),
+                bits_allocated=_int(ds.get("BitsAllocated")),
+                number_of_frames=_int(ds.get("NumberOfFrames")) or 1,
+                received_transfer_syntax_uid=parsed.received_transfer_syntax_uid,
+                transfer_syntax_uid=stored_ts,
+                blob_key=blob_key,
+                pixel_sha256=parsed.pixel_sha256,
+                content_sha256=parsed.content_sha256,
+                received_bytes=received_bytes,
+                stored_bytes=stored_bytes,
+                raw_pixel_bytes=parsed.raw_pixel_bytes,
+                metadata=parsed.metadata,
+                uploaded_by=_user_or_none(user),
+                source=source[:32],
+            )
+    except IntegrityError:
+        raise _AlreadyStored() from None
+    if conflicts:
+        PatientConflict.objects.bulk_create(conflicts)
+    Series.objects.filter(pk=series.pk).update(number_of_instances=F("number_of_instances") + 1)
+    modalities = sorted(
+        {m for m in Series.objects.filter(study=study).values_list("modality", flat=True) if m}
+    )
+    Study.objects.filter(pk=study.pk).update(
+        number_of_instances=F("number_of_instances") + 1,
+        number_of_series=F("number_of_series") + (1 if series_created else 0),
+        modalities_in_study="\\".join(modalities)[:128],
+        updated_at=dt.datetime.now(dt.UTC),
+    )
+    for hook in list(_stored_hooks):
+        transaction.on_commit(lambda hook=hook: hook(instance))
+    return instance
+
+
+def _store_parsed(
+    parsed: ParsedInstance, *, data: bytes, source: str, user: Any, group: Any, path: str
+) -> StoreResult:
+    uid = parsed.sop_instance_uid
+    existing = Instance.objects.filter(sop_instance_uid=uid).first()
+    if existing is not None:
+        return _compare_existing(existing, parsed, path)
+    blob, stored_ts = _storage_bytes(parsed, data)
+    # Durable before visible: the blob is on disk before the row that points at it commits.
+    key = blob_store().put(blob)
+    resolved_group = _resolve_group(group)
+    try:
+        with transaction.atomic():
+            instance = _index(
+                parsed,
+                blob_key=key,
+                stored_ts=stored_ts,
+                received_bytes=len(data),
+                stored_bytes=len(blob),
+                source=source,
+                user=user,
+                group=resolved_group,
+            )
+    except _AlreadyStored:
+        # A concurrent writer won; the blob we wrote is either shared (same bytes) or an
+        # orphan for ``medvault scrub`` — never deleted here, as another row may use it.
+        existing = Instance.objects.get(sop_instance_uid=uid)
+        return _compare_existing(existing, parsed, path)
+    except _IndexRejected as exc:
+        return StoreResult(REJECTED, uid, exc.reason, None, path)
+    return StoreResult(STORED, uid, None, instance, path)
+
+
+# --- public services -------------------------------------------------------------------
+
+
+def _limits() -> dict[str, int]:
+    return {
+        "max_image_pixels": int(settings.MEDVAULT_MAX_IMAGE_PIXELS),
+        "max_decoded_bytes": int(settings.MEDVAULT_MAX_UPLOAD_BYTES),
+    }
+
+
+def instance_store(
+    *,
+    data: bytes,
+    source: str,
+    user: Any = None,
+    group: Group | str | None = None,
+    path: str = "",
+    transfer_syntax_uid: str | None = None,
+) -> StoreResult:
+    """Validate, de-duplicate, compress and index one DICOM instance.
+
+    Parameters
+    ----------
+    data
+        A DICOM Part 10 file, or a bare data set when ``transfer_syntax_uid`` says how it is
+        encoded (e.g. the accepted presentation context of a C-STORE).
+    source
+        Which door it came through: "cli", "web", "stow", "c-store".
+    user, group
+        Who uploaded it; the group (a ``Group`` or its name) owns a study created by it.
+    path
+        A display name for the result only; it never becomes a filesystem path.
+    """
+    try:
+        parsed = parse_instance(data, transfer_syntax_uid=transfer_syntax_uid, **_limits())
+    except DicomRejected as exc:
+        return StoreResult(REJECTED, exc.sop_instance_uid, exc.reason, None, path)
+    return _store_parsed(parsed, data=data, source=source, user=user, group=group, path=path)
+
+
+def image_store(
+    *,
+    data: bytes,
+    patient_id: str,
+    patient_name: str,
+    modality: str,
+    study_description: str = "",
+    body_part: str = "",
+    source: str,
+    user: Any = None,
+    group: Group | str | None = None,
+    study_instance_uid: str | None = None,
+    series_instance_uid: str | None = None,
+    path: str = "",
+) -> StoreResult:
+    """Wrap a PNG/JPEG as a Secondary Capture instance and store it with ``instance_store``."""
+    try:
+        ds = image_to_secondary_capture(
+            data,
+            patient_id=patient_id,
+            patient_name=patient_name,
+            modality=modality,
+            study_description=study_description,
+            body_part=body_part,
+            study_instance_uid=study_instance_uid,
+            series_instance_uid=series_instance_uid,
+            max_image_pixels=int(settings.MEDVAULT_MAX_IMAGE_PIXELS),
+        )
+    except DicomRejected as exc:
+        return StoreResult(REJECTED, None, exc.reason, None, path)
+    return instance_store(
+        data=dataset_to_part10(ds), source=source, user=user, group=group, path=path
+    )
+
+
+def zip_limits() -> ZipLimits:
+    return ZipLimits(
+        max_total_bytes=int(settings.MEDVAULT_ZIP_MAX_TOTAL_BYTES),
+        max_ratio=int(settings.MEDVAULT_ZIP_MAX_RATIO),
+        max_members=int(settings.MEDVAULT_ZIP_MAX_MEMBERS),
+    )
+
+
+def zip_store(
+    *,
+    source_file: IO[bytes],
+    name: str,
+    source: str,
+    user: Any = None,
+    group: Group | str | None = None,
+    image_fields: dict[str, Any] | None = None,
+) -> Iterator[StoreResult]:
+    """Store every member of a ZIP archive, yielding one result per member as it goes.
+
+    A ZIP that breaks a limit (``../`` names, too many members, too large, ratio) yields a
+    single rejected result for the archive and stores nothing of it.
+    """
+    try:
+        members = iter_zip_members(source_file, zip_limits())
+        for member_name, member in members:
+            display = f"{name}:{member_name}"
+            if is_zip(member[:4]):
+                yield StoreResult(REJECTED, None, "nested ZIP archives are not unpacked", None, display)
+                continue
+            yield from upload_store(
+                name=display,
+                data=member,
+                source=source,
+                user=user,
+                group=group,
+                image_fields=image_fields,
+                _allow_zip=False,
+            )
+    except ZipRejected as exc:
+        yield StoreResult(REJECTED, None, exc.reason, None, name)
+
+
+def upload_store(
+    *,
+    name: str,
+    data: bytes,
+    source: str,
+    user: Any = None,
+    group: Group | str | None = None,
+    image_fields: dict[str, Any] | None = None,
+    _allow_zip: bool = True,
+) -> list[StoreResult]:
+    """Store one uploaded file of any accepted kind: DICOM, ZIP or PNG/JPEG.
+
+    ``image_fields`` (patient_id, patient_name, modality[, study_description, body_part,
+    study_instance_uid, series_instance_uid]) is required for PNG/JPEG.
+    """
+    if len(data) > int(settings.MEDVAULT_MAX_UPLOAD_BYTES):
+        return [StoreResult(REJECTED, None, "file is larger than MEDVAULT_MAX_UPLOAD_BYTES", None, name)]
+    if _allow_zip and is_zip(data[:4]):
+        return list(
+            zip_store(
+                source_file=BytesIO(data),
+                name=name,
+                source=source,
+                user=user,
+                group=group,
+                image_fields=image_fields,
+            )
+        )
+    if is_image(data[:8]):
+        fields = image_fields or {}
+        missing = [k for k in ("patient_id", "patient_name", "modality") if not str(fields.get(k, "")).strip()]
+        if missing:
+            return [
+                StoreResult(
+                    REJECTED,
+                    None,
+                    "a PNG/JPEG image needs " + ", ".join(missing) + " (e.g. --patient-id, "
+                    "--patient-name, --modality)",
+                    None,
+                    name,
+                )
+            ]
+        allowed = {
+            "patient_id", "patient_name", "modality", "study_description", "body_part",
+            "study_instance_uid", "series_instance_uid",
+        }
+        kwargs = {k: v for k, v in fields.items() if k in allowed and v is not None}
+        return [image_store(data=data, source=source, user=user, group=group, path=name, **kwargs)]
+    return [instance_store(data=data, source=source, user=user, group=group, path=name)]

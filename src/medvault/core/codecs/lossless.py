@@ -1,0 +1,241 @@
+"""Codec table, encode/verify, decode (see the package docstring)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.encaps import encapsulate, generate_frames
+from pydicom.pixels.decoders.base import get_decoder
+from pydicom.pixels.encoders import JPEG2000LosslessEncoder, JPEGLSLosslessEncoder
+from pydicom.uid import (
+    UID,
+    ExplicitVRLittleEndian,
+    HTJ2KLossless,
+    JPEG2000Lossless,
+    JPEGLSLossless,
+)
+
+JPEGXL_LOSSLESS = "1.2.840.10008.1.2.4.110"
+JPEGXL_SYNTAXES = {JPEGXL_LOSSLESS, "1.2.840.10008.1.2.4.111", "1.2.840.10008.1.2.4.112"}
+PIXEL_DATA = 0x7FE00010
+
+
+def _teach_pydicom_jpegxl() -> None:
+    """pydicom 3.0.2 predates the JPEG-XL transfer syntaxes (2024); add them to its UID table
+    so that ``UID.is_transfer_syntax`` and writing such files work."""
+    from pydicom._uid_dict import UID_dictionary
+
+    names = {
+        JPEGXL_LOSSLESS: ("JPEG XL Lossless", "JPEGXLLossless"),
+        "1.2.840.10008.1.2.4.111": ("JPEG XL JPEG Recompression", "JPEGXLJPEGRecompression"),
+        "1.2.840.10008.1.2.4.112": ("JPEG XL", "JPEGXL"),
+    }
+    for uid, (name, keyword) in names.items():
+        UID_dictionary.setdefault(uid, (name, "Transfer Syntax", "", "", keyword))
+
+
+_teach_pydicom_jpegxl()
+
+
+class CodecError(ValueError):
+    """The pixel data cannot be encoded or decoded by the chosen codec."""
+
+
+def _meta(ds: Dataset, pixels: np.ndarray) -> dict[str, Any]:
+    samples = int(ds.get("SamplesPerPixel", 1) or 1)
+    return {
+        "rows": int(ds.Rows),
+        "columns": int(ds.Columns),
+        "samples_per_pixel": samples,
+        "bits_allocated": int(ds.BitsAllocated),
+        "bits_stored": int(ds.get("BitsStored", ds.BitsAllocated)),
+        "pixel_representation": int(ds.get("PixelRepresentation", 0) or 0),
+        "photometric_interpretation": str(ds.PhotometricInterpretation),
+        "number_of_frames": 1,
+        "planar_configuration": 0,
+    }
+
+
+def _pydicom_encoder(encoder: Any, plugin: str) -> Callable[[np.ndarray, dict[str, Any]], bytes]:
+    def encode(frame: np.ndarray, meta: dict[str, Any]) -> bytes:
+        try:
+            return bytes(encoder.encode(frame, encoding_plugin=plugin, **meta))
+        except (ValueError, RuntimeError, TypeError) as exc:
+            raise CodecError(str(exc)) from None
+
+    return encode
+
+
+def _htj2k_encode(frame: np.ndarray, meta: dict[str, Any]) -> bytes:
+    import imagecodecs
+
+    try:
+        return bytes(imagecodecs.htj2k_encode(frame, level=0, reversible=True))
+    except (imagecodecs.Htj2kError, ValueError, RuntimeError) as exc:
+        raise CodecError(str(exc)) from None
+
+
+def _jpegxl_encode(frame: np.ndarray, meta: dict[str, Any]) -> bytes:
+    import imagecodecs
+
+    if frame.dtype.kind != "u":
+        # JPEG-XL codes unsigned samples; signed data would need a convention decoders
+        # don't share, so it is not re-encoded.
+        raise CodecError("JPEG-XL encodes unsigned samples only")
+    try:
+        return bytes(
+            imagecodecs.jpegxl_encode(
+                frame, lossless=True, effort=3, bitspersample=meta["bits_stored"]
+            )
+        )
+    except (imagecodecs.JpegxlError, ValueError, RuntimeError) as exc:
+        raise CodecError(str(exc)) from None
+
+
+@dataclass(frozen=True)
+class Codec:
+    name: str
+    transfer_syntax_uid: str
+    encode_frame: Callable[[np.ndarray, dict[str, Any]], bytes]
+
+
+CODECS: dict[str, Codec] = {
+    "jpegls": Codec("jpegls", JPEGLSLossless, _pydicom_encoder(JPEGLSLosslessEncoder, "pyjpegls")),
+    "jpeg2000": Codec(
+        "jpeg2000", JPEG2000Lossless, _pydicom_encoder(JPEG2000LosslessEncoder, "pylibjpeg")
+    ),
+    "htj2k": Codec("htj2k", HTJ2KLossless, _htj2k_encode),
+    "jpegxl": Codec("jpegxl", JPEGXL_LOSSLESS, _jpegxl_encode),
+}
+
+
+def codec_names() -> list[str]:
+    """Names accepted by ``MEDVAULT_COMPRESSION`` (plus "none")."""
+    return ["none", *CODECS]
+
+
+def encode_frames(codec: str, pixels: np.ndarray, ds: Dataset) -> list[bytes]:
+    """Encode every frame of ``pixels`` (frames, rows, cols[, samples]) with ``codec``."""
+    spec = CODECS[codec]
+    meta = _meta(ds, pixels)
+    return [spec.encode_frame(np.ascontiguousarray(frame), meta) for frame in pixels]
+
+
+def _decode_jpegxl(ds: Dataset) -> np.ndarray:
+    import imagecodecs
+
+    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    decoded = [
+        np.asarray(imagecodecs.jpegxl_decode(fragment))
+        for fragment in generate_frames(ds.PixelData, number_of_frames=frames)
+    ]
+    array = np.stack(decoded)
+    if int(ds.get("PixelRepresentation", 0) or 0) == 1:
+        array = array.view(array.dtype.str.replace("u", "i"))
+    return array
+
+
+def decode_pixels(ds: Dataset) -> np.ndarray:
+    """Decode all frames to an array (frames, rows, cols[, samples]), raw stored values.
+
+    No modality LUT is applied; colour data is returned as pydicom converts it (RGB).
+    """
+    ts = str(ds.file_meta.TransferSyntaxUID)
+    if ts in JPEGXL_SYNTAXES:
+        array = _decode_jpegxl(ds)
+    else:
+        array = ds.pixel_array
+    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    samples = int(ds.get("SamplesPerPixel", 1) or 1)
+    shape = (frames, int(ds.Rows), int(ds.Columns)) + ((samples,) if samples > 1 else ())
+    return np.asarray(array).reshape(shape)
+
+
+def _decode_encapsulated(ts: str, ds: Dataset) -> np.ndarray:
+    if ts in JPEGXL_SYNTAXES:
+        return _decode_jpegxl(ds)
+    array, _ = get_decoder(UID(ts)).as_array(ds)
+    return np.asarray(array)
+
+
+def _with_pixels(ds: Dataset, ts: str, pixel_element: tuple[str, bytes]) -> Dataset:
+    """A new data set sharing ``ds``'s elements but with new pixel data and syntax.
+
+    Elements are replaced with ``add_new`` rather than assigned, so ``ds`` is not changed.
+    """
+    new = Dataset()
+    for element in ds:
+        if element.tag != PIXEL_DATA:
+            new.add(element)
+    new.add_new(PIXEL_DATA, pixel_element[0], pixel_element[1])
+    meta = FileMetaDataset()
+    for element in ds.file_meta:
+        meta.add(element)
+    meta.add_new(0x00020010, "UI", ts)
+    new.file_meta = meta
+    new.preamble = getattr(ds, "preamble", None)
+    uid = UID(ts)
+    new.set_original_encoding(uid.is_implicit_VR, uid.is_little_endian)
+    return new
+
+
+def recompress(ds: Dataset, pixels: np.ndarray, codec: str) -> tuple[Dataset | None, str]:
+    """Re-encode ``pixels`` losslessly and verify it decodes to exactly ``pixels``.
+
+    Returns the new data set, or ``None`` with the reason when the pixels stay as received
+    (codec refused them, or the round trip differed in any pixel).
+    """
+    spec = CODECS[codec]
+    samples = int(ds.get("SamplesPerPixel", 1) or 1)
+    photometric = str(ds.get("PhotometricInterpretation", ""))
+    if photometric not in ("MONOCHROME1", "MONOCHROME2", "RGB", "PALETTE COLOR"):
+        return None, f"photometric interpretation {photometric} is kept as received"
+    if samples == 3 and photometric != "RGB":
+        return None, "colour data that is not RGB is kept as received"
+    try:
+        frames = encode_frames(codec, pixels, ds)
+    except CodecError as exc:
+        return None, f"{codec} could not encode: {exc}"
+    new = _with_pixels(ds, spec.transfer_syntax_uid, ("OB", encapsulate(frames, has_bot=True)))
+    if samples == 3:
+        new.add_new(0x00280006, "US", 0)  # PlanarConfiguration: interleaved, as encoded
+    try:
+        decoded = _decode_encapsulated(spec.transfer_syntax_uid, new)
+    except (ValueError, RuntimeError, TypeError, CodecError) as exc:
+        return None, f"{codec} output failed to decode: {exc}"
+    if decoded.size != pixels.size or not np.array_equal(decoded.reshape(pixels.shape), pixels):
+        return None, f"{codec} round trip differed from the received pixels"
+    return new, ""
+
+
+def decompress_dataset(ds: Dataset) -> Dataset:
+    """Return a copy of ``ds`` with native pixel data in Explicit VR Little Endian."""
+    ts = str(ds.file_meta.TransferSyntaxUID)
+    if ts == ExplicitVRLittleEndian or "PixelData" not in ds:
+        new = _with_pixels(ds, ExplicitVRLittleEndian, (ds["PixelData"].VR, ds.PixelData)) if (
+            "PixelData" in ds
+        ) else ds
+        if new is ds:
+            new = Dataset(ds)
+            new.file_meta = FileMetaDataset(ds.file_meta)
+            new.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+            new.set_original_encoding(False, True)
+        return new
+    pixels = decode_pixels(ds)
+    bits = int(ds.BitsAllocated)
+    little = pixels.astype(pixels.dtype.newbyteorder("<")) if pixels.dtype.itemsize > 1 else pixels
+    data = np.ascontiguousarray(little).tobytes()
+    if len(data) % 2:
+        data += b"\x00"
+    new = _with_pixels(ds, ExplicitVRLittleEndian, ("OW" if bits > 8 else "OB", data))
+    samples = int(ds.get("SamplesPerPixel", 1) or 1)
+    if samples == 3:
+        new.add_new(0x00280006, "US", 0)
+        if str(ds.PhotometricInterpretation).startswith("YBR"):
+            # pydicom returned RGB; say so.
+            new.add_new(0x00280004, "CS", "RGB")
+    return new

@@ -1,0 +1,332 @@
+"""Parse and validate one DICOM instance from bytes.
+
+Validation: a readable Part 10 file (or a raw dataset when the caller knows the transfer
+syntax, e.g. C-STORE), the four required UIDs, and pixel data that is consistent with
+Rows/Columns/BitsAllocated/SamplesPerPixel/NumberOfFrames and decodes, every frame.
+Any failure raises ``DicomRejected`` with a reason a user can act on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import struct
+import zlib
+from dataclasses import dataclass, field
+from io import BytesIO
+from typing import Any
+
+import numpy as np
+import pydicom
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.errors import InvalidDicomError
+from pydicom.uid import (
+    UID,
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+    PYDICOM_IMPLEMENTATION_UID,
+)
+
+from medvault.core.dicom.json import canonical_sha256, dataset_to_json
+
+MEDIA_STORAGE_DIRECTORY = "1.2.840.10008.1.3.10"
+# Structured reports and key object selections carry no pixels by definition; they belong
+# to the study they describe, so they are accepted without pixel data.
+NON_IMAGE_SOP_CLASS_PREFIXES = ("1.2.840.10008.5.1.4.1.1.88.",)
+PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
+NATIVE_SYNTAXES = {
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+    ExplicitVRBigEndian,
+    "1.2.840.10008.1.2.1.99",  # deflated explicit LE: the dataset is deflated, pixels are native
+}
+# Transfer syntaxes whose pixel data may have lost information: never re-encoded.
+LOSSY_SYNTAXES = {
+    "1.2.840.10008.1.2.4.50",
+    "1.2.840.10008.1.2.4.51",
+    "1.2.840.10008.1.2.4.81",
+    "1.2.840.10008.1.2.4.91",
+    "1.2.840.10008.1.2.4.203",
+    "1.2.840.10008.1.2.4.111",
+    "1.2.840.10008.1.2.4.112",
+    "1.2.840.10008.1.2.4.100",
+    "1.2.840.10008.1.2.4.101",
+    "1.2.840.10008.1.2.4.102",
+    "1.2.840.10008.1.2.4.103",
+    "1.2.840.10008.1.2.4.104",
+    "1.2.840.10008.1.2.4.105",
+    "1.2.840.10008.1.2.4.106",
+    "1.2.840.10008.1.2.4.107",
+    "1.2.840.10008.1.2.4.108",
+}
+_UID_RE = re.compile(r"\A[0-9]+(\.[0-9]+)*\Z")
+# What pydicom and its pixel plugins raise on malformed input.
+_READ_ERRORS: tuple[type[BaseException], ...] = (
+    InvalidDicomError,
+    EOFError,
+    ValueError,
+    KeyError,
+    IndexError,
+    TypeError,
+    AttributeError,
+    NotImplementedError,
+    OverflowError,
+    RuntimeError,
+    OSError,
+    struct.error,
+    zlib.error,
+)
+
+
+class DicomRejected(ValueError):
+    """The input is not an instance we can store; ``reason`` says why."""
+
+    def __init__(self, reason: str, *, sop_instance_uid: str | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.sop_instance_uid = sop_instance_uid
+
+
+@dataclass
+class ParsedInstance:
+    """A validated instance with its decoded pixels and identity hashes."""
+
+    dataset: Dataset
+    received_transfer_syntax_uid: str
+    metadata: dict[str, Any]
+    content_sha256: str
+    pixels: np.ndarray | None = None  # all frames: (frames, rows, cols[, samples])
+    pixel_sha256: str = ""
+    raw_pixel_bytes: int = 0
+    lossy: bool = False
+    # True when ``pixels`` reproduces the stored pixel bytes exactly (safe to re-encode).
+    pixels_exact: bool = False
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def sop_instance_uid(self) -> str:
+        return str(self.dataset.SOPInstanceUID)
+
+    @property
+    def sop_class_uid(self) -> str:
+        return str(self.dataset.SOPClassUID)
+
+
+def _uid(ds: Dataset, keyword: str) -> str:
+    value = ds.get(keyword)
+    text = str(value).strip() if value is not None else ""
+    if not text:
+        raise DicomRejected(f"required attribute {keyword} is missing or empty")
+    if len(text) > 64 or not _UID_RE.match(text):
+        raise DicomRejected(f"{keyword} {text[:80]!r} is not a valid UID")
+    return text
+
+
+def _read(data: bytes, transfer_syntax_uid: str | None) -> Dataset:
+    if len(data) == 0:
+        raise DicomRejected("empty file")
+    has_prefix = len(data) >= 132 and data[128:132] == b"DICM"
+    if not has_prefix and not transfer_syntax_uid:
+        raise DicomRejected(
+            "not a DICOM Part 10 file: the 128-byte preamble, 'DICM' prefix and File Meta "
+            "Information are missing, so the transfer syntax is unknown"
+        )
+    try:
+        if has_prefix:
+            ds = pydicom.dcmread(BytesIO(data))
+        else:
+            ts = UID(transfer_syntax_uid or "")
+            ds = pydicom.dcmread(BytesIO(data), force=True)
+            ds.file_meta = FileMetaDataset()
+            ds.file_meta.TransferSyntaxUID = ts
+            ds.set_original_encoding(ts.is_implicit_VR, ts.is_little_endian)
+        # Touch every element so that malformed values fail here, not later.
+        for _ in ds.iterall():
+            pass
+    except DicomRejected:
+        raise
+    except _READ_ERRORS as exc:
+        raise DicomRejected(f"cannot read DICOM: {exc}") from None
+    if not len(ds):
+        raise DicomRejected("the file holds no DICOM data set")
+    return ds
+
+
+def _expected_native_bytes(ds: Dataset, frames: int) -> int:
+    bits = int(ds.BitsAllocated)
+    pixels = int(ds.Rows) * int(ds.Columns) * int(ds.get("SamplesPerPixel", 1) or 1) * frames
+    if bits == 1:
+        return (pixels + 7) // 8
+    return pixels * (bits // 8)
+
+
+def _little_endian_bytes(array: np.ndarray) -> bytes:
+    if array.dtype.byteorder == ">" or (array.dtype.byteorder == "=" and not np.little_endian):
+        array = array.astype(array.dtype.newbyteorder("<"))
+    return np.ascontiguousarray(array).tobytes()
+
+
+def pixel_sha256(array: np.ndarray) -> str:
+    """SHA-256 of decoded pixel values (shape, dtype and little-endian bytes)."""
+    digest = hashlib.sha256()
+    le = array.dtype.newbyteorder("<") if array.dtype.itemsize > 1 else array.dtype
+    digest.update(f"{array.shape}|{le.str}|".encode())
+    digest.update(_little_endian_bytes(array))
+    return digest.hexdigest()
+
+
+def _check_and_decode(ds: Dataset, ts: str, parsed: ParsedInstance, limits: dict[str, int]) -> None:
+    for keyword in ("Rows", "Columns", "BitsAllocated", "PhotometricInterpretation"):
+        if ds.get(keyword) in (None, ""):
+            raise DicomRejected(f"image attribute {keyword} is missing")
+    rows, cols = int(ds.Rows), int(ds.Columns)
+    bits = int(ds.BitsAllocated)
+    samples = int(ds.get("SamplesPerPixel", 1) or 1)
+    try:
+        frames = int(ds.get("NumberOfFrames", 1) or 1)
+    except (TypeError, ValueError):
+        raise DicomRejected("NumberOfFrames is not a number") from None
+    if rows <= 0 or cols <= 0 or frames <= 0:
+        raise DicomRejected(f"Rows {rows}, Columns {cols}, NumberOfFrames {frames} must be positive")
+    if bits not in (1, 8, 16, 32, 64):
+        raise DicomRejected(f"BitsAllocated {bits} is not supported")
+    if samples not in (1, 3):
+        raise DicomRejected(f"SamplesPerPixel {samples} is not supported")
+    max_pixels = limits["max_image_pixels"]
+    if rows * cols > max_pixels:
+        raise DicomRejected(
+            f"image of {cols}x{rows} pixels exceeds the limit of {max_pixels} pixels per frame"
+        )
+    raw = _expected_native_bytes(ds, frames)
+    if raw > limits["max_decoded_bytes"]:
+        raise DicomRejected(f"decoded pixel data would be {raw} bytes, over the limit")
+    parsed.raw_pixel_bytes = raw
+    keyword = next(k for k in PIXEL_KEYWORDS if k in ds)
+    value = ds[keyword].value
+    encapsulated = keyword == "PixelData" and ts not in NATIVE_SYNTAXES
+    if not encapsulated:
+        length = len(value) if value is not None else 0
+        expected = raw
+        if keyword != "PixelData":
+            expected = rows * cols * samples * frames * (4 if keyword == "FloatPixelData" else 8)
+        if length not in (expected, expected + 1):
+            raise DicomRejected(
+                f"Pixel Data holds {length} bytes but Rows {rows} x Columns {cols} x "
+                f"SamplesPerPixel {samples} x NumberOfFrames {frames} at {bits} bits "
+                f"needs {expected} bytes"
+            )
+    try:
+        array = ds.pixel_array  # decodes every frame
+    except _READ_ERRORS as exc:
+        raise DicomRejected(f"pixel data cannot be decoded: {exc}") from None
+    shape = (frames, rows, cols) + ((samples,) if samples > 1 else ())
+    if array.size != int(np.prod(shape)):
+        raise DicomRejected(
+            f"decoded pixel data has shape {array.shape}, but the header says {shape}"
+        )
+    array = array.reshape(shape)
+    parsed.pixels = array
+    parsed.pixel_sha256 = pixel_sha256(array)
+    parsed.lossy = ts in LOSSY_SYNTAXES or str(ds.get("LossyImageCompression", "")) == "01"
+    if not encapsulated and keyword == "PixelData" and bits in (8, 16):
+        native = bytes(value[:raw])
+        if ts == ExplicitVRBigEndian and bits == 16:
+            parsed.pixels_exact = array.astype(array.dtype.newbyteorder(">")).tobytes() == native
+        else:
+            parsed.pixels_exact = _little_endian_bytes(array) == native
+    elif encapsulated and not parsed.lossy:
+        # Decoded by a lossless codec: the decoded values are the pixel values.
+        parsed.pixels_exact = bits in (8, 16)
+
+
+def parse_instance(
+    data: bytes,
+    *,
+    transfer_syntax_uid: str | None = None,
+    max_image_pixels: int = 64 * 1024 * 1024,
+    max_decoded_bytes: int = 2 * 1024**3,
+) -> ParsedInstance:
+    """Read, validate and decode one instance.
+
+    Parameters
+    ----------
+    data
+        A DICOM Part 10 file, or a bare data set when ``transfer_syntax_uid`` is given.
+    transfer_syntax_uid
+        The transfer syntax of a bare data set (e.g. the presentation context of a C-STORE).
+    max_image_pixels
+        Largest Rows x Columns of one frame.
+    max_decoded_bytes
+        Largest decoded size of all frames together.
+    """
+    ds = _read(data, transfer_syntax_uid)
+    meta = getattr(ds, "file_meta", None) or FileMetaDataset()
+    if str(meta.get("MediaStorageSOPClassUID", "")) == MEDIA_STORAGE_DIRECTORY or (
+        "DirectoryRecordSequence" in ds
+    ):
+        raise DicomRejected(
+            "this is a DICOMDIR (Media Storage Directory), an index of a DICOM file-set and "
+            "not an instance; ingest the folder that holds the files it references"
+        )
+    sop_uid = _uid(ds, "SOPInstanceUID")
+    try:
+        _uid(ds, "SOPClassUID")
+        _uid(ds, "StudyInstanceUID")
+        _uid(ds, "SeriesInstanceUID")
+    except DicomRejected as exc:
+        raise DicomRejected(exc.reason, sop_instance_uid=sop_uid) from None
+    ts = str(meta.get("TransferSyntaxUID", "") or transfer_syntax_uid or "")
+    if not ts:
+        raise DicomRejected("File Meta Information has no TransferSyntaxUID", sop_instance_uid=sop_uid)
+    try:
+        metadata = dataset_to_json(ds)
+    except _READ_ERRORS as exc:
+        raise DicomRejected(f"cannot convert the data set to DICOM JSON: {exc}", sop_instance_uid=sop_uid) from None
+    parsed = ParsedInstance(
+        dataset=ds,
+        received_transfer_syntax_uid=ts,
+        metadata=metadata,
+        content_sha256=canonical_sha256(metadata),
+    )
+    has_pixels = any(k in ds for k in PIXEL_KEYWORDS)
+    sop_class = str(ds.SOPClassUID)
+    if not has_pixels:
+        if sop_class.startswith(NON_IMAGE_SOP_CLASS_PREFIXES):
+            return _finish_meta(parsed, ts)
+        raise DicomRejected(
+            f"no Pixel Data: SOP class {sop_class} ({UID(sop_class).name}) is an image "
+            "class, so an instance without pixels is incomplete",
+            sop_instance_uid=sop_uid,
+        )
+    try:
+        _check_and_decode(
+            ds, ts, parsed, {"max_image_pixels": max_image_pixels, "max_decoded_bytes": max_decoded_bytes}
+        )
+    except DicomRejected as exc:
+        raise DicomRejected(exc.reason, sop_instance_uid=sop_uid) from None
+    return _finish_meta(parsed, ts)
+
+
+def _finish_meta(parsed: ParsedInstance, ts: str) -> ParsedInstance:
+    """Make the file meta consistent with the data set (it is rewritten on storage)."""
+    ds = parsed.dataset
+    meta = FileMetaDataset()
+    old = getattr(ds, "file_meta", None)
+    if old is not None:
+        for element in old:
+            meta.add(element)
+    meta.add_new(0x00020002, "UI", str(ds.SOPClassUID))
+    meta.add_new(0x00020003, "UI", str(ds.SOPInstanceUID))
+    meta.add_new(0x00020010, "UI", ts)
+    if "ImplementationClassUID" not in meta:
+        meta.add_new(0x00020012, "UI", PYDICOM_IMPLEMENTATION_UID)
+    ds.file_meta = meta
+    return parsed
+
+
+def dataset_to_part10(ds: Dataset) -> bytes:
+    """Encode a data set with its file meta as a Part 10 file."""
+    buffer = BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
