@@ -11,7 +11,7 @@ from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian
 
 from medvault.archive.models import Instance, PatientConflict
-from medvault.archive.storage import blob_store
+from medvault.archive.blobstore import blob_store
 from medvault.core.codecs import decode_pixels, decompress_dataset
 from medvault.core.dicom.parse import dataset_to_part10
 

@@ -21,7 +21,7 @@ from django.db.models import F
 from pydicom.dataset import Dataset
 
 from medvault.archive.models import Instance, Patient, PatientConflict, Series, Study
-from medvault.archive.storage import blob_store
+from medvault.archive.blobstore import blob_store
 from medvault.core.codecs import CODECS, recompress
 from medvault.core.dicom.parse import DicomRejected, ParsedInstance, dataset_to_part10, parse_instance
 from medvault.core.dicom.secondary_capture import image_to_secondary_capture, is_image

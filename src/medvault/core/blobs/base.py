@@ -59,7 +59,3 @@ class BlobStore(Protocol):
     def size(self, key: str) -> int:
         """Size in bytes of the blob under ``key``; raise ``BlobNotFound`` when absent."""
         ...
-
-    def age_seconds(self, key: str) -> float:
-        """Seconds since the blob was written; used to spare blobs of in-flight ingests."""
-        ...
