@@ -98,9 +98,10 @@ class OnnxBackend:
             return self._models[model_name]
 
     def analyse(self, model_name: str, dataset: Any) -> Any:
+        model = self.model(model_name)
         from medvault.core.ml import analyse
 
-        return analyse(self.model(model_name), dataset)
+        return analyse(model, dataset)
 
 
 @lru_cache(maxsize=4)

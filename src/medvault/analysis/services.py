@@ -84,6 +84,19 @@ def blob_store() -> Any:
     return FilesystemBlobStore(settings.MEDVAULT_BLOB_DIR)
 
 
+def instance_dataset(instance: Instance) -> Any:
+    """The stored instance as a pydicom Dataset (through the archive's selector)."""
+    try:
+        from medvault.archive.selectors import instance_dataset as archive_instance_dataset
+    except ImportError:
+        archive_instance_dataset = None
+    if archive_instance_dataset is not None:
+        return archive_instance_dataset(instance=instance)
+    import pydicom
+
+    return pydicom.dcmread(io.BytesIO(blob_store().get(instance.blob_key)))
+
+
 # --- enqueue -------------------------------------------------------------------------------
 def job_enqueue(
     *,
@@ -374,10 +387,8 @@ def _job_mark_done(job: AnalysisJob) -> None:
 
 def job_run(*, job: AnalysisJob, worker_id: str, backend: AnalysisBackend) -> JobOutcome:
     """Run one claimed job to its end: result stored, or the attempt recorded as failed."""
-    from medvault.archive.selectors import instance_dataset
-
     try:
-        dataset = instance_dataset(instance=job.instance)
+        dataset = instance_dataset(job.instance)
         output = backend.analyse(job.model_name, dataset)
     except ModelUnavailable as exc:
         job_fail(job=job, worker_id=worker_id, error=str(exc), permanent=True)
@@ -447,13 +458,12 @@ def result_export(*, result: AnalysisResult, user: Any, request: Any = None) -> 
     from pydicom.uid import generate_uid
 
     from medvault.accounts.audit import audit_record
-    from medvault.archive.selectors import instance_dataset
     from medvault.archive.services import instance_store
 
     if not result.heatmap_key:
         raise AnalysisError("this result has no heat-map to export (the model refused the image)")
     instance = result.instance
-    ds = instance_dataset(instance=instance)
+    ds = instance_dataset(instance)
     pixels, window = _frame_for_display(ds)
     image = display_rgb(pixels, window=window)
     burned = composite(image, png_rgba(blob_store().get(result.heatmap_key)))

@@ -1,0 +1,149 @@
+"""The database queue: claims, leases, retries and exactly-once results (in one process)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.utils import timezone
+
+from medvault.analysis import services
+from medvault.analysis.models import AnalysisJob, AnalysisResult, JobStatus
+
+from .fake_backend import FailingBackend, FakeBackend, RefusingBackend
+
+pytestmark = pytest.mark.django_db
+
+
+def _expire(job: AnalysisJob) -> None:
+    AnalysisJob.objects.filter(pk=job.pk).update(lease_until=timezone.now() - timedelta(seconds=1))
+
+
+def test_claim_takes_each_job_once(ct_instance: Any) -> None:
+    job = services.job_enqueue(instance=ct_instance, model_name="lung-ct")
+    first = services.job_claim(worker_id="w1")
+    assert first is not None and first.pk == job.pk
+    assert first.status == JobStatus.RUNNING and first.worker_id == "w1" and first.attempts == 1
+    assert first.lease_until > timezone.now()
+    # The lease is live: nobody else gets it.
+    assert services.job_claim(worker_id="w2") is None
+
+
+def test_enqueue_reuses_a_pending_job(ct_instance: Any) -> None:
+    a = services.job_enqueue(instance=ct_instance, model_name="lung-ct")
+    b = services.job_enqueue(instance=ct_instance, model_name="lung-ct")
+    c = services.job_enqueue(instance=ct_instance, model_name="brain-mri")
+    assert a.pk == b.pk and c.pk != a.pk
+    assert AnalysisJob.objects.count() == 2
+
+
+def test_expired_lease_is_claimed_again(ct_instance: Any) -> None:
+    services.job_enqueue(instance=ct_instance, model_name="lung-ct")
+    job = services.job_claim(worker_id="dead-worker")
+    _expire(job)
+    again = services.job_claim(worker_id="w2")
+    assert again is not None and again.pk == job.pk
+    assert again.worker_id == "w2" and again.attempts == 2
+
+
+def test_two_writers_store_one_result(ct_instance: Any, blob_dir: Any) -> None:
+    """A slow worker whose lease was taken over finishes late: still one result row."""
+    services.job_enqueue(instance=ct_instance, model_name="lung-ct")
+    slow = services.job_claim(worker_id="slow")
+    _expire(slow)
+    fast = services.job_claim(worker_id="fast")
+    backend = FakeBackend()
+    out_fast = services.job_run(job=fast, worker_id="fast", backend=backend)
+    out_slow = services.job_run(job=slow, worker_id="slow", backend=backend)
+    assert out_fast.status == "done" and out_slow.status == "duplicate"
+    assert AnalysisResult.objects.filter(job_id=slow.pk).count() == 1
+    assert out_slow.result.pk == out_fast.result.pk
+    assert AnalysisJob.objects.get(pk=slow.pk).status == JobStatus.DONE
+
+
+def test_result_records_what_the_model_said(ct_instance: Any, clinician: Any, blob_dir: Any) -> None:
+    job = services.job_enqueue(instance=ct_instance, model_name="lung-ct", requested_by=clinician)
+    [outcome] = services.jobs_drain(backend=FakeBackend())
+    result = AnalysisResult.objects.get(job=job)
+    assert outcome.status == "done" and outcome.result.pk == result.pk
+    assert result.label == "adenocarcinoma" and not result.refused
+    assert result.model_version == "fake-1" and result.model_sha256 == "0" * 64
+    assert sum(result.probabilities.values()) == pytest.approx(1.0)
+    assert result.requested_by == clinician
+    assert result.extra == {"tumour_detected": True}
+    assert (result.heatmap_width, result.heatmap_height) == (ct_instance.columns, ct_instance.rows)
+    assert result.total_ms >= result.queue_wait_ms >= 0
+    # The overlay is a real RGBA PNG of the image's size, in the blob store.
+    from PIL import Image
+    import io
+
+    png = services.blob_store().get(result.heatmap_key)
+    image = Image.open(io.BytesIO(png))
+    assert image.mode == "RGBA" and image.size == (ct_instance.columns, ct_instance.rows)
+    job.refresh_from_db()
+    assert job.status == JobStatus.DONE and job.finished_at is not None and job.lease_until is None
+
+
+def test_refused_result_has_no_heatmap(ct_instance: Any, blob_dir: Any) -> None:
+    services.job_enqueue(instance=ct_instance, model_name="brain-mri")
+    services.jobs_drain(backend=RefusingBackend())
+    result = AnalysisResult.objects.get()
+    assert result.refused and result.reason == "not a chest CT"
+    assert result.label is None and result.heatmap_key == ""
+
+
+def test_failures_retry_then_fail(ct_instance: Any, settings: Any) -> None:
+    settings.MEDVAULT_JOB_MAX_ATTEMPTS = 2
+    job = services.job_enqueue(instance=ct_instance, model_name="lung-ct")
+    outcomes = services.jobs_drain(backend=FailingBackend())
+    assert [o.status for o in outcomes] == ["retry", "failed"]
+    job.refresh_from_db()
+    assert job.status == JobStatus.FAILED and job.attempts == 2
+    assert "the fake model broke" in job.error
+    assert not AnalysisResult.objects.exists()
+
+
+def test_lease_expired_after_last_attempt_fails_the_job(ct_instance: Any, settings: Any) -> None:
+    settings.MEDVAULT_JOB_MAX_ATTEMPTS = 1
+    services.job_enqueue(instance=ct_instance, model_name="lung-ct")
+    job = services.job_claim(worker_id="dies")
+    _expire(job)
+    assert services.job_claim(worker_id="w2") is None
+    job.refresh_from_db()
+    assert job.status == JobStatus.FAILED and "gave up after 1 attempts" in job.error
+
+
+def test_missing_model_fails_without_retry(ct_instance: Any, tmp_path: Any, settings: Any) -> None:
+    from medvault.analysis.backends import OnnxBackend
+
+    settings.MEDVAULT_MODELS_DIR = tmp_path  # empty: nothing installed
+    job = services.job_enqueue(instance=ct_instance, model_name="lung-ct")
+    [outcome] = services.jobs_drain(backend=OnnxBackend())
+    job.refresh_from_db()
+    assert outcome.status == "failed" and job.status == JobStatus.FAILED and job.attempts == 1
+    assert "not installed" in job.error
+
+
+def test_release_puts_the_job_back(ct_instance: Any) -> None:
+    services.job_enqueue(instance=ct_instance, model_name="lung-ct")
+    job = services.job_claim(worker_id="w1")
+    assert services.job_release(job=job, worker_id="w1")
+    job.refresh_from_db()
+    assert job.status == JobStatus.QUEUED and job.attempts == 0 and job.worker_id == ""
+    assert services.job_claim(worker_id="w2").pk == job.pk
+
+
+def test_embedding_goes_to_retrieval_when_available(ct_instance: Any, blob_dir: Any, monkeypatch: Any) -> None:
+    import sys
+    import types
+
+    calls: list[dict[str, Any]] = []
+    fake = types.ModuleType("medvault.retrieval.services")
+    fake.embedding_store = lambda **kw: calls.append(kw)  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "medvault.retrieval.services", fake)
+    services.job_enqueue(instance=ct_instance, model_name="lung-ct")
+    services.jobs_drain(backend=FakeBackend())
+    assert len(calls) == 1
+    assert calls[0]["instance"].pk == ct_instance.pk and calls[0]["model_version"] == "fake-1"
+    assert calls[0]["label"] == "adenocarcinoma" and calls[0]["vector"].shape == (8,)
