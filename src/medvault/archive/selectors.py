@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from io import BytesIO
+from typing import Any
 
 import numpy as np
 import pydicom
-from django.db.models import QuerySet
+from django.db.models import Count, QuerySet, Sum
 from pydicom.dataset import Dataset
-from pydicom.uid import ExplicitVRLittleEndian
+from pydicom.uid import UID, ExplicitVRLittleEndian
 
-from medvault.archive.models import Instance, PatientConflict
+from medvault.archive.models import Instance, Patient, PatientConflict, Series, Study
 from medvault.archive.blobstore import blob_store
 from medvault.core.codecs import decode_pixels, decompress_dataset
 from medvault.core.dicom.parse import dataset_to_part10
@@ -77,3 +78,66 @@ def instance_get(*, sop_instance_uid: str) -> Instance | None:
 
 def patient_conflicts() -> QuerySet[PatientConflict]:
     return PatientConflict.objects.select_related("patient").order_by("created_at", "pk")
+
+
+def _ratio(numerator: int, denominator: int) -> float | None:
+    return round(numerator / denominator, 3) if denominator else None
+
+
+def archive_stats(*, conflicts_limit: int = 1000) -> dict[str, Any]:
+    """Counts, byte totals and compression ratios (overall, per modality, per syntax).
+
+    ``ratio_raw_to_stored`` = decoded pixel bytes / stored bytes (what the codec achieves);
+    ``ratio_received_to_stored`` = bytes received / bytes kept (what the disk saves).
+    """
+    sums = {
+        "instances": Count("pk"),
+        "raw_pixel_bytes": Sum("raw_pixel_bytes"),
+        "received_bytes": Sum("received_bytes"),
+        "stored_bytes": Sum("stored_bytes"),
+    }
+
+    def row(values: dict[str, Any]) -> dict[str, Any]:
+        out = {k: int(values.get(k) or 0) for k in sums}
+        out["ratio_raw_to_stored"] = _ratio(out["raw_pixel_bytes"], out["stored_bytes"])
+        out["ratio_received_to_stored"] = _ratio(out["received_bytes"], out["stored_bytes"])
+        return out
+
+    total = row(Instance.objects.aggregate(**sums))
+    by_modality = {
+        (values["series__modality"] or ""): row(values)
+        for values in Instance.objects.values("series__modality").annotate(**sums).order_by("series__modality")
+    }
+    by_syntax = {}
+    for values in Instance.objects.values("transfer_syntax_uid").annotate(**sums).order_by("transfer_syntax_uid"):
+        uid = values["transfer_syntax_uid"]
+        entry = row(values)
+        entry["name"] = UID(uid).name if uid else ""
+        by_syntax[uid] = entry
+    conflicts = patient_conflicts()
+    return {
+        "patients": Patient.objects.count(),
+        "studies": Study.objects.count(),
+        "series": Series.objects.count(),
+        "instances": total["instances"],
+        "raw_pixel_bytes": total["raw_pixel_bytes"],
+        "received_bytes": total["received_bytes"],
+        "stored_bytes": total["stored_bytes"],
+        "ratio_raw_to_stored": total["ratio_raw_to_stored"],
+        "ratio_received_to_stored": total["ratio_received_to_stored"],
+        "by_modality": by_modality,
+        "by_transfer_syntax": by_syntax,
+        "patient_conflict_count": conflicts.count(),
+        "patient_conflicts": [
+            {
+                "patient_id": c.patient.patient_id,
+                "issuer_of_patient_id": c.patient.issuer_of_patient_id,
+                "sop_instance_uid": c.sop_instance_uid,
+                "field": c.field,
+                "stored_value": c.stored_value,
+                "received_value": c.received_value,
+                "created_at": c.created_at.isoformat(),
+            }
+            for c in conflicts[:conflicts_limit]
+        ],
+    }

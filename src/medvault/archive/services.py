@@ -29,6 +29,8 @@ from medvault.core.dicom.zipsafe import ZipLimits, ZipRejected, is_zip, iter_zip
 
 logger = logging.getLogger(__name__)
 
+NATIVE_UNCOMPRESSED = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2"}
+
 STORED = "stored"
 DUPLICATE = "duplicate"
 REJECTED = "rejected"
@@ -183,7 +185,12 @@ def _storage_bytes(parsed: ParsedInstance, data: bytes) -> tuple[bytes, str]:
     ):
         new, why = recompress(parsed.dataset, parsed.pixels, codec)
         if new is not None:
-            return dataset_to_part10(new), target.transfer_syntax_uid
+            encoded = dataset_to_part10(new)
+            # Input that is already compressed losslessly (deflate, RLE, ...) can be smaller
+            # than our re-encoding of it; both are lossless, so keep the smaller one.
+            if ts in NATIVE_UNCOMPRESSED or len(encoded) < len(data):
+                return encoded, target.transfer_syntax_uid
+            why = f"{codec} ({len(encoded)} bytes) is no smaller than the input"
         logger.info("%s kept as received: %s", parsed.sop_instance_uid, why)
     if len(data) >= 132 and data[128:132] == b"DICM":
         return data, ts
@@ -525,3 +532,60 @@ def upload_store(
         kwargs = {k: v for k, v in fields.items() if k in allowed and v is not None}
         return [image_store(data=data, source=source, user=user, group=group, path=name, **kwargs)]
     return [instance_store(data=data, source=source, user=user, group=group, path=name)]
+
+
+def blob_scrub(*, repair: bool = False, min_age_s: float = 3600.0) -> dict[str, Any]:
+    """Re-hash every blob and compare the store with the index.
+
+    Returns ``missing`` (rows whose blob is absent), ``corrupt`` (blobs whose bytes no
+    longer hash to their key), ``orphans`` (blobs no row points to, older than
+    ``min_age_s`` so that an ingest in flight is not counted), and ``deleted`` (orphans
+    removed when ``repair``). Nothing a row points to is ever deleted.
+    """
+    from medvault.core.blobs import blob_key as hash_key
+    from medvault.core.blobs import BlobNotFound
+
+    store = blob_store()
+    referenced: dict[str, list[str]] = {}
+    for key, uid in Instance.objects.values_list("blob_key", "sop_instance_uid").iterator():
+        referenced.setdefault(key, []).append(uid)
+    report: dict[str, Any] = {
+        "rows_checked": sum(len(v) for v in referenced.values()),
+        "blobs_checked": 0,
+        "missing": [],
+        "corrupt": [],
+        "orphans": [],
+        "young_unreferenced": 0,
+        "deleted": [],
+    }
+    seen: set[str] = set()
+    for key in store.iter_keys():
+        seen.add(key)
+        report["blobs_checked"] += 1
+        if key not in referenced:
+            age = getattr(store, "age_seconds", None)
+            try:
+                young = age is not None and age(key) < min_age_s
+            except BlobNotFound:
+                continue
+            if young:
+                report["young_unreferenced"] += 1
+                continue
+            report["orphans"].append(key)
+            # Re-check at delete time: a row may have committed since the snapshot above.
+            if repair and not Instance.objects.filter(blob_key=key).exists():
+                store.delete(key)
+                report["deleted"].append(key)
+            continue
+        try:
+            data = store.get(key)
+        except BlobNotFound:
+            continue
+        if hash_key(data) != key:
+            report["corrupt"].append({"blob_key": key, "sop_instance_uids": referenced[key]})
+    for key, uids in referenced.items():
+        if key not in seen and not store.exists(key):
+            report["missing"].extend({"blob_key": key, "sop_instance_uid": uid} for uid in uids)
+    if repair and hasattr(store, "clean_temporary"):
+        report["temporary_files_removed"] = store.clean_temporary(min_age_s)
+    return report
