@@ -9,6 +9,7 @@ urlpatterns = [
     path("dicomweb/", include("medvault.dicomweb.urls")),
     path("api/v1/", include("medvault.analysis.urls")),
     path("api/v1/", include("medvault.retrieval.urls")),
+    path("similar/", include("medvault.retrieval.page_urls")),
     path("api/v1/", include("medvault.archive.urls")),
     path("", include("medvault.ops.urls")),
     path("", include("medvault.ui.urls")),

@@ -208,3 +208,6 @@ def test_catalog_filters() -> None:
     cat.remove([13])
     cat.add([9], [5], ["MR"], ["glioma"])
     assert cat.select(modalities=["mr"]).tolist() == [9, 12]
+    assert cat.keys.tolist() == [9, 10, 11, 12]
+    assert cat.modality_values() == ["MR", "CT", "CT", "MR"]
+    assert cat.label_values() == ["glioma", "adenocarcinoma", "normal", "glioma"]

@@ -27,6 +27,10 @@ class _Vocabulary:
     def codes_of(self, values: Iterable[str]) -> NDArray[np.int32]:
         return np.asarray([self._codes[v] for v in values if v in self._codes], dtype=np.int32)
 
+    def decode(self, codes: NDArray[np.int32]) -> list[str]:
+        names = list(self._codes)  # insertion order == code order
+        return [names[int(c)] for c in codes]
+
 
 class KeyCatalog:
     """Per-key metadata columns (study id, modality, label), rows sorted by key."""
@@ -62,6 +66,13 @@ class KeyCatalog:
             [self._modality, self._modalities.encode(m.upper() for m in modalities)]
         )[order]
         self._label = np.concatenate([self._label, self._labels.encode(labels)])[order]
+
+    def modality_values(self) -> list[str]:
+        """The modality of each key, in key order (for saving the catalog)."""
+        return self._modalities.decode(self._modality)
+
+    def label_values(self) -> list[str]:
+        return self._labels.decode(self._label)
 
     def remove(self, keys: ArrayLike) -> None:
         drop = np.isin(self.keys, as_keys(keys))

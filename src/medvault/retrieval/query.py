@@ -1,0 +1,158 @@
+"""Turning what the user gave (an instance, an uploaded file) into a query vector."""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from medvault.archive.models import Instance
+from medvault.retrieval.selectors import instance_embedding
+
+MAX_QUERY_PIXELS = 40_000_000
+
+
+class QueryError(Exception):
+    """A query that cannot be answered; ``status`` is the HTTP status to give."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+
+
+@dataclass(frozen=True)
+class QueryVector:
+    vector: np.ndarray
+    model_name: str
+    model_version: str
+    label: str
+    source: str  # "stored" (embedding from the database) or "computed"
+
+
+def available_models() -> list[str]:
+    from medvault.analysis.backends import models_available
+
+    return list(models_available())
+
+
+def _analyse(model_name: str, ds_or_image: Any) -> Any:
+    from medvault.analysis.backends import ModelUnavailable, analysis_backend
+
+    try:
+        return analysis_backend().analyse(model_name, ds_or_image)
+    except ModelUnavailable as exc:
+        raise QueryError(str(exc), 503) from exc
+
+
+def _output_vector(output: Any, model_name: str) -> QueryVector:
+    if getattr(output, "refused", False):
+        raise QueryError(
+            f"the {model_name} model does not apply to this image: {output.reason}", 422
+        )
+    if getattr(output, "embedding", None) is None:
+        raise QueryError(f"the {model_name} model gave no embedding for this image", 422)
+    vec = np.asarray(output.embedding, dtype=np.float32).reshape(-1)
+    norm = float(np.linalg.norm(vec))
+    if not np.isfinite(norm) or norm == 0:
+        raise QueryError("the model gave an unusable embedding", 422)
+    return QueryVector(vec / norm, output.model_name, output.model_version,
+                       output.label or "", "computed")
+
+
+def _check_model(model_name: str | None) -> list[str]:
+    models = available_models()
+    if model_name:
+        from medvault.analysis.backends import model_names
+
+        if model_name not in model_names():
+            raise QueryError(f"unknown model {model_name!r}; known: {', '.join(model_names())}")
+        if model_name not in models:
+            raise QueryError(f"model {model_name!r} is not installed on this server", 503)
+        return [model_name]
+    if not models:
+        raise QueryError("no analysis model is installed on this server", 503)
+    return models
+
+
+def _embed_any(candidates: list[str], ds_or_image: Any) -> QueryVector:
+    """The first candidate model that accepts the image (refusals tried in turn)."""
+    refusals: list[str] = []
+    for name in candidates:
+        try:
+            return _output_vector(_analyse(name, ds_or_image), name)
+        except QueryError as exc:
+            if exc.status != 422 or len(candidates) == 1:
+                raise
+            refusals.append(exc.message)
+    raise QueryError("no model applies to this image: " + "; ".join(refusals), 422)
+
+
+def instance_query_vector(*, instance: Instance, model_name: str | None = None) -> QueryVector:
+    """The stored embedding of ``instance``, or one computed now when none is stored."""
+    stored = instance_embedding(instance=instance, model_name=model_name)
+    if stored is not None:
+        from medvault.core.search import vector_decode
+
+        return QueryVector(vector_decode(bytes(stored.vector), stored.dim, stored.dtype),
+                           stored.model_name, stored.model_version, stored.label, "stored")
+    candidates = _check_model(model_name)
+    if not model_name:
+        from medvault.analysis.backends import model_applies
+
+        series = instance.series
+        applicable = [m for m in candidates if model_applies(m, series.modality, series.body_part_examined)]
+        candidates = applicable or candidates
+    try:
+        from medvault.archive.selectors import instance_dataset
+    except ImportError as exc:  # archive selectors not installed: nothing to compute from
+        raise QueryError("this image has no embedding yet", 404) from exc
+    return _embed_any(candidates, instance_dataset(instance=instance))
+
+
+def read_query_file(data: bytes) -> Any:
+    """An uploaded query file as a pydicom Dataset (DICOM) or a uint8 image (PNG/JPEG)."""
+    if not data:
+        raise QueryError("the uploaded file is empty")
+    if len(data) > 132 and data[128:132] == b"DICM":
+        import pydicom
+        from pydicom.errors import InvalidDicomError
+
+        try:
+            ds = pydicom.dcmread(io.BytesIO(data))
+        except (InvalidDicomError, ValueError, EOFError, OSError, KeyError, TypeError) as exc:
+            raise QueryError(f"the uploaded DICOM file cannot be read: {exc}") from exc
+        if "PixelData" not in ds and "FloatPixelData" not in ds:
+            raise QueryError("the uploaded DICOM file has no image")
+        return ds
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            if img.width * img.height > MAX_QUERY_PIXELS:
+                raise QueryError("the uploaded image is too large")
+            img.load()
+            mode = "RGB" if img.mode in ("RGB", "RGBA", "P", "CMYK", "YCbCr") else "L"
+            arr = np.asarray(img.convert(mode))
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
+        raise QueryError("the uploaded file is neither DICOM nor a PNG/JPEG image") from exc
+    if arr.dtype != np.uint8:
+        arr = arr.astype(np.uint8)
+    if arr.ndim == 3 and np.array_equal(arr[..., 0], arr[..., 1]) and np.array_equal(arr[..., 1], arr[..., 2]):
+        arr = arr[..., 0]  # grey images saved as RGB
+    return np.ascontiguousarray(arr)
+
+
+def file_query_vector(*, data: bytes, model_name: str | None = None) -> QueryVector:
+    """Embed an uploaded file (not stored in the archive)."""
+    image = read_query_file(data)
+    candidates = _check_model(model_name)
+    if not model_name and hasattr(image, "Modality"):
+        from medvault.analysis.backends import model_applies
+
+        applicable = [m for m in candidates
+                      if model_applies(m, str(image.get("Modality", "")), str(image.get("BodyPartExamined", "")))]
+        candidates = applicable or candidates
+    return _embed_any(candidates, image)

@@ -1,0 +1,148 @@
+"""Reads of the retrieval app: finding similar instances the user may see."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import date
+from typing import Any
+
+import numpy as np
+
+from medvault.archive.models import Instance
+from medvault.retrieval.index import managed_index
+from medvault.retrieval.models import Embedding
+
+
+@dataclass(frozen=True)
+class SimilarFilters:
+    """Optional restrictions on top of the user's visible studies (always applied)."""
+
+    modalities: tuple[str, ...] = ()
+    labels: tuple[str, ...] = ()
+    exclude_own_study: bool = False
+
+
+@dataclass(frozen=True)
+class Match:
+    sop_instance_uid: str
+    series_instance_uid: str
+    study_instance_uid: str
+    score: float
+    label: str
+    study_date: date | None
+    modality: str
+    embedding_id: int = field(repr=False, default=0)
+
+    def as_json(self) -> dict[str, Any]:
+        out = asdict(self)
+        out.pop("embedding_id")
+        out["score"] = round(self.score, 4)
+        out["study_date"] = self.study_date.isoformat() if self.study_date else None
+        return out
+
+
+@dataclass(frozen=True)
+class SimilarResult:
+    model_name: str
+    model_version: str
+    matches: list[Match]
+    method: str
+    search_ms: float
+
+
+def _visible_study_ids(user: Any) -> np.ndarray | None:
+    """Study ids the user may see; ``None`` means all (administrators, or no user: CLI)."""
+    from medvault.accounts.permissions import is_administrator, visible_studies
+
+    if user is None or is_administrator(user):
+        return None
+    return np.fromiter(visible_studies(user).values_list("id", flat=True), dtype=np.int64)
+
+
+def visible_instance(*, user: Any, sop_instance_uid: str) -> Instance | None:
+    """The instance with this UID if ``user`` may see its study (``None`` for no user: CLI)."""
+    qs = Instance.objects.select_related("series__study").filter(sop_instance_uid=sop_instance_uid)
+    if user is not None:
+        from medvault.accounts.permissions import visible_studies
+
+        qs = qs.filter(series__study__in=visible_studies(user))
+    return qs.first()
+
+
+def instance_embedding(*, instance: Instance, model_name: str | None = None) -> Embedding | None:
+    """The newest stored embedding of ``instance`` (of ``model_name`` when given)."""
+    qs = Embedding.objects.filter(instance=instance)
+    if model_name:
+        qs = qs.filter(model_name=model_name)
+    return qs.order_by("-id").first()
+
+
+def embedding_models() -> list[tuple[str, str, int]]:
+    """(model name, version, count) of every stored embedding set."""
+    from django.db.models import Count
+
+    rows = (Embedding.objects.values_list("model_name", "model_version")
+            .annotate(n=Count("id")).order_by("model_name", "model_version"))
+    return [(str(a), str(b), int(n)) for a, b, n in rows]
+
+
+def similar_instances(
+    *,
+    user: Any,
+    vector: np.ndarray,
+    model_name: str,
+    model_version: str,
+    k: int,
+    filters: SimilarFilters = SimilarFilters(),
+    query_study_id: int | None = None,
+) -> SimilarResult:
+    """The ``k`` most similar instances that ``user`` may see, best first.
+
+    ``user=None`` searches the whole archive (the operator's CLI). Permissions are applied
+    twice: the index is searched only within the visible studies, and the matches are
+    checked against the database again before they are returned.
+    """
+    t0 = time.perf_counter()
+    studies = _visible_study_ids(user)
+    exclude = [query_study_id] if (filters.exclude_own_study and query_study_id) else None
+    index = managed_index(model_name, model_version)
+    # Ask for a few extra: rows replaced since the last sync drop out when resolved below.
+    found = index.search(
+        np.asarray(vector, dtype=np.float32), k + 4, studies=studies,
+        modalities=list(filters.modalities) or None, labels=list(filters.labels) or None,
+        exclude_studies=exclude,
+    )
+    scores = dict(found.pairs())
+    rows = (Embedding.objects.filter(id__in=list(scores), model_name=model_name,
+                                     model_version=model_version)
+            .select_related("instance__series__study"))
+    if user is not None:
+        from medvault.accounts.permissions import visible_studies
+
+        rows = rows.filter(instance__series__study__in=visible_studies(user))
+    by_id = {row.id: row for row in rows}
+    matches: list[Match] = []
+    for key, score in found.pairs():
+        row = by_id.get(key)
+        if row is None:
+            continue
+        study = row.instance.series.study
+        if exclude and study.id in exclude:
+            continue
+        if filters.labels and row.label not in filters.labels:
+            continue
+        matches.append(Match(
+            sop_instance_uid=row.instance.sop_instance_uid,
+            series_instance_uid=row.instance.series.series_instance_uid,
+            study_instance_uid=study.study_instance_uid,
+            score=float(score),
+            label=row.label,
+            study_date=study.study_date,
+            modality=row.instance.series.modality,
+            embedding_id=row.id,
+        ))
+        if len(matches) == k:
+            break
+    return SimilarResult(model_name, model_version, matches, found.method,
+                         (time.perf_counter() - t0) * 1000.0)
