@@ -1,0 +1,225 @@
+"""Attribute matching over the archive index, shared by QIDO-RS and C-FIND.
+
+Matching follows PS3.4 C.2.2.2: single value, list of UIDs, universal (empty value),
+wildcard (``*`` and ``?``), and range matching for dates and times. Person names match
+case-insensitively; ``fuzzy`` makes them match any name component by prefix.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from django.db.models import Exists, OuterRef, Q, QuerySet
+
+from medvault.archive.models import Instance, Patient, Series, Study
+from medvault.dicomweb.attributes import Attribute, Level, field_path
+
+UID_RE = re.compile(r"^[0-9]+(\.[0-9]+)*$")
+
+
+class QueryError(ValueError):
+    """A query key or value that cannot be understood (answered with 400 / 0xA900)."""
+
+
+def uid_valid(value: str) -> bool:
+    return 0 < len(value) <= 64 and bool(UID_RE.match(value))
+
+
+_REGEX_SPECIAL = set(".^$+()[]{}|\\")
+
+
+def _wildcard_regex(value: str) -> str:
+    out = ["^"]
+    for ch in value:
+        if ch == "*":
+            out.append(".*")
+        elif ch == "?":
+            out.append(".")
+        elif ch in _REGEX_SPECIAL:
+            out.append("\\" + ch)
+        else:
+            out.append(ch)
+    out.append("$")
+    return "".join(out)
+
+
+def _date_parse(text: str, attribute: Attribute) -> dt.date:
+    cleaned = text.strip().replace(".", "").replace("-", "")
+    try:
+        return dt.datetime.strptime(cleaned, "%Y%m%d").date()
+    except ValueError:
+        raise QueryError(f"{attribute.keyword}: {text!r} is not a date (YYYYMMDD)") from None
+
+
+def _time_norm(text: str, attribute: Attribute) -> str:
+    cleaned = text.strip().replace(":", "")
+    if not re.match(r"^\d{2}(\d{2}(\d{2}(\.\d{1,6})?)?)?$", cleaned):
+        raise QueryError(f"{attribute.keyword}: {text!r} is not a time (HHMMSS.FFFFFF)")
+    return cleaned
+
+
+def match_q(level: Level, attribute: Attribute, value: str, *, fuzzy: bool = False) -> Q | None:
+    """The filter for one matching key; None for universal matching (empty value, ``*``)."""
+    path = field_path(level, attribute)
+    if path is None:
+        raise QueryError(f"{attribute.keyword} cannot be matched at the {level.value} level")
+    value = value.strip()
+    if value in ("", "*"):
+        return None
+    kind = attribute.kind
+    if kind == "uid":
+        uids = [v.strip() for v in re.split(r"[\\,]", value) if v.strip()]
+        bad = [u for u in uids if not uid_valid(u)]
+        if bad:
+            raise QueryError(f"{attribute.keyword}: {bad[0]!r} is not a valid UID")
+        return Q(**{f"{path}__in": uids})
+    if kind in ("date", "time"):
+        return _range_q(path, attribute, value)
+    if kind in ("int", "count"):
+        values = value.split("\\")
+        try:
+            numbers = [int(v) for v in values]
+        except ValueError:
+            raise QueryError(f"{attribute.keyword}: {value!r} is not an integer") from None
+        return Q(**{f"{path}__in": numbers})
+    if kind == "modalities":
+        return _modalities_q(level, value)
+    values = value.split("\\")
+    combined = Q()
+    for item in values:
+        combined |= _string_q(path, item, case_insensitive=kind == "pn", fuzzy=fuzzy and kind == "pn")
+    return combined
+
+
+def _string_q(path: str, value: str, *, case_insensitive: bool, fuzzy: bool) -> Q:
+    if fuzzy:
+        # Any name component (family, given, ...) that starts with each word given.
+        words = [w for w in re.split(r"[\s^,]+", value.replace("*", "").replace("?", "")) if w]
+        q = Q()
+        for word in words:
+            rx = r"(^|[\^ ])" + _wildcard_regex(word)[1:-1]
+            q &= Q(**{f"{path}__iregex": rx})
+        return q
+    if "*" in value or "?" in value:
+        lookup = "iregex" if case_insensitive else "regex"
+        return Q(**{f"{path}__{lookup}": _wildcard_regex(value)})
+    return Q(**{f"{path}__{'iexact' if case_insensitive else 'exact'}": value})
+
+
+def _range_q(path: str, attribute: Attribute, value: str) -> Q:
+    is_date = attribute.kind == "date"
+    parse = (lambda t: _date_parse(t, attribute)) if is_date else (lambda t: _time_norm(t, attribute))
+    if is_date and "-" in value and not re.match(r"^\d{4}-\d{2}-\d{2}$", value):
+        low, _, high = value.partition("-")
+    elif not is_date and "-" in value:
+        low, _, high = value.partition("-")
+    else:
+        single = parse(value)
+        if is_date:
+            return Q(**{path: single})
+        return Q(**{f"{path}__startswith": single})
+    q = Q()
+    if low.strip():
+        q &= Q(**{f"{path}__gte": parse(low)})
+    if high.strip():
+        upper = parse(high)
+        # A time's upper bound includes all of its fractions of a second.
+        q &= Q(**{f"{path}__lte": upper if is_date else str(upper) + "~"})
+    if not low.strip() and not high.strip():
+        raise QueryError(f"{attribute.keyword}: empty range {value!r}")
+    if not is_date:
+        q &= ~Q(**{path: ""})
+    return q
+
+
+def _modalities_q(level: Level, value: str) -> Q:
+    modalities = [m.strip() for m in value.split("\\") if m.strip()]
+    if level is Level.STUDY:
+        ref = OuterRef("pk")
+    elif level is Level.SERIES:
+        ref = OuterRef("study_id")
+    elif level is Level.IMAGE:
+        ref = OuterRef("series__study_id")
+    else:
+        ref = None
+    if ref is None:
+        raise QueryError("ModalitiesInStudy cannot be matched at the PATIENT level")
+    q = Q()
+    for modality in modalities:
+        lookup = {"modality__regex": _wildcard_regex(modality)} if ("*" in modality or "?" in modality) else {"modality": modality}
+        q |= Q(Exists(Series.objects.filter(study_id=ref, **lookup)))
+    return q
+
+
+def level_queryset(level: Level, studies: QuerySet[Study]) -> QuerySet[Any]:
+    """All rows of ``level`` that belong to ``studies`` (the studies the caller may see)."""
+    if level is Level.STUDY:
+        return studies.select_related("patient").order_by("pk")
+    if level is Level.SERIES:
+        return (
+            Series.objects.filter(study__in=studies.values("pk"))
+            .select_related("study", "study__patient")
+            .order_by("study_id", "series_number", "pk")
+        )
+    if level is Level.IMAGE:
+        return (
+            Instance.objects.filter(series__study__in=studies.values("pk"))
+            .select_related("series", "series__study", "series__study__patient")
+            .defer("metadata")
+            .order_by("series_id", "instance_number", "pk")
+        )
+    return Patient.objects.filter(studies__in=studies.values("pk")).distinct().order_by("pk")
+
+
+def queryset_filter(
+    qs: QuerySet[Any],
+    level: Level,
+    matches: Iterable[tuple[Attribute, str]],
+    *,
+    fuzzy: bool = False,
+) -> QuerySet[Any]:
+    for attribute, value in matches:
+        q = match_q(level, attribute, value, fuzzy=fuzzy)
+        if q is not None:
+            qs = qs.filter(q)
+    return qs
+
+
+def value_of(obj: Any, level: Level, attribute: Attribute) -> Any:
+    """The index value of ``attribute`` for a row of ``level`` (None if not reachable)."""
+    path = field_path(level, attribute)
+    if path is None:
+        return None
+    value: Any = obj
+    for name in path.split("__"):
+        value = getattr(value, name, None)
+        if value is None:
+            return None
+    return value
+
+
+def json_element(attribute: Attribute, value: Any) -> dict[str, Any]:
+    """One DICOM JSON element (PS3.18 F.2.2) for an index value."""
+    element: dict[str, Any] = {"vr": attribute.vr}
+    if value is None or value == "":
+        return element
+    kind = attribute.kind
+    if kind == "pn":
+        element["Value"] = [{"Alphabetic": str(value)}]
+    elif kind == "date":
+        element["Value"] = [value.strftime("%Y%m%d") if hasattr(value, "strftime") else str(value)]
+    elif kind in ("int", "count"):
+        element["Value"] = [int(value)]
+    elif kind == "modalities":
+        element["Value"] = [m for m in str(value).split("\\") if m]
+    else:
+        element["Value"] = [str(value)]
+    return element
+
+
+def metadata_element(metadata: Mapping[str, Any], tag: str) -> dict[str, Any] | None:
+    element = metadata.get(tag)
+    return dict(element) if isinstance(element, dict) else None
