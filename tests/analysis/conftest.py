@@ -63,7 +63,7 @@ def technician(group_a: Any) -> Any:
 @pytest.fixture
 def ct_instance(blob_dir: Path, ct_dicom: bytes, group_a: Any, clinician: Any, settings: Any) -> Any:
     settings.MEDVAULT_AUTO_ANALYSE = False
-    return helpers.store_or_index(ct_dicom, group=group_a, user=clinician)
+    return helpers.store(ct_dicom, group=group_a, user=clinician)
 
 
 def token_for(user: Any) -> str:

@@ -29,7 +29,7 @@ def main(argv: list[str]) -> None:
         count, model = int(argv[1]), argv[2]
         ids = []
         for _ in range(count):
-            instance = helpers.store_or_index(helpers.dicom_bytes())
+            instance = helpers.store(helpers.dicom_bytes())
             ids.append(services.job_enqueue(instance=instance, model_name=model).pk)
         print(json.dumps(ids))
     elif command == "state":

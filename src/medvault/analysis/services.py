@@ -72,16 +72,10 @@ def worker_identity() -> str:
 
 
 def blob_store() -> Any:
-    """The archive's configured blob store (filesystem or S3)."""
-    try:
-        from medvault.archive.blobs import blob_store as archive_blob_store
-    except ImportError:
-        archive_blob_store = None
-    if archive_blob_store is not None:
-        return archive_blob_store()
-    from medvault.core.blobs import FilesystemBlobStore
+    """The archive's configured blob store (filesystem or S3): heat-maps live beside images."""
+    from medvault.archive.blobstore import blob_store as archive_blob_store
 
-    return FilesystemBlobStore(settings.MEDVAULT_BLOB_DIR)
+    return archive_blob_store()
 
 
 def instance_dataset(instance: Instance) -> Any:
