@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test install worker clean-venv
+.PHONY: run test install worker clean-venv cluster cluster-stop
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,3 +27,10 @@ test: $(STAMP)
 
 clean-venv:
 	rm -rf $(VENV)
+
+# Local scale-out cluster on loopback (nginx + 2 app servers + 1 worker, PostgreSQL); see docs/operations.md.
+cluster: $(STAMP)
+	scripts/cluster.sh start
+
+cluster-stop:
+	scripts/cluster.sh stop
