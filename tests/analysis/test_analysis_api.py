@@ -198,3 +198,15 @@ def test_technician_may_not_export(client: Any, technician: Any, group_a: Any, a
     assert AuditRecord.objects.filter(action="export", outcome="denied", user=technician).exists()
     request = _post(client, {"sop_instance_uid": own.sop_instance_uid, "model": "lung-ct"}, headers)
     assert request.status_code == 403
+
+
+def test_export_from_the_command_line(analysed: Any, ct_instance: Any, clinician: Any) -> None:
+    from django.core.management import CommandError, call_command
+
+    out = io.StringIO()
+    call_command("analysis_export", str(analysed.pk), "--user", clinician.username, stdout=out)
+    body = json.loads(out.getvalue())
+    assert body["status"] == "stored" and body["disclaimer"] == DISCLAIMER
+    assert body["study_instance_uid"] == ct_instance.series.study.study_instance_uid
+    with pytest.raises(CommandError, match="no analysis result"):
+        call_command("analysis_export", "999999")

@@ -16,9 +16,9 @@ _MAX_ALPHA = 0.6
 
 
 def _jet(heat: np.ndarray) -> np.ndarray:
-    """Map heat in [0, 1] to RGB uint8 with a blue-cyan-yellow-red ramp (like "jet")."""
+    """Map heat in [0, 1] to RGB uint8 with a blue-cyan-yellow-red ramp (jet, ending in bright red)."""
     h = np.clip(heat, 0.0, 1.0)
-    r = np.clip(1.5 - np.abs(4.0 * h - 3.0), 0.0, 1.0)
+    r = np.clip(4.0 * h - 1.5, 0.0, 1.0)  # stays bright red at the top, unlike jet
     g = np.clip(1.5 - np.abs(4.0 * h - 2.0), 0.0, 1.0)
     b = np.clip(1.5 - np.abs(4.0 * h - 1.0), 0.0, 1.0)
     return (np.stack([r, g, b], axis=-1) * 255.0 + 0.5).astype(np.uint8)
