@@ -1,0 +1,107 @@
+"""Parsing and validation of real and broken DICOM."""
+
+from __future__ import annotations
+
+import pytest
+
+from medvault.core.dicom.json import canonical_sha256
+from medvault.core.dicom.parse import DicomRejected, parse_instance
+
+from .helpers import ct_small, part10, rows_disagree, without_pixel_data
+
+
+def _reason(data: bytes, **kwargs) -> str:
+    with pytest.raises(DicomRejected) as info:
+        parse_instance(data, **kwargs)
+    return info.value.reason
+
+
+def test_invalid_samples_are_rejected_with_clear_reasons(shared_data):
+    truncated = _reason((shared_data / "dicom/invalid/MR_truncated.dcm").read_bytes())
+    assert "Pixel Data holds 8130 bytes" in truncated and "needs 8192" in truncated
+    no_meta = _reason((shared_data / "dicom/invalid/no_meta.dcm").read_bytes())
+    assert "not a DICOM Part 10 file" in no_meta
+
+
+def test_bare_dataset_is_read_when_the_caller_knows_the_syntax(shared_data):
+    """C-STORE hands over a data set without file meta plus the negotiated syntax."""
+    from pydicom.filebase import DicomBytesIO
+    from pydicom.filewriter import write_dataset
+
+    ds = ct_small(shared_data)
+    buffer = DicomBytesIO()
+    buffer.is_little_endian, buffer.is_implicit_VR = True, True  # as on the wire
+    write_dataset(buffer, ds)
+    parsed = parse_instance(buffer.getvalue(), transfer_syntax_uid="1.2.840.10008.1.2")
+    assert parsed.pixels.shape == (1, 128, 128)
+    assert parsed.dataset.file_meta.MediaStorageSOPInstanceUID == parsed.sop_instance_uid
+    assert parsed.received_transfer_syntax_uid == "1.2.840.10008.1.2"
+    # The broken sample (a stray byte before the first tag) is still refused.
+    bad = (shared_data / "dicom/invalid/no_meta.dcm").read_bytes()
+    assert "SOPInstanceUID" in _reason(bad, transfer_syntax_uid="1.2.840.10008.1.2.1")
+
+
+def test_dicomdir_is_not_an_instance(shared_data):
+    reason = _reason((shared_data / "dicom/series_dicomdir/DICOMDIR").read_bytes())
+    assert "DICOMDIR" in reason
+
+
+@pytest.mark.parametrize(
+    ("make", "expected"),
+    [
+        (lambda d: b"", "empty file"),
+        (lambda d: b"hello, this is a text file\n" * 20, "not a DICOM Part 10 file"),
+        (without_pixel_data, "no Pixel Data"),
+        (rows_disagree, "Rows 256 x Columns 128"),
+    ],
+)
+def test_bad_input_reasons(shared_data, make, expected):
+    assert expected in _reason(make(shared_data))
+
+
+@pytest.mark.parametrize("cut", [100, 132, 400, 1000, 20000, 39000])
+def test_truncated_files_are_rejected(shared_data, cut):
+    data = (shared_data / "dicom/single_ct/CT_small.dcm").read_bytes()[:cut]
+    assert _reason(data)
+
+
+def test_missing_uid_is_named(shared_data):
+    ds = ct_small(shared_data)
+    del ds.StudyInstanceUID
+    assert "StudyInstanceUID" in _reason(part10(ds))
+    ds = ct_small(shared_data)
+    ds.SeriesInstanceUID = "1.2.x.3"
+    assert "not a valid UID" in _reason(part10(ds))
+
+
+def test_frame_size_limit(shared_data):
+    data = (shared_data / "dicom/single_ct/CT_small.dcm").read_bytes()
+    assert "exceeds the limit" in _reason(data, max_image_pixels=100 * 100)
+
+
+def test_every_frame_is_decoded_and_hashed(shared_data):
+    parsed = parse_instance((shared_data / "dicom/multiframe/emri_small.dcm").read_bytes())
+    assert parsed.pixels.shape == (10, 64, 64)
+    assert parsed.raw_pixel_bytes == 10 * 64 * 64 * 2
+    assert parsed.pixels_exact and not parsed.lossy
+
+
+def test_same_instance_in_every_syntax_has_one_identity(shared_data):
+    names = ["single_mr/MR_small.dcm"] + [
+        f"transfer_syntax/MR_small_{s}.dcm"
+        for s in ("RLE", "bigendian", "implicit", "jp2klossless", "jpeg_ls_lossless")
+    ]
+    parsed = [parse_instance((shared_data / "dicom" / n).read_bytes()) for n in names]
+    assert len({p.pixel_sha256 for p in parsed}) == 1
+    assert len({p.content_sha256 for p in parsed}) == 1
+
+
+def test_metadata_has_no_bulk_data(shared_data):
+    parsed = parse_instance((shared_data / "dicom/tcia/ACRIN-FLT-Breast_PT_a.dcm").read_bytes())
+    meta = parsed.metadata
+    assert meta["7FE00010"] == {"vr": "OW", "BulkDataURI": "bulkdata/7FE00010"}
+    assert "00020010" not in meta  # file meta is not part of the data set
+    assert meta["00100020"]["Value"] == [str(parsed.dataset.PatientID)]
+    text = str(meta)
+    assert "InlineBinary" not in text or len(text) < 200_000
+    assert canonical_sha256(meta) == parsed.content_sha256
