@@ -534,6 +534,23 @@ def upload_store(
     return [instance_store(data=data, source=source, user=user, group=group, path=name)]
 
 
+_blob_referrers: list[Callable[[], Any]] = []
+
+
+def register_blob_referrer(fn: Callable[[], Any]) -> None:
+    """Let another app declare blobs it points to: ``fn()`` yields ``(key, label)`` pairs.
+
+    ``blob_scrub`` counts them as referenced (e.g. the analysis app's heat-map overlays), so
+    they are checked for corruption and never reported or deleted as orphans.
+    """
+    if fn not in _blob_referrers:
+        _blob_referrers.append(fn)
+
+
+def _referenced_elsewhere(key: str) -> bool:
+    return any(key == ref for fn in _blob_referrers for ref, _label in fn())
+
+
 def blob_scrub(*, repair: bool = False, min_age_s: float = 3600.0) -> dict[str, Any]:
     """Re-hash every blob and compare the store with the index.
 
@@ -549,6 +566,9 @@ def blob_scrub(*, repair: bool = False, min_age_s: float = 3600.0) -> dict[str, 
     referenced: dict[str, list[str]] = {}
     for key, uid in Instance.objects.values_list("blob_key", "sop_instance_uid").iterator():
         referenced.setdefault(key, []).append(uid)
+    for referrer in list(_blob_referrers):
+        for key, label in referrer():
+            referenced.setdefault(key, []).append(label)
     report: dict[str, Any] = {
         "rows_checked": sum(len(v) for v in referenced.values()),
         "blobs_checked": 0,
@@ -573,7 +593,11 @@ def blob_scrub(*, repair: bool = False, min_age_s: float = 3600.0) -> dict[str, 
                 continue
             report["orphans"].append(key)
             # Re-check at delete time: a row may have committed since the snapshot above.
-            if repair and not Instance.objects.filter(blob_key=key).exists():
+            if (
+                repair
+                and not Instance.objects.filter(blob_key=key).exists()
+                and not _referenced_elsewhere(key)
+            ):
                 store.delete(key)
                 report["deleted"].append(key)
             continue
