@@ -147,3 +147,14 @@ def test_embedding_goes_to_retrieval_when_available(ct_instance: Any, blob_dir: 
     assert len(calls) == 1
     assert calls[0]["instance"].pk == ct_instance.pk and calls[0]["model_version"] == "fake-1"
     assert calls[0]["label"] == "adenocarcinoma" and calls[0]["vector"].shape == (8,)
+
+
+def test_scrub_counts_heatmaps_as_referenced(ct_instance: Any, blob_dir: Any) -> None:
+    from medvault.archive.services import blob_scrub
+
+    services.job_enqueue(instance=ct_instance, model_name="lung-ct")
+    services.jobs_drain(backend=FakeBackend())
+    key = AnalysisResult.objects.get().heatmap_key
+    report = blob_scrub(repair=True, min_age_s=0.0)
+    assert report["orphans"] == [] and report["deleted"] == []
+    assert report["blobs_checked"] == 2 and services.blob_store().exists(key)

@@ -19,6 +19,14 @@ class AnalysisConfig(AppConfig):
             log.warning("medvault.archive.services.register_stored_hook is missing; "
                         "images will not be analysed automatically on ingest")
             return
+        from medvault.analysis.selectors import heatmap_blob_refs
         from medvault.analysis.services import stored_hook
 
         register_stored_hook(stored_hook)
+        try:
+            from medvault.archive.services import register_blob_referrer
+        except ImportError:
+            log.warning("medvault scrub does not know about heat-map blobs")
+        else:
+            # Heat-maps share the blob store with images: scrub must not call them orphans.
+            register_blob_referrer(heatmap_blob_refs)

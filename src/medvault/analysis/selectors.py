@@ -142,3 +142,10 @@ def result_as_json(result: AnalysisResult, *, deidentified: bool = False) -> dic
         data["study_date"] = study.study_date.isoformat() if study.study_date else None
         data["requested_by"] = result.requested_by.get_username() if result.requested_by else None
     return data
+
+
+def heatmap_blob_refs() -> Any:
+    """(blob key, label) of every stored heat-map overlay, for ``medvault scrub``."""
+    rows = AnalysisResult.objects.exclude(heatmap_key="").values_list("heatmap_key", "id")
+    for key, result_id in rows.iterator():
+        yield key, f"analysis result {result_id} heat-map"
