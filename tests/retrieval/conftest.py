@@ -66,6 +66,8 @@ def index_dir(settings, tmp_path: Path) -> Path:
     settings.MEDVAULT_INDEX_DIR = path
     settings.MEDVAULT_INDEX_CHECK_SECONDS = 0
     settings.MEDVAULT_INDEX_SAVE_SECONDS = 0
+    # Password hashing is not under test here and costs seconds per user.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     reset_registry()
     yield path
     reset_registry()

@@ -125,30 +125,33 @@ def embeddings_reindex(
         raise QueryError(f"model {model_name!r} is not installed on this server", 503)
     backend = analysis_backend()
     version = _model_version(model_name)
-    todo = _applicable_instances(model_name).order_by("id")
+    applicable = _applicable_instances(model_name).order_by("id")
+    if version is None:
+        # No version on record: learn it from the model's answer on the first image it takes.
+        for probe in applicable.iterator(chunk_size=50):
+            try:
+                output = backend.analyse(model_name, instance_dataset(instance=probe))
+            except Exception:  # noqa: BLE001 - try the next image
+                continue
+            version = str(output.model_version)
+            break
+    todo = applicable
     if version:
         todo = todo.exclude(embeddings__model_name=model_name, embeddings__model_version=version)
+    skipped = applicable.count() - todo.count()
     total = todo.count()
     if limit:
         total = min(total, limit)
-    check_each = version is None  # version learnt from the first output: skip row by row
-    done = stored = refused = failed = skipped = 0
+    done = stored = refused = failed = 0
     for instance in todo.select_related("series").iterator(chunk_size=200):
         if limit and done >= limit:
             break
-        if check_each and version and Embedding.objects.filter(
-            instance=instance, model_name=model_name, model_version=version
-        ).exists():
-            skipped += 1
-            continue
         done += 1
         try:
             output = backend.analyse(model_name, instance_dataset(instance=instance))
         except Exception:  # noqa: BLE001 - one unreadable image must not stop the run
             failed += 1
             continue
-        if version is None:
-            version = str(output.model_version)
         if output.refused or output.embedding is None:
             refused += 1
         else:
