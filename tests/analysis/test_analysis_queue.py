@@ -158,3 +158,19 @@ def test_scrub_counts_heatmaps_as_referenced(ct_instance: Any, blob_dir: Any) ->
     report = blob_scrub(repair=True, min_age_s=0.0)
     assert report["orphans"] == [] and report["deleted"] == []
     assert report["blobs_checked"] == 2 and services.blob_store().exists(key)
+
+
+def test_worker_stores_the_embedding_for_similar_image_search(ct_instance: Any, blob_dir: Any) -> None:
+    retrieval = pytest.importorskip("medvault.retrieval.models")
+    services.job_enqueue(instance=ct_instance, model_name="lung-ct")
+    services.jobs_drain(backend=FakeBackend())
+    [embedding] = retrieval.Embedding.objects.filter(instance=ct_instance)
+    assert embedding.model_name == "lung-ct" and embedding.model_version == "fake-1"
+    assert embedding.label == "adenocarcinoma"
+
+
+def test_refused_images_get_no_embedding(ct_instance: Any, blob_dir: Any) -> None:
+    retrieval = pytest.importorskip("medvault.retrieval.models")
+    services.job_enqueue(instance=ct_instance, model_name="lung-ct")
+    services.jobs_drain(backend=RefusingBackend())
+    assert not retrieval.Embedding.objects.filter(instance=ct_instance).exists()
