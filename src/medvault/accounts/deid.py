@@ -145,4 +145,4 @@ def patient_label(patient: Any, deidentified: bool) -> tuple[str, str]:
     """(name, id) to show for a Patient row; pseudonyms for de-identified users."""
     if deidentified:
         return "(de-identified)", pseudonym(patient.patient_id, patient.issuer_of_patient_id)
-    return str(patient.patient_name).replace("^", " ").strip(), patient.patient_id
+    return str(patient.patient_name), patient.patient_id

@@ -1,4 +1,20 @@
-from django.urls import path  # noqa: F401
+from django.urls import path
+
+from medvault.ui import viewer, views
 
 app_name = "ui"
-urlpatterns: list = []
+urlpatterns = [
+    path("", views.home, name="home"),
+    path("upload/", views.upload, name="upload"),
+    path("upload/file", views.upload_file, name="upload_file"),
+    path("studies/", views.studies, name="studies"),
+    path("studies/<str:study_uid>/", views.study_detail, name="study"),
+    path("studies/<str:study_uid>/share", views.share_create, name="share_create"),
+    path("shares/<int:share_id>/revoke", views.share_revoke, name="share_revoke"),
+    path("series/<str:series_uid>/thumbnail.png", views.series_thumbnail, name="thumbnail"),
+    path("instances/<str:sop_uid>/download", views.instance_download, name="download"),
+    path("viewer/<str:study_uid>/", viewer.viewer, name="viewer"),
+    path("frames/<str:sop_uid>/<int:frame>.png", viewer.frame_png, name="frame"),
+    path("frames/<str:sop_uid>/info", viewer.frame_info, name="frame_info"),
+    path("history/", views.history, name="history"),
+]

@@ -1,0 +1,149 @@
+"""Reads for the web pages: study search, series/instances of a study, home-page figures."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+from django.db.models import Count, Q, QuerySet, Sum
+
+from medvault.accounts.permissions import visible_studies
+
+SORTS = {
+    "date": ("study_date", "study_time", "id"),
+    "-date": ("-study_date", "-study_time", "-id"),
+    "name": ("patient__patient_name", "id"),
+    "-name": ("-patient__patient_name", "-id"),
+    "pid": ("patient__patient_id", "id"),
+    "-pid": ("-patient__patient_id", "-id"),
+    "accession": ("accession_number", "id"),
+    "-accession": ("-accession_number", "-id"),
+    "description": ("study_description", "id"),
+    "-description": ("-study_description", "-id"),
+    "modality": ("modalities_in_study", "id"),
+    "-modality": ("-modalities_in_study", "-id"),
+    "images": ("number_of_instances", "id"),
+    "-images": ("-number_of_instances", "-id"),
+    "added": ("created_at", "id"),
+    "-added": ("-created_at", "-id"),
+}
+
+
+@dataclass
+class StudyQuery:
+    patient_name: str = ""
+    patient_id: str = ""
+    accession: str = ""
+    date_from: date | None = None
+    date_to: date | None = None
+    modality: str = ""
+    description: str = ""
+    sort: str = "-date"
+
+    def is_empty(self) -> bool:
+        return not any([self.patient_name, self.patient_id, self.accession, self.date_from,
+                        self.date_to, self.modality, self.description])
+
+
+def wildcard_regex(pattern: str) -> str:
+    """DICOM-style wildcards (``*`` any run, ``?`` one character) as an anchored regex.
+
+    A space matches the ``^`` between name components too, so "doe jane" finds "Doe^Jane".
+    """
+    parts = []
+    for char in pattern.strip():
+        if char == "*":
+            parts.append(".*")
+        elif char == "?":
+            parts.append(".")
+        elif char in " ^":
+            parts.append("[ ^]+")
+        else:
+            parts.append(re.escape(char))
+    return "^" + "".join(parts) + "$"
+
+
+def name_filter(field: str, pattern: str) -> Q:
+    pattern = pattern.strip()
+    if "*" in pattern or "?" in pattern:
+        return Q(**{f"{field}__iregex": wildcard_regex(pattern)})
+    # Without wildcards: every word must appear (any order), case-insensitive.
+    q = Q()
+    for word in re.split(r"[\s^,]+", pattern):
+        if word:
+            q &= Q(**{f"{field}__icontains": word})
+    return q
+
+
+def study_search(*, user: Any, query: StudyQuery) -> QuerySet[Any]:
+    studies = visible_studies(user).select_related("patient", "group")
+    if query.patient_name:
+        studies = studies.filter(name_filter("patient__patient_name", query.patient_name))
+    if query.patient_id:
+        studies = studies.filter(_text("patient__patient_id", query.patient_id))
+    if query.accession:
+        studies = studies.filter(_text("accession_number", query.accession))
+    if query.date_from:
+        studies = studies.filter(study_date__gte=query.date_from)
+    if query.date_to:
+        studies = studies.filter(study_date__lte=query.date_to)
+    if query.modality:
+        studies = studies.filter(
+            Q(modalities_in_study__iexact=query.modality)
+            | Q(modalities_in_study__istartswith=query.modality + "\\")
+            | Q(modalities_in_study__icontains="\\" + query.modality)
+            | Q(series__modality__iexact=query.modality)
+        ).distinct()
+    if query.description:
+        studies = studies.filter(name_filter("study_description", query.description))
+    return studies.order_by(*SORTS.get(query.sort, SORTS["-date"]))
+
+
+def _text(field: str, value: str) -> Q:
+    value = value.strip()
+    if "*" in value or "?" in value:
+        return Q(**{f"{field}__iregex": wildcard_regex(value)})
+    return Q(**{f"{field}__iexact": value})
+
+
+def study_series(study: Any) -> QuerySet[Any]:
+    return study.series.all().order_by("series_number", "id")
+
+
+def series_instances(series: Any) -> QuerySet[Any]:
+    return series.instances.all().order_by("instance_number", "id").only(
+        "id", "sop_instance_uid", "instance_number", "number_of_frames", "rows", "columns", "blob_key", "series_id"
+    )
+
+
+def storage_figures() -> dict[str, Any]:
+    from medvault.archive.models import Instance, Patient, Series, Study
+
+    sums = Instance.objects.aggregate(
+        n=Count("id"), received=Sum("received_bytes"), stored=Sum("stored_bytes"), raw=Sum("raw_pixel_bytes")
+    )
+    received = sums["received"] or 0
+    stored = sums["stored"] or 0
+    return {
+        "patients": Patient.objects.count(),
+        "studies": Study.objects.count(),
+        "series": Series.objects.count(),
+        "instances": sums["n"] or 0,
+        "received_bytes": received,
+        "stored_bytes": stored,
+        "ratio": (received / stored) if stored else None,
+    }
+
+
+def recent_analyses(user: Any, limit: int = 8) -> list[Any]:
+    """Newest analysis results the user may see; empty if the analysis app is not there."""
+    try:
+        from medvault.analysis.selectors import results_visible_to
+    except ImportError:
+        return []
+    try:
+        return list(results_visible_to(user)[:limit])
+    except Exception:  # noqa: BLE001 - the home page must render even if analysis is broken
+        return []
