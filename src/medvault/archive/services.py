@@ -328,6 +328,11 @@ def _index(
         modalities_in_study="\\".join(modalities)[:128],
         updated_at=dt.datetime.now(dt.UTC),
     )
+    # Hand back fresh counts (the rows were updated with F() expressions above).
+    study.refresh_from_db()
+    series.refresh_from_db()
+    series.study = study
+    instance.series = series
     for hook in list(_stored_hooks):
         transaction.on_commit(lambda hook=hook: hook(instance))
     return instance
