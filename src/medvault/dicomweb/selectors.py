@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
-from django.db.models import QuerySet
+from django.db.models import QuerySet, TextField
+from django.db.models.functions import Cast
 from django.http import QueryDict
 
 from medvault.accounts.deid import IDENTIFYING_TAGS, deidentify_json
@@ -297,6 +299,26 @@ def metadata_select(*, user: Any, instances: QuerySet[Instance], base_url: str) 
         _absolutise(meta, prefix)
         out.append(deidentify_json(meta) if deidentified else meta)
     return out
+
+
+_BULK_URI_RE = re.compile(r'("BulkDataURI"\s*:\s*")(bulkdata/)')
+
+
+def metadata_json_text(*, instances: QuerySet[Instance], base_url: str) -> str:
+    """The metadata of ``instances`` as one DICOM JSON array, spliced from the stored JSON text.
+
+    The fast path for users who see identified data: the stored text is neither parsed nor
+    re-serialised; only relative ``BulkDataURI`` values are made absolute.
+    """
+    rows = instances.annotate(meta_text=Cast("metadata", output_field=TextField())).values_list(
+        "series__study__study_instance_uid", "series__series_instance_uid", "sop_instance_uid",
+        "meta_text",
+    )
+    chunks = []
+    for study_uid, series_uid, sop_uid, text in rows:
+        prefix = f"{base_url}/studies/{study_uid}/series/{series_uid}/instances/{sop_uid}/"
+        chunks.append(_BULK_URI_RE.sub(lambda m, p=prefix: m.group(1) + p + m.group(2), text))
+    return "[" + ",".join(chunks) + "]"
 
 
 def _absolutise(meta: dict[str, Any], prefix: str) -> None:

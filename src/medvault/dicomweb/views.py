@@ -39,6 +39,7 @@ from medvault.dicomweb.errors import (
 from medvault.dicomweb.rendering import RenderError, frame_render, viewport_parse, window_parse
 from medvault.dicomweb.selectors import (
     instances_select,
+    metadata_json_text,
     metadata_select,
     qido_query_parse,
     qido_search,
@@ -183,8 +184,14 @@ def stow(request: HttpRequest, study: str | None = None) -> HttpResponse:
         raise unsupported_media_type(
             f"STOW-RS here takes application/dicom parts only, not {part_type!r}"
         )
+    body = request.body
+    if not body and "chunked" in request.META.get("HTTP_TRANSFER_ENCODING", "").lower():
+        raise DicomwebError(
+            411, "this server cannot read chunked request bodies; send a Content-Length or run "
+            "MedVault under gunicorn (medvault serve)",
+        )
     try:
-        parts = multipart_parse(request.body, content_type)
+        parts = multipart_parse(body, content_type)
     except MultipartError as exc:
         raise bad_request(f"malformed multipart body: {exc}") from None
     group = request.user.groups.order_by("name").first()
@@ -284,10 +291,12 @@ def retrieve_instance(request: HttpRequest, study: str, series: str, instance: s
 def _metadata(request: HttpRequest, study: str, series: str | None = None, sop: str | None = None) -> HttpResponse:
     _accept_json(request)
     instances = instances_select(user=request.user, study_uid=study, series_uid=series, sop_uid=sop)
-    data = metadata_select(user=request.user, instances=instances, base_url=_base_url(request))
     audit_record(user=request.user, action="view", request=request, study_uid=study,
-                 series_uid=series or "", sop_uid=sop or "", detail=f"WADO-RS metadata ({len(data)})")
-    return _dicom_json(data)
+                 series_uid=series or "", sop_uid=sop or "", detail="WADO-RS metadata")
+    if is_deidentified_user(request.user):
+        return _dicom_json(metadata_select(user=request.user, instances=instances, base_url=_base_url(request)))
+    text = metadata_json_text(instances=instances, base_url=_base_url(request))
+    return HttpResponse(text, content_type=DICOM_JSON)
 
 
 @require_http_methods(["GET"])
