@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.errors import InvalidDicomError
+from pydicom.errors import BytesLengthException, InvalidDicomError
 from pydicom.uid import (
     UID,
     ExplicitVRBigEndian,
@@ -76,6 +76,7 @@ _READ_ERRORS: tuple[type[BaseException], ...] = (
     OSError,
     struct.error,
     zlib.error,
+    BytesLengthException,  # not a ValueError: a value's length that its VR cannot hold
 )
 
 
