@@ -129,3 +129,47 @@ class ContentSecurityPolicyMiddleware:
         ):
             response["Content-Security-Policy"] = self.policy
         return response
+
+
+# Raw-body uploads (STOW-RS and friends) may be as large as MEDVAULT_MAX_UPLOAD_BYTES; form
+# posts and JSON stay under Django's DATA_UPLOAD_MAX_MEMORY_SIZE.
+_RAW_UPLOAD_TYPES = ("multipart/related", "application/dicom", "application/octet-stream",
+                     "application/zip")
+
+
+class UploadSizeLimitMiddleware:
+    """Answer 413 with a clear message when a request declares more than
+    ``MEDVAULT_MAX_UPLOAD_BYTES`` (default 2 GiB), before a byte of the body is read.
+
+    Raw-body uploads under the limit are read here, once, so that Django's form-size limit
+    (meant for form fields, 10 MiB) does not reject a large STOW-RS request.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        limit = int(getattr(settings, "MEDVAULT_MAX_UPLOAD_BYTES", 2 * 1024**3))
+        try:
+            declared = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            return error_response(request, 400, "bad request: Content-Length is not a number")
+        if declared > limit:
+            response = error_response(
+                request, 413,
+                f"upload too large: the request declares {declared} bytes; the limit is {limit} "
+                "bytes (MEDVAULT_MAX_UPLOAD_BYTES)",
+            )
+            response["Connection"] = "close"
+            return response
+        content_type = request.META.get("CONTENT_TYPE", "").split(";", 1)[0].strip().lower()
+        if declared and content_type in _RAW_UPLOAD_TYPES and request.method in ("POST", "PUT"):
+            body = request.read(declared + 1)
+            if len(body) != declared:
+                return error_response(
+                    request, 400,
+                    f"bad request: the body has {len(body)} bytes, Content-Length said {declared}",
+                )
+            # What HttpRequest.body would hold, read without the form-field size limit.
+            request._body = body  # type: ignore[attr-defined]
+        return self.get_response(request)

@@ -62,6 +62,7 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "medvault.ops.middleware.ServiceUnavailableMiddleware",
     "medvault.ops.middleware.ContentSecurityPolicyMiddleware",
+    "medvault.ops.middleware.UploadSizeLimitMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
