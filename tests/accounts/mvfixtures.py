@@ -100,3 +100,21 @@ def study_a(group_a, clinician_a):
 @pytest.fixture
 def study_b(group_b, clinician_b):
     return make_study(group_b, uploaded_by=clinician_b, patient_id="PAT-B", patient_name="Beta^Bob")
+
+
+def sample_bytes(name: str = "CT_small.dcm") -> bytes:
+    """A public pydicom sample file (shipped inside pydicom: no download, no real patient)."""
+    from pathlib import Path
+
+    from pydicom.data import get_testdata_file
+
+    return Path(get_testdata_file(name)).read_bytes()
+
+
+def stored_sample(group: Group, user: Any = None, name: str = "CT_small.dcm"):
+    """Store a pydicom sample through the archive's ingest service; returns the Instance."""
+    from medvault.archive.services import upload_store
+
+    [result] = upload_store(name=name, data=sample_bytes(name), source="test", user=user, group=group)
+    assert result.status in ("stored", "duplicate"), result.reason
+    return result.instance

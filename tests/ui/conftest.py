@@ -10,13 +10,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "accounts"))
 
 from mvfixtures import *  # noqa: E402,F401,F403
-
-
-def sample_bytes(name: str = "CT_small.dcm") -> bytes:
-    """A public pydicom sample file (shipped inside pydicom, so no download and no real data)."""
-    from pydicom.data import get_testdata_file
-
-    return Path(get_testdata_file(name)).read_bytes()
+from mvfixtures import sample_bytes  # noqa: E402,F401
 
 
 def png_bytes(size: int = 64) -> bytes:
