@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
@@ -168,6 +169,27 @@ def all_instances(request: HttpRequest) -> HttpResponse:
 # --- STOW-RS ---------------------------------------------------------------------------
 
 
+def _request_body(request: HttpRequest) -> bytes:
+    """The request body, also when it came with ``Transfer-Encoding: chunked``.
+
+    Django reads only ``Content-Length`` bytes; a server that de-chunks (gunicorn) marks its
+    input stream with ``wsgi.input_terminated``, and then the stream is read to its end.
+    """
+    body = request.body
+    if body or "chunked" not in request.META.get("HTTP_TRANSFER_ENCODING", "").lower():
+        return body
+    if not request.environ.get("wsgi.input_terminated"):
+        raise DicomwebError(
+            411, "this server cannot read chunked request bodies; send a Content-Length or run "
+            "MedVault under gunicorn (medvault serve)",
+        )
+    limit = int(settings.MEDVAULT_MAX_UPLOAD_BYTES)
+    data = request.environ["wsgi.input"].read(limit + 1)
+    if len(data) > limit:
+        raise DicomwebError(413, f"the request body is larger than {limit} bytes")
+    return bytes(data)
+
+
 @require_http_methods(["POST"])
 @dicomweb_view("upload")
 def stow(request: HttpRequest, study: str | None = None) -> HttpResponse:
@@ -184,12 +206,7 @@ def stow(request: HttpRequest, study: str | None = None) -> HttpResponse:
         raise unsupported_media_type(
             f"STOW-RS here takes application/dicom parts only, not {part_type!r}"
         )
-    body = request.body
-    if not body and "chunked" in request.META.get("HTTP_TRANSFER_ENCODING", "").lower():
-        raise DicomwebError(
-            411, "this server cannot read chunked request bodies; send a Content-Length or run "
-            "MedVault under gunicorn (medvault serve)",
-        )
+    body = _request_body(request)
     try:
         parts = multipart_parse(body, content_type)
     except MultipartError as exc:
