@@ -6,6 +6,8 @@ Worker subprocesses load them with ``MEDVAULT_ANALYSIS_BACKEND=fake_backend.Fake
 * ``MEDVAULT_FAKE_ANALYSIS_SECONDS``: sleep this long inside ``analyse`` (a slow model).
 * ``MEDVAULT_FAKE_ANALYSIS_LOG``: append "<pid> <SOPInstanceUID>" per call (who ran what).
 * ``MEDVAULT_FAKE_ANALYSIS_STARTED``: touch this file when an analysis starts.
+* ``MEDVAULT_FAKE_ANALYSIS_GATE``: wait (after logging) until this file exists, so a test can
+  hold several workers inside a job at once.
 """
 
 from __future__ import annotations
@@ -55,6 +57,10 @@ class FakeBackend:
         if log:
             with open(log, "a") as handle:
                 handle.write(f"{os.getpid()} {uid}\n")
+        gate = os.environ.get("MEDVAULT_FAKE_ANALYSIS_GATE")
+        deadline = time.monotonic() + 300
+        while gate and not Path(gate).exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
         time.sleep(float(os.environ.get("MEDVAULT_FAKE_ANALYSIS_SECONDS", "0") or 0))
         FakeBackend.calls.append((model_name, uid))
         rows, columns = int(dataset.Rows), int(dataset.Columns)

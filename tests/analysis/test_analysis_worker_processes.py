@@ -123,13 +123,23 @@ def installation(procs: Procs) -> Procs:
 
 def test_competing_workers_claim_each_job_exactly_once(installation: Procs, tmp_path: Path) -> None:
     ids = installation.seed(24)
-    log = tmp_path / "calls.log"
-    extra = {"MEDVAULT_FAKE_ANALYSIS_LOG": str(log), "MEDVAULT_FAKE_ANALYSIS_SECONDS": "0.05"}
+    log, gate = tmp_path / "calls.log", tmp_path / "gate"
+    extra = {"MEDVAULT_FAKE_ANALYSIS_LOG": str(log), "MEDVAULT_FAKE_ANALYSIS_GATE": str(gate),
+             "MEDVAULT_FAKE_ANALYSIS_SECONDS": "0.02"}
     # Three processes: a pool of two (the default way to run it) and one more beside it.
     workers = [
         installation.worker("--once", "--concurrency", "2", extra=extra),
         installation.worker("--once", "--concurrency", "1", extra=extra),
     ]
+    try:
+        # Each process holds its first job at the gate until all three are inside one;
+        # from then on they compete for the rest of the queue.
+        deadline = time.monotonic() + 120
+        while len({line.split()[0] for line in _lines(log)}) < 3:
+            assert time.monotonic() < deadline, f"workers never all started: {_lines(log)}"
+            time.sleep(0.05)
+    finally:
+        gate.touch()
     for worker in workers:
         output, _ = worker.communicate(timeout=120)
         assert worker.returncode == 0, output[-3000:]
@@ -138,10 +148,14 @@ def test_competing_workers_claim_each_job_exactly_once(installation: Procs, tmp_
     assert {job["status"] for job in state["jobs"]} == {"done"}
     assert {job["attempts"] for job in state["jobs"]} == {1}
     assert sorted(r["job_id"] for r in state["results"]) == sorted(ids)
-    calls = [line.split() for line in log.read_text().splitlines()]
+    calls = [line.split() for line in _lines(log)]
     per_uid = Counter(uid for _, uid in calls)
     assert len(per_uid) == len(ids) and set(per_uid.values()) == {1}, "a job ran twice"
-    assert len({pid for pid, _ in calls}) >= 2, "only one process did any work"
+    assert len({pid for pid, _ in calls}) == 3
+
+
+def _lines(path: Path) -> list[str]:
+    return path.read_text().splitlines() if path.exists() else []
 
 
 def test_killed_worker_job_is_rerun_and_stored_once(installation: Procs, tmp_path: Path) -> None:

@@ -217,9 +217,14 @@ def _claimable(now: Any) -> Q:
 def jobs_fail_exhausted() -> int:
     """Give up on jobs whose lease expired after their last allowed attempt."""
     now = timezone.now()
-    return AnalysisJob.objects.filter(
+    exhausted = AnalysisJob.objects.filter(
         status=JobStatus.RUNNING, lease_until__lt=now, attempts__gte=max_attempts()
-    ).update(
+    )
+    # Look before writing: idle workers poll often, and on SQLite every UPDATE (even one
+    # that matches nothing) takes the database's write lock.
+    if not exhausted.exists():
+        return 0
+    return exhausted.update(
         status=JobStatus.FAILED,
         finished_at=now,
         lease_until=None,
