@@ -210,3 +210,30 @@ def test_sigterm_finishes_the_job_in_hand(installation: Procs, tmp_path: Path) -
     state = installation.state()
     assert state["jobs"][0]["status"] == "done" and state["jobs"][0]["attempts"] == 1
     assert [r["job_id"] for r in state["results"]] == [job_id]
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
+def test_pool_forwards_sigterm_and_leaves_no_process_behind(installation: Procs) -> None:
+    pool = installation.worker("--concurrency", "2")
+    deadline = time.monotonic() + 60
+    while len(children := _children(pool.pid)) < 2:
+        assert pool.poll() is None and time.monotonic() < deadline
+        time.sleep(0.1)
+    time.sleep(0.5)  # a child may still be starting: that must be a clean stop too
+    pool.send_signal(signal.SIGTERM)
+    output, _ = pool.communicate(timeout=60)
+    assert pool.returncode == 0, output[-3000:]
+    for child in children:
+        assert not Path(f"/proc/{child}").exists() or "Z" in Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()[0]

@@ -134,7 +134,10 @@ def worker_pool(*, concurrency: int, once: bool, extra_args: list[str] | None = 
             if code is None:
                 continue
             del children[slot]
-            if code != 0:
+            # A child still starting up when we forwarded SIGTERM dies of it: no job was
+            # in hand yet (it installs its handler before it claims anything).
+            stopped_early = stop.is_set() and code in (-signal.SIGTERM, -signal.SIGINT)
+            if code != 0 and not stopped_early:
                 status = code
             if not once and not stop.is_set():
                 log.warning("worker process %s exited with %s; starting another", child.pid, code)
