@@ -88,8 +88,12 @@ def main() -> None:
         "MEDVAULT_LOG_LEVEL": "WARNING",
     }
     os.environ.update(env)
-    subprocess.run([sys.executable, "-m", "medvault.cli", "migrate", "-v0", "--skip-checks"],
-                   env=env, check=True, cwd=ROOT)
+    subprocess.run(
+        [sys.executable, "-m", "medvault.cli", "migrate", "-v0", "--skip-checks"],
+        env=env,
+        check=True,
+        cwd=ROOT,
+    )
 
     import django
 
@@ -120,8 +124,13 @@ def main() -> None:
     try:
         # Warm the worker (process start, model loads) with one image of each kind.
         for n, (path, fields) in enumerate(chosen[:2]):
-            stored = image_store(data=path.read_bytes(), patient_id=f"WARM-{n}",
-                                 patient_name="Bench^Warm", source="bench", **fields)
+            stored = image_store(
+                data=path.read_bytes(),
+                patient_id=f"WARM-{n}",
+                patient_name="Bench^Warm",
+                source="bench",
+                **fields,
+            )
             deadline = time.monotonic() + 120
             while not AnalysisResult.objects.filter(instance=stored.instance).exists():
                 if time.monotonic() > deadline or worker.poll() is not None:
@@ -132,8 +141,13 @@ def main() -> None:
         for n, (path, fields) in enumerate(chosen):
             data = path.read_bytes()
             started = time.perf_counter()
-            stored = image_store(data=data, patient_id=f"BENCH-{n}", patient_name="Bench^Latency",
-                                 source="bench", **fields)
+            stored = image_store(
+                data=data,
+                patient_id=f"BENCH-{n}",
+                patient_name="Bench^Latency",
+                source="bench",
+                **fields,
+            )
             stored_at = time.perf_counter()
             assert stored.status == "stored", stored.reason
             deadline = time.monotonic() + args.timeout

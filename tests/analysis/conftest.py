@@ -61,7 +61,9 @@ def technician(group_a: Any) -> Any:
 
 
 @pytest.fixture
-def ct_instance(blob_dir: Path, ct_dicom: bytes, group_a: Any, clinician: Any, settings: Any) -> Any:
+def ct_instance(
+    blob_dir: Path, ct_dicom: bytes, group_a: Any, clinician: Any, settings: Any
+) -> Any:
     settings.MEDVAULT_AUTO_ANALYSE = False
     return helpers.store(ct_dicom, group=group_a, user=clinician)
 

@@ -66,8 +66,12 @@ class FakeBackend:
         rows, columns = int(dataset.Rows), int(dataset.Columns)
         return FakeOutput(
             label="adenocarcinoma",
-            probabilities={"adenocarcinoma": 0.7, "large_cell_carcinoma": 0.1,
-                           "squamous_cell_carcinoma": 0.1, "normal": 0.1},
+            probabilities={
+                "adenocarcinoma": 0.7,
+                "large_cell_carcinoma": 0.1,
+                "squamous_cell_carcinoma": 0.1,
+                "normal": 0.1,
+            },
             refused=False,
             reason="",
             heatmap=fake_heatmap(rows, columns),
@@ -83,9 +87,16 @@ class FakeBackend:
 class RefusingBackend(FakeBackend):
     def analyse(self, model_name: str, dataset: Any) -> FakeOutput:
         return FakeOutput(
-            label=None, probabilities={}, refused=True, reason="not a chest CT",
-            heatmap=None, embedding=None, latency_ms=1.0, model_name=model_name,
-            model_version="fake-1", model_sha256="0" * 64,
+            label=None,
+            probabilities={},
+            refused=True,
+            reason="not a chest CT",
+            heatmap=None,
+            embedding=None,
+            latency_ms=1.0,
+            model_name=model_name,
+            model_version="fake-1",
+            model_sha256="0" * 64,
         )
 
 

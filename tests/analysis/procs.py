@@ -34,7 +34,9 @@ def main(argv: list[str]) -> None:
         print(json.dumps(ids))
     elif command == "state":
         jobs = list(
-            AnalysisJob.objects.order_by("id").values("id", "status", "attempts", "worker_id", "error")
+            AnalysisJob.objects.order_by("id").values(
+                "id", "status", "attempts", "worker_id", "error"
+            )
         )
         results = list(AnalysisResult.objects.order_by("id").values("id", "job_id", "label"))
         print(json.dumps({"jobs": jobs, "results": results}))

@@ -47,16 +47,23 @@ def test_requires_authentication(client: Any, ct_instance: Any) -> None:
     assert bad_token.status_code == 401
 
 
-def test_clinician_queues_an_analysis(client: Any, ct_instance: Any, clinician: Any,
-                                      auth_header: Any, models_dir: Path) -> None:
+def test_clinician_queues_an_analysis(
+    client: Any, ct_instance: Any, clinician: Any, auth_header: Any, models_dir: Path
+) -> None:
     uid = ct_instance.sop_instance_uid
     response = _post(client, {"sop_instance_uid": uid, "model": "lung-ct"}, auth_header(clinician))
     assert response.status_code == 202, response.content
     body = response.json()
     job = AnalysisJob.objects.get(pk=body["job"]["id"])
-    assert job.instance == ct_instance and job.model_name == "lung-ct" and job.requested_by == clinician
+    assert (
+        job.instance == ct_instance
+        and job.model_name == "lung-ct"
+        and job.requested_by == clinician
+    )
     assert body["job"]["status"] == "queued" and body["disclaimer"] == DISCLAIMER
-    assert AuditRecord.objects.filter(action="analyse", outcome="ok", sop_uid=uid, user=clinician).exists()
+    assert AuditRecord.objects.filter(
+        action="analyse", outcome="ok", sop_uid=uid, user=clinician
+    ).exists()
     # Pressing again while it waits returns the same job instead of queueing twice.
     again = _post(client, {"sop_instance_uid": uid, "model": "lung-ct"}, auth_header(clinician))
     assert again.status_code == 202 and again.json()["job"]["id"] == job.pk
@@ -73,29 +80,48 @@ def test_clinician_queues_an_analysis(client: Any, ct_instance: Any, clinician: 
         ({"sop_instance_uid": "../../etc/passwd", "model": "lung-ct"}, 404, "no such instance"),
     ],
 )
-def test_bad_requests_get_clear_errors(client: Any, clinician: Any, auth_header: Any, models_dir: Path,
-                                       body: Any, status: int, message: str) -> None:
+def test_bad_requests_get_clear_errors(
+    client: Any,
+    clinician: Any,
+    auth_header: Any,
+    models_dir: Path,
+    body: Any,
+    status: int,
+    message: str,
+) -> None:
     response = _post(client, body, auth_header(clinician))
     assert response.status_code == status
     assert message in response.json()["error"]
     assert not AnalysisJob.objects.exists()
 
 
-def test_model_not_installed_is_a_clear_error(client: Any, ct_instance: Any, clinician: Any,
-                                              auth_header: Any, settings: Any, tmp_path: Path) -> None:
+def test_model_not_installed_is_a_clear_error(
+    client: Any, ct_instance: Any, clinician: Any, auth_header: Any, settings: Any, tmp_path: Path
+) -> None:
     settings.MEDVAULT_MODELS_DIR = tmp_path
-    response = _post(client, {"sop_instance_uid": ct_instance.sop_instance_uid, "model": "lung-ct"},
-                     auth_header(clinician))
+    response = _post(
+        client,
+        {"sop_instance_uid": ct_instance.sop_instance_uid, "model": "lung-ct"},
+        auth_header(clinician),
+    )
     assert response.status_code == 400 and "not installed" in response.json()["error"]
 
 
-def test_other_groups_cannot_see_or_analyse(client: Any, ct_instance: Any, other_clinician: Any,
-                                            auth_header: Any, models_dir: Path, analysed: Any) -> None:
+def test_other_groups_cannot_see_or_analyse(
+    client: Any,
+    ct_instance: Any,
+    other_clinician: Any,
+    auth_header: Any,
+    models_dir: Path,
+    analysed: Any,
+) -> None:
     headers = auth_header(other_clinician)
     uid = ct_instance.sop_instance_uid
     response = _post(client, {"sop_instance_uid": uid, "model": "lung-ct"}, headers)
     assert response.status_code == 404
-    assert AuditRecord.objects.filter(action="analyse", outcome="denied", user=other_clinician).exists()
+    assert AuditRecord.objects.filter(
+        action="analyse", outcome="denied", user=other_clinician
+    ).exists()
     study_uid = ct_instance.series.study.study_instance_uid
     assert client.get(URL, {"study": study_uid}, **headers).status_code == 404
     assert client.get(URL, {"instance": uid}, **headers).status_code == 404
@@ -108,10 +134,13 @@ def test_other_groups_cannot_see_or_analyse(client: Any, ct_instance: Any, other
     assert listing["results"] == [] and listing["jobs"] == []
 
 
-def test_researcher_may_read_deidentified_but_not_request(client: Any, ct_instance: Any, researcher: Any,
-                                                         auth_header: Any, analysed: Any) -> None:
+def test_researcher_may_read_deidentified_but_not_request(
+    client: Any, ct_instance: Any, researcher: Any, auth_header: Any, analysed: Any
+) -> None:
     headers = auth_header(researcher)
-    response = _post(client, {"sop_instance_uid": ct_instance.sop_instance_uid, "model": "lung-ct"}, headers)
+    response = _post(
+        client, {"sop_instance_uid": ct_instance.sop_instance_uid, "model": "lung-ct"}, headers
+    )
     assert response.status_code == 403
     body = client.get(URL, {"study": ct_instance.series.study.study_instance_uid}, **headers).json()
     [result] = body["results"]
@@ -122,11 +151,15 @@ def test_researcher_may_read_deidentified_but_not_request(client: Any, ct_instan
     assert patient.patient_id not in json.dumps(body)
 
 
-def test_results_by_job_instance_and_study(client: Any, ct_instance: Any, clinician: Any,
-                                           auth_header: Any, analysed: Any) -> None:
+def test_results_by_job_instance_and_study(
+    client: Any, ct_instance: Any, clinician: Any, auth_header: Any, analysed: Any
+) -> None:
     headers = auth_header(clinician)
-    for params in ({"job": analysed.job_id}, {"instance": ct_instance.sop_instance_uid},
-                   {"study": ct_instance.series.study.study_instance_uid}):
+    for params in (
+        {"job": analysed.job_id},
+        {"instance": ct_instance.sop_instance_uid},
+        {"study": ct_instance.series.study.study_instance_uid},
+    ):
         body = client.get(URL, params, **headers).json()
         assert body["disclaimer"] == DISCLAIMER
         [result] = body["results"]
@@ -146,8 +179,9 @@ def test_results_by_job_instance_and_study(client: Any, ct_instance: Any, clinic
     assert client.delete(URL, **headers).status_code == 405
 
 
-def test_heatmap_is_an_overlay_png_of_the_image_size(client: Any, ct_instance: Any, clinician: Any,
-                                                    auth_header: Any, analysed: Any) -> None:
+def test_heatmap_is_an_overlay_png_of_the_image_size(
+    client: Any, ct_instance: Any, clinician: Any, auth_header: Any, analysed: Any
+) -> None:
     response = client.get(f"{URL}/{analysed.pk}/heatmap.png", **auth_header(clinician))
     assert response.status_code == 200 and response["Content-Type"] == "image/png"
     image = Image.open(io.BytesIO(response.content))
@@ -159,8 +193,9 @@ def test_heatmap_is_an_overlay_png_of_the_image_size(client: Any, ct_instance: A
     assert alpha[rows // 4, columns // 4] > 100
 
 
-def test_export_stores_a_secondary_capture_in_the_same_study(client: Any, ct_instance: Any, clinician: Any,
-                                                             auth_header: Any, analysed: Any) -> None:
+def test_export_stores_a_secondary_capture_in_the_same_study(
+    client: Any, ct_instance: Any, clinician: Any, auth_header: Any, analysed: Any
+) -> None:
     from medvault.archive.models import Instance
     from medvault.archive.selectors import instance_dataset
 
@@ -184,8 +219,9 @@ def test_export_stores_a_secondary_capture_in_the_same_study(client: Any, ct_ins
     assert AuditRecord.objects.filter(action="export", outcome="ok", user=clinician).exists()
 
 
-def test_technician_may_not_export(client: Any, technician: Any, group_a: Any, auth_header: Any,
-                                  models_dir: Path, ct_dicom: bytes) -> None:
+def test_technician_may_not_export(
+    client: Any, technician: Any, group_a: Any, auth_header: Any, models_dir: Path, ct_dicom: bytes
+) -> None:
     from . import helpers
 
     own = helpers.store(ct_dicom, group=group_a, user=technician)  # technicians see their uploads

@@ -61,11 +61,18 @@ def _check_result(result: AnalysisResult, instance: Any, labels: set[str]) -> No
     assert result.inference_ms > 0 and result.total_ms >= result.inference_ms / 1000
 
 
-def test_chest_ct_png_is_analysed_on_ingest(shipped_models: Path, shared_data: Path, blob_dir: Path,
-                                            django_capture_on_commit_callbacks: Any) -> None:
+def test_chest_ct_png_is_analysed_on_ingest(
+    shipped_models: Path, shared_data: Path, blob_dir: Path, django_capture_on_commit_callbacks: Any
+) -> None:
     image = _first(shared_data / "chest_ct" / "valid" / "normal", "*.png")
-    instance = _ingest(image, django_capture_on_commit_callbacks, patient_id="E2E-CT",
-                       patient_name="End^ToEnd", modality="CT", body_part="CHEST")
+    instance = _ingest(
+        image,
+        django_capture_on_commit_callbacks,
+        patient_id="E2E-CT",
+        patient_name="End^ToEnd",
+        modality="CT",
+        body_part="CHEST",
+    )
     [job] = AnalysisJob.objects.filter(instance=instance)
     assert job.model_name == "lung-ct"
     call_command("worker", "--once", "--concurrency", "1")
@@ -74,11 +81,18 @@ def test_chest_ct_png_is_analysed_on_ingest(shipped_models: Path, shared_data: P
     _check_result(AnalysisResult.objects.get(job=job), instance, LUNG_LABELS)
 
 
-def test_brain_mri_jpeg_is_analysed_on_ingest(shipped_models: Path, shared_data: Path, blob_dir: Path,
-                                              django_capture_on_commit_callbacks: Any) -> None:
+def test_brain_mri_jpeg_is_analysed_on_ingest(
+    shipped_models: Path, shared_data: Path, blob_dir: Path, django_capture_on_commit_callbacks: Any
+) -> None:
     image = _first(shared_data / "brain_mri" / "train" / "glioma", "*.jpg")
-    instance = _ingest(image, django_capture_on_commit_callbacks, patient_id="E2E-MR",
-                       patient_name="End^ToEnd", modality="MR", body_part="BRAIN")
+    instance = _ingest(
+        image,
+        django_capture_on_commit_callbacks,
+        patient_id="E2E-MR",
+        patient_name="End^ToEnd",
+        modality="MR",
+        body_part="BRAIN",
+    )
     [job] = AnalysisJob.objects.filter(instance=instance)
     assert job.model_name == "brain-mri"
     call_command("worker", "--once", "--concurrency", "1")
@@ -87,11 +101,18 @@ def test_brain_mri_jpeg_is_analysed_on_ingest(shipped_models: Path, shared_data:
     assert isinstance(result.extra.get("tumour_detected"), bool)
 
 
-def test_brain_model_refuses_a_chest_ct(shipped_models: Path, shared_data: Path, blob_dir: Path,
-                                        django_capture_on_commit_callbacks: Any) -> None:
+def test_brain_model_refuses_a_chest_ct(
+    shipped_models: Path, shared_data: Path, blob_dir: Path, django_capture_on_commit_callbacks: Any
+) -> None:
     image = _first(shared_data / "chest_ct" / "valid" / "adenocarcinoma", "*.png")
-    instance = _ingest(image, django_capture_on_commit_callbacks, patient_id="E2E-OOD",
-                       patient_name="End^ToEnd", modality="CT", body_part="CHEST")
+    instance = _ingest(
+        image,
+        django_capture_on_commit_callbacks,
+        patient_id="E2E-OOD",
+        patient_name="End^ToEnd",
+        modality="CT",
+        body_part="CHEST",
+    )
     job = services.job_enqueue(instance=instance, model_name="brain-mri")
     call_command("worker", "--once", "--concurrency", "1")
     result = AnalysisResult.objects.get(job=job)

@@ -35,7 +35,9 @@ def test_overlay_rejects_a_non_2d_heatmap_and_tames_nan() -> None:
 
 
 def test_composite_burns_in_only_the_hot_region() -> None:
-    grey = display_rgb(np.arange(100 * 80, dtype=np.int16).reshape(100, 80) - 2000, window=(0.0, 8000.0))
+    grey = display_rgb(
+        np.arange(100 * 80, dtype=np.int16).reshape(100, 80) - 2000, window=(0.0, 8000.0)
+    )
     heat = np.zeros((100, 80), np.float32)
     heat[:20, :20] = 1.0
     burned = composite(grey, png_rgba(overlay_png(heat)))

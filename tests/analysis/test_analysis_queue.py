@@ -62,7 +62,9 @@ def test_two_writers_store_one_result(ct_instance: Any, blob_dir: Any) -> None:
     assert AnalysisJob.objects.get(pk=slow.pk).status == JobStatus.DONE
 
 
-def test_result_records_what_the_model_said(ct_instance: Any, clinician: Any, blob_dir: Any) -> None:
+def test_result_records_what_the_model_said(
+    ct_instance: Any, clinician: Any, blob_dir: Any
+) -> None:
     job = services.job_enqueue(instance=ct_instance, model_name="lung-ct", requested_by=clinician)
     [outcome] = services.jobs_drain(backend=FakeBackend())
     result = AnalysisResult.objects.get(job=job)
@@ -75,8 +77,9 @@ def test_result_records_what_the_model_said(ct_instance: Any, clinician: Any, bl
     assert (result.heatmap_width, result.heatmap_height) == (ct_instance.columns, ct_instance.rows)
     assert result.total_ms >= result.queue_wait_ms >= 0
     # The overlay is a real RGBA PNG of the image's size, in the blob store.
-    from PIL import Image
     import io
+
+    from PIL import Image
 
     png = services.blob_store().get(result.heatmap_key)
     image = Image.open(io.BytesIO(png))
@@ -134,7 +137,9 @@ def test_release_puts_the_job_back(ct_instance: Any) -> None:
     assert services.job_claim(worker_id="w2").pk == job.pk
 
 
-def test_embedding_goes_to_retrieval_when_available(ct_instance: Any, blob_dir: Any, monkeypatch: Any) -> None:
+def test_embedding_goes_to_retrieval_when_available(
+    ct_instance: Any, blob_dir: Any, monkeypatch: Any
+) -> None:
     import sys
     import types
 
@@ -160,7 +165,9 @@ def test_scrub_counts_heatmaps_as_referenced(ct_instance: Any, blob_dir: Any) ->
     assert report["blobs_checked"] == 2 and services.blob_store().exists(key)
 
 
-def test_worker_stores_the_embedding_for_similar_image_search(ct_instance: Any, blob_dir: Any) -> None:
+def test_worker_stores_the_embedding_for_similar_image_search(
+    ct_instance: Any, blob_dir: Any
+) -> None:
     retrieval = pytest.importorskip("medvault.retrieval.models")
     services.job_enqueue(instance=ct_instance, model_name="lung-ct")
     services.jobs_drain(backend=FakeBackend())

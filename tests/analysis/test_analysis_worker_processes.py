@@ -40,8 +40,12 @@ class Procs:
 
     def run(self, *args: str, extra: dict[str, str] | None = None, timeout: float = 120) -> str:
         out = subprocess.run(
-            [sys.executable, str(HERE / "procs.py"), *args], env={**self.env, **(extra or {})},
-            capture_output=True, text=True, timeout=timeout, cwd=ROOT,
+            [sys.executable, str(HERE / "procs.py"), *args],
+            env={**self.env, **(extra or {})},
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            cwd=ROOT,
         )
         assert out.returncode == 0, out.stderr[-3000:]
         return out.stdout
@@ -55,8 +59,11 @@ class Procs:
     def worker(self, *args: str, extra: dict[str, str] | None = None) -> subprocess.Popen[str]:
         return subprocess.Popen(
             [sys.executable, "-m", "medvault.cli", "worker", *args],
-            env={**self.env, **(extra or {})}, cwd=ROOT, text=True,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            env={**self.env, **(extra or {})},
+            cwd=ROOT,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
         )
 
     def wait_state(self, predicate: Any, timeout: float) -> dict[str, Any]:
@@ -98,14 +105,19 @@ def procs(request: Any, tmp_path_factory: Any) -> Iterator[Procs]:
         psycopg = pytest.importorskip("psycopg")
         db_name = f"mv_analysis_procs_{uuid.uuid4().hex[:8]}"
         try:
-            with psycopg.connect(_postgres_url("postgres"), autocommit=True, connect_timeout=3) as conn:
+            with psycopg.connect(
+                _postgres_url("postgres"), autocommit=True, connect_timeout=3
+            ) as conn:
                 conn.execute(f'CREATE DATABASE "{db_name}"')
         except psycopg.OperationalError as exc:
             pytest.skip(f"PostgreSQL not reachable: {exc}")
         env["DATABASE_URL"] = _postgres_url(db_name)
     subprocess.run(
-        [sys.executable, "-m", "medvault.cli", "migrate", "-v0", "--skip-checks"], env=env, check=True,
-        cwd=ROOT, timeout=300,
+        [sys.executable, "-m", "medvault.cli", "migrate", "-v0", "--skip-checks"],
+        env=env,
+        check=True,
+        cwd=ROOT,
+        timeout=300,
     )
     yield Procs(env, tmp)
     if db_name:
@@ -124,8 +136,11 @@ def installation(procs: Procs) -> Procs:
 def test_competing_workers_claim_each_job_exactly_once(installation: Procs, tmp_path: Path) -> None:
     ids = installation.seed(24)
     log, gate = tmp_path / "calls.log", tmp_path / "gate"
-    extra = {"MEDVAULT_FAKE_ANALYSIS_LOG": str(log), "MEDVAULT_FAKE_ANALYSIS_GATE": str(gate),
-             "MEDVAULT_FAKE_ANALYSIS_SECONDS": "0.02"}
+    extra = {
+        "MEDVAULT_FAKE_ANALYSIS_LOG": str(log),
+        "MEDVAULT_FAKE_ANALYSIS_GATE": str(gate),
+        "MEDVAULT_FAKE_ANALYSIS_SECONDS": "0.02",
+    }
     # Three processes: a pool of two (the default way to run it) and one more beside it.
     workers = [
         installation.worker("--once", "--concurrency", "2", extra=extra),
@@ -163,9 +178,13 @@ def test_killed_worker_job_is_rerun_and_stored_once(installation: Procs, tmp_pat
     log, started = tmp_path / "calls.log", tmp_path / "started"
     lease = {"MEDVAULT_JOB_LEASE_SECONDS": "2", "MEDVAULT_FAKE_ANALYSIS_LOG": str(log)}
     doomed = installation.worker(
-        "--concurrency", "1",
-        extra={**lease, "MEDVAULT_FAKE_ANALYSIS_SECONDS": "60",
-               "MEDVAULT_FAKE_ANALYSIS_STARTED": str(started)},
+        "--concurrency",
+        "1",
+        extra={
+            **lease,
+            "MEDVAULT_FAKE_ANALYSIS_SECONDS": "60",
+            "MEDVAULT_FAKE_ANALYSIS_STARTED": str(started),
+        },
     )
     try:
         deadline = time.monotonic() + 60
@@ -197,8 +216,12 @@ def test_sigterm_finishes_the_job_in_hand(installation: Procs, tmp_path: Path) -
     [job_id] = installation.seed(1)
     started = tmp_path / "started"
     worker = installation.worker(
-        "--concurrency", "1",
-        extra={"MEDVAULT_FAKE_ANALYSIS_SECONDS": "1.5", "MEDVAULT_FAKE_ANALYSIS_STARTED": str(started)},
+        "--concurrency",
+        "1",
+        extra={
+            "MEDVAULT_FAKE_ANALYSIS_SECONDS": "1.5",
+            "MEDVAULT_FAKE_ANALYSIS_STARTED": str(started),
+        },
     )
     deadline = time.monotonic() + 60
     while not started.exists():
@@ -236,4 +259,7 @@ def test_pool_forwards_sigterm_and_leaves_no_process_behind(installation: Procs)
     output, _ = pool.communicate(timeout=60)
     assert pool.returncode == 0, output[-3000:]
     for child in children:
-        assert not Path(f"/proc/{child}").exists() or "Z" in Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        assert (
+            not Path(f"/proc/{child}").exists()
+            or "Z" in Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        )

@@ -16,8 +16,10 @@ class AnalysisConfig(AppConfig):
         try:
             from medvault.archive.services import register_stored_hook
         except ImportError:  # the archive's hook API is not there (yet): ingest without jobs
-            log.warning("medvault.archive.services.register_stored_hook is missing; "
-                        "images will not be analysed automatically on ingest")
+            log.warning(
+                "medvault.archive.services.register_stored_hook is missing; "
+                "images will not be analysed automatically on ingest"
+            )
             return
         from medvault.analysis.selectors import heatmap_blob_refs
         from medvault.analysis.services import stored_hook

@@ -36,7 +36,10 @@ class AnalysisJob(models.Model):
     instance = models.ForeignKey(Instance, on_delete=models.CASCADE, related_name="analysis_jobs")
     model_name = models.CharField(max_length=32)
     requested_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
         related_name="analysis_jobs",
     )
     trigger = models.CharField(max_length=16, choices=JobTrigger.choices, default=JobTrigger.USER)
@@ -80,7 +83,10 @@ class AnalysisResult(models.Model):
     heatmap_width = models.PositiveIntegerField(null=True, blank=True)
     heatmap_height = models.PositiveIntegerField(null=True, blank=True)
     requested_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
         related_name="analysis_results",
     )
     # Milliseconds: from enqueue to claim, model inference alone, enqueue to stored result.

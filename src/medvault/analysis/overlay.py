@@ -16,7 +16,7 @@ _MAX_ALPHA = 0.6
 
 
 def _jet(heat: np.ndarray) -> np.ndarray:
-    """Map heat in [0, 1] to RGB uint8 with a blue-cyan-yellow-red ramp (jet, ending in bright red)."""
+    """Map heat in [0, 1] to RGB uint8: blue-cyan-yellow-red (jet, ending in bright red)."""
     h = np.clip(heat, 0.0, 1.0)
     r = np.clip(4.0 * h - 1.5, 0.0, 1.0)  # stays bright red at the top, unlike jet
     g = np.clip(1.5 - np.abs(4.0 * h - 2.0), 0.0, 1.0)
@@ -75,7 +75,9 @@ def composite(image_rgb: np.ndarray, overlay_rgba: np.ndarray) -> np.ndarray:
             Image.fromarray(overlay, mode="RGBA").resize((columns, rows), Image.Resampling.BILINEAR)
         )
     alpha = overlay[..., 3:4].astype(np.float32) / 255.0
-    blended = image_rgb.astype(np.float32) * (1.0 - alpha) + overlay[..., :3].astype(np.float32) * alpha
+    blended = (
+        image_rgb.astype(np.float32) * (1.0 - alpha) + overlay[..., :3].astype(np.float32) * alpha
+    )
     return np.clip(blended + 0.5, 0, 255).astype(np.uint8)
 
 

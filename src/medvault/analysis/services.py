@@ -181,8 +181,12 @@ def analysis_request(
         raise AnalysisError(f"model must be one of: {', '.join(model_names())}")
     if not user_can(user, "analyse"):
         audit_record(
-            user=user, action="analyse", outcome="denied", request=request,
-            sop_uid=sop_instance_uid, detail=f"model={model_name}; no analyse permission",
+            user=user,
+            action="analyse",
+            outcome="denied",
+            request=request,
+            sop_uid=sop_instance_uid,
+            detail=f"model={model_name}; no analyse permission",
         )
         raise AnalysisDenied("you may not request analyses")
     instance = (
@@ -192,8 +196,12 @@ def analysis_request(
     )
     if instance is None:
         audit_record(
-            user=user, action="analyse", outcome="denied", request=request,
-            sop_uid=sop_instance_uid, detail=f"model={model_name}; not found or not visible",
+            user=user,
+            action="analyse",
+            outcome="denied",
+            request=request,
+            sop_uid=sop_instance_uid,
+            detail=f"model={model_name}; not found or not visible",
         )
         raise AnalysisNotFound("no such instance")
     if not model_available(model_name):
@@ -201,9 +209,13 @@ def analysis_request(
     job = job_enqueue(instance=instance, model_name=model_name, requested_by=user)
     study = instance.series.study
     audit_record(
-        user=user, action="analyse", request=request,
-        patient_id=study.patient.patient_id, study_uid=study.study_instance_uid,
-        series_uid=instance.series.series_instance_uid, sop_uid=instance.sop_instance_uid,
+        user=user,
+        action="analyse",
+        request=request,
+        patient_id=study.patient.patient_id,
+        study_uid=study.study_instance_uid,
+        series_uid=instance.series.series_instance_uid,
+        sop_uid=instance.sop_instance_uid,
         detail=f"model={model_name}; job={job.pk}",
     )
     return job
@@ -410,7 +422,9 @@ def job_run_next(*, worker_id: str, backend: AnalysisBackend) -> JobOutcome | No
     return job_run(job=job, worker_id=worker_id, backend=backend)
 
 
-def jobs_drain(*, backend: AnalysisBackend, worker_id: str | None = None, limit: int = 1000) -> list[JobOutcome]:
+def jobs_drain(
+    *, backend: AnalysisBackend, worker_id: str | None = None, limit: int = 1000
+) -> list[JobOutcome]:
     """Run claimable jobs in this process until none is left (tests, ``worker --once``)."""
     wid = worker_id or worker_identity()
     outcomes = []
@@ -435,7 +449,9 @@ def _frame_for_display(ds: Any) -> tuple[np.ndarray, tuple[float, float] | None]
         pixels = apply_modality_lut(pixels, ds)
         centre, width = ds.get("WindowCenter"), ds.get("WindowWidth")
         if centre is not None and width is not None:
-            centre = centre[0] if hasattr(centre, "__len__") and not isinstance(centre, str) else centre
+            centre = (
+                centre[0] if hasattr(centre, "__len__") and not isinstance(centre, str) else centre
+            )
             width = width[0] if hasattr(width, "__len__") and not isinstance(width, str) else width
             try:
                 return pixels, (float(centre), float(width))
@@ -484,22 +500,25 @@ def result_export(*, result: AnalysisResult, user: Any, request: Any = None) -> 
     )
     sc.SeriesDescription = f"MedVault {result.model_name} heat-map (decision support)"[:64]
     sc.ImageComments = (
-        f"{result.model_name} {result.model_version}: {outcome}. "
-        "Decision support, not a diagnosis."
+        f"{result.model_name} {result.model_version}: {outcome}. Decision support, not a diagnosis."
     )[:10240]
-    sc.DerivationDescription = f"Class activation heat-map of {result.model_name} {result.model_version}"[:1024]
+    sc.DerivationDescription = (
+        f"Class activation heat-map of {result.model_name} {result.model_version}"[:1024]
+    )
     sc.BurnedInAnnotation = "YES"
     sc.Modality = "OT"
     buffer = io.BytesIO()
     sc.save_as(buffer, enforce_file_format=True)
-    stored = instance_store(
-        data=buffer.getvalue(), source="analysis", user=user, group=study.group
-    )
+    stored = instance_store(data=buffer.getvalue(), source="analysis", user=user, group=study.group)
     audit_record(
-        user=user, action="export", request=request,
+        user=user,
+        action="export",
+        request=request,
         outcome="ok" if stored.status in ("stored", "duplicate") else "error",
-        patient_id=study.patient.patient_id, study_uid=study.study_instance_uid,
-        series_uid=instance.series.series_instance_uid, sop_uid=instance.sop_instance_uid,
+        patient_id=study.patient.patient_id,
+        study_uid=study.study_instance_uid,
+        series_uid=instance.series.series_instance_uid,
+        sop_uid=instance.sop_instance_uid,
         detail=f"analysis result {result.pk} as secondary capture {stored.sop_instance_uid}",
     )
     return stored

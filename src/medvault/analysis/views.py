@@ -95,8 +95,10 @@ def _analysis_list(request: HttpRequest) -> HttpResponse:
             return _error("no such job", 404)
         results = results.filter(job_id=job.pk)
         jobs = jobs.filter(pk=job.pk)
-        audit = {"sop_uid": job.instance.sop_instance_uid,
-                 "study_uid": job.instance.series.study.study_instance_uid}
+        audit = {
+            "sop_uid": job.instance.sop_instance_uid,
+            "study_uid": job.instance.series.study.study_instance_uid,
+        }
     if instance_uid:
         instance = (
             Instance.objects.select_related("series__study")
@@ -107,8 +109,10 @@ def _analysis_list(request: HttpRequest) -> HttpResponse:
             return _error("no such instance", 404)
         results = results.filter(instance=instance)
         jobs = jobs.filter(instance=instance)
-        audit = {"sop_uid": instance.sop_instance_uid,
-                 "study_uid": instance.series.study.study_instance_uid}
+        audit = {
+            "sop_uid": instance.sop_instance_uid,
+            "study_uid": instance.series.study.study_instance_uid,
+        }
     if study_uid:
         study = visible_studies(user).filter(study_instance_uid=study_uid[:64]).first()
         if study is None:
@@ -171,9 +175,14 @@ def analysis_export(request: HttpRequest, result_id: int) -> HttpResponse:
     if result is None:
         return _error("no such analysis", 404)
     if not (user_can(user, "export") and user_can(user, "upload")):
-        audit_record(user=user, action="export", outcome="denied", request=request,
-                     sop_uid=result.instance.sop_instance_uid,
-                     detail=f"analysis result {result.pk} as secondary capture")
+        audit_record(
+            user=user,
+            action="export",
+            outcome="denied",
+            request=request,
+            sop_uid=result.instance.sop_instance_uid,
+            detail=f"analysis result {result.pk} as secondary capture",
+        )
         return _error("you may not export analyses into the archive", 403)
     try:
         stored = services.result_export(result=result, user=user, request=request)

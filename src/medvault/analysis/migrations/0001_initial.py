@@ -6,71 +6,142 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('archive', '0001_initial'),
+        ("archive", "0001_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='AnalysisJob',
+            name="AnalysisJob",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('model_name', models.CharField(max_length=32)),
-                ('trigger', models.CharField(choices=[('ingest', 'On ingest'), ('user', 'Requested by a user')], default='user', max_length=16)),
-                ('status', models.CharField(choices=[('queued', 'Queued'), ('running', 'Running'), ('done', 'Done'), ('failed', 'Failed')], default='queued', max_length=16)),
-                ('attempts', models.PositiveIntegerField(default=0)),
-                ('lease_until', models.DateTimeField(blank=True, null=True)),
-                ('worker_id', models.CharField(blank=True, max_length=128)),
-                ('error', models.TextField(blank=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('started_at', models.DateTimeField(blank=True, null=True)),
-                ('finished_at', models.DateTimeField(blank=True, null=True)),
-                ('instance', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='analysis_jobs', to='archive.instance')),
-                ('requested_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='analysis_jobs', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("model_name", models.CharField(max_length=32)),
+                (
+                    "trigger",
+                    models.CharField(
+                        choices=[("ingest", "On ingest"), ("user", "Requested by a user")],
+                        default="user",
+                        max_length=16,
+                    ),
+                ),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("queued", "Queued"),
+                            ("running", "Running"),
+                            ("done", "Done"),
+                            ("failed", "Failed"),
+                        ],
+                        default="queued",
+                        max_length=16,
+                    ),
+                ),
+                ("attempts", models.PositiveIntegerField(default=0)),
+                ("lease_until", models.DateTimeField(blank=True, null=True)),
+                ("worker_id", models.CharField(blank=True, max_length=128)),
+                ("error", models.TextField(blank=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("started_at", models.DateTimeField(blank=True, null=True)),
+                ("finished_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "instance",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="analysis_jobs",
+                        to="archive.instance",
+                    ),
+                ),
+                (
+                    "requested_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="analysis_jobs",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='AnalysisResult',
+            name="AnalysisResult",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('model_name', models.CharField(db_index=True, max_length=32)),
-                ('model_version', models.CharField(blank=True, max_length=64)),
-                ('model_sha256', models.CharField(blank=True, max_length=64)),
-                ('label', models.CharField(blank=True, db_index=True, max_length=64, null=True)),
-                ('probabilities', models.JSONField(default=dict)),
-                ('refused', models.BooleanField(default=False)),
-                ('reason', models.TextField(blank=True)),
-                ('heatmap_key', models.CharField(blank=True, max_length=64)),
-                ('heatmap_width', models.PositiveIntegerField(blank=True, null=True)),
-                ('heatmap_height', models.PositiveIntegerField(blank=True, null=True)),
-                ('queue_wait_ms', models.FloatField(default=0.0)),
-                ('inference_ms', models.FloatField(default=0.0)),
-                ('total_ms', models.FloatField(default=0.0)),
-                ('extra', models.JSONField(blank=True, default=dict)),
-                ('created_at', models.DateTimeField(auto_now_add=True, db_index=True)),
-                ('instance', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='analysis_results', to='archive.instance')),
-                ('job', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, related_name='result', to='analysis.analysisjob')),
-                ('requested_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='analysis_results', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("model_name", models.CharField(db_index=True, max_length=32)),
+                ("model_version", models.CharField(blank=True, max_length=64)),
+                ("model_sha256", models.CharField(blank=True, max_length=64)),
+                ("label", models.CharField(blank=True, db_index=True, max_length=64, null=True)),
+                ("probabilities", models.JSONField(default=dict)),
+                ("refused", models.BooleanField(default=False)),
+                ("reason", models.TextField(blank=True)),
+                ("heatmap_key", models.CharField(blank=True, max_length=64)),
+                ("heatmap_width", models.PositiveIntegerField(blank=True, null=True)),
+                ("heatmap_height", models.PositiveIntegerField(blank=True, null=True)),
+                ("queue_wait_ms", models.FloatField(default=0.0)),
+                ("inference_ms", models.FloatField(default=0.0)),
+                ("total_ms", models.FloatField(default=0.0)),
+                ("extra", models.JSONField(blank=True, default=dict)),
+                ("created_at", models.DateTimeField(auto_now_add=True, db_index=True)),
+                (
+                    "instance",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="analysis_results",
+                        to="archive.instance",
+                    ),
+                ),
+                (
+                    "job",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="result",
+                        to="analysis.analysisjob",
+                    ),
+                ),
+                (
+                    "requested_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="analysis_results",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
         ),
         migrations.AddIndex(
-            model_name='analysisjob',
-            index=models.Index(fields=['status', 'created_at'], name='analysis_job_status_created'),
+            model_name="analysisjob",
+            index=models.Index(fields=["status", "created_at"], name="analysis_job_status_created"),
         ),
         migrations.AddIndex(
-            model_name='analysisjob',
-            index=models.Index(fields=['status', 'lease_until'], name='analysis_job_status_lease'),
+            model_name="analysisjob",
+            index=models.Index(fields=["status", "lease_until"], name="analysis_job_status_lease"),
         ),
         migrations.AddIndex(
-            model_name='analysisjob',
-            index=models.Index(fields=['instance', 'model_name'], name='analysis_job_instance_model'),
+            model_name="analysisjob",
+            index=models.Index(
+                fields=["instance", "model_name"], name="analysis_job_instance_model"
+            ),
         ),
         migrations.AddIndex(
-            model_name='analysisresult',
-            index=models.Index(fields=['instance', 'model_name'], name='analysis_res_instance_model'),
+            model_name="analysisresult",
+            index=models.Index(
+                fields=["instance", "model_name"], name="analysis_res_instance_model"
+            ),
         ),
     ]

@@ -39,9 +39,13 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from None
         if stored.status == "rejected":
             raise CommandError(f"the archive rejected the export: {stored.reason}")
-        self.stdout.write(json.dumps({
-            "status": stored.status,
-            "sop_instance_uid": stored.sop_instance_uid,
-            "study_instance_uid": result.instance.series.study.study_instance_uid,
-            "disclaimer": DISCLAIMER,
-        }))
+        self.stdout.write(
+            json.dumps(
+                {
+                    "status": stored.status,
+                    "sop_instance_uid": stored.sop_instance_uid,
+                    "study_instance_uid": result.instance.series.study.study_instance_uid,
+                    "disclaimer": DISCLAIMER,
+                }
+            )
+        )

@@ -23,7 +23,9 @@ class Command(BaseCommand):
             "--once", action="store_true", help="exit when the queue has no claimable job"
         )
         parser.add_argument(
-            "--concurrency", type=int, default=0,
+            "--concurrency",
+            type=int,
+            default=0,
             help="worker processes (default: one per CPU core)",
         )
 
