@@ -20,9 +20,9 @@ def embedding_dtype() -> str:
 
 def hnsw_params() -> HnswParams:
     return HnswParams(
-        connectivity=int(getattr(settings, "MEDVAULT_HNSW_CONNECTIVITY", 16)),
-        expansion_add=int(getattr(settings, "MEDVAULT_HNSW_EXPANSION_ADD", 128)),
-        expansion_search=int(getattr(settings, "MEDVAULT_HNSW_EXPANSION_SEARCH", 128)),
+        connectivity=int(getattr(settings, "MEDVAULT_HNSW_CONNECTIVITY", HnswParams.connectivity)),
+        expansion_add=int(getattr(settings, "MEDVAULT_HNSW_EXPANSION_ADD", HnswParams.expansion_add)),
+        expansion_search=int(getattr(settings, "MEDVAULT_HNSW_EXPANSION_SEARCH", HnswParams.expansion_search)),
     )
 
 

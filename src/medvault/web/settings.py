@@ -195,6 +195,17 @@ MEDVAULT_WORKER_POLL_MS = envint("MEDVAULT_WORKER_POLL_MS", 200)
 # Dotted path of the class that runs a model for the worker (tests inject fakes here).
 MEDVAULT_ANALYSIS_BACKEND = envstr("MEDVAULT_ANALYSIS_BACKEND", "medvault.analysis.backends.OnnxBackend")
 
+# --- Similar-image search (docs/retrieval.md) ------------------------------------------
+# Where each server keeps its HNSW index files (rebuilt from the database when missing).
+MEDVAULT_INDEX_DIR = Path(envstr("MEDVAULT_INDEX_DIR", str(DATA_DIR / "index"))).resolve()
+MEDVAULT_EMBEDDING_DTYPE = envstr("MEDVAULT_EMBEDDING_DTYPE", "f16")  # f16 | i8
+MEDVAULT_HNSW_CONNECTIVITY = envint("MEDVAULT_HNSW_CONNECTIVITY", 32)
+MEDVAULT_HNSW_EXPANSION_ADD = envint("MEDVAULT_HNSW_EXPANSION_ADD", 128)
+MEDVAULT_HNSW_EXPANSION_SEARCH = envint("MEDVAULT_HNSW_EXPANSION_SEARCH", 256)
+MEDVAULT_INDEX_CHECK_SECONDS = envint("MEDVAULT_INDEX_CHECK_SECONDS", 60)
+MEDVAULT_INDEX_SAVE_SECONDS = envint("MEDVAULT_INDEX_SAVE_SECONDS", 30)
+MEDVAULT_SIMILAR_MAX_K = envint("MEDVAULT_SIMILAR_MAX_K", 100)
+
 # --- DICOM network ---------------------------------------------------------------------
 MEDVAULT_DICOM_AE_TITLE = envstr("MEDVAULT_DICOM_AE_TITLE", "MEDVAULT")
 MEDVAULT_DICOM_HOST = envstr("MEDVAULT_DICOM_HOST", "127.0.0.1")

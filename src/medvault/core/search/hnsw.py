@@ -29,11 +29,11 @@ from medvault.core.search.base import (
 
 @dataclass(frozen=True)
 class HnswParams:
-    """Graph and search parameters; the defaults reach recall@10 >= 0.97 at 1M x 128."""
+    """Graph and search parameters (see docs/benchmarks.md for how they were chosen)."""
 
-    connectivity: int = 16
+    connectivity: int = 32
     expansion_add: int = 128
-    expansion_search: int = 128
+    expansion_search: int = 256
     # Storage precision of the vectors inside the graph: "f16", "f32" or "i8".
     dtype: str = "f16"
     # Allowed sets at most this large, or at most this fraction of the index, are scanned
