@@ -37,3 +37,11 @@ accesslog = os.environ.get("MEDVAULT_GUNICORN_ACCESS_LOG", "-")
 errorlog = "-"
 loglevel = os.environ.get("MEDVAULT_GUNICORN_LOG_LEVEL", "info")
 proc_name = "medvault-app"
+
+# gunicorn's control socket defaults to one path per user (~/.gunicorn/gunicorn.ctl), which two
+# app servers on one machine would share; it is off unless a path is given.
+_control = os.environ.get("MEDVAULT_GUNICORN_CONTROL_SOCKET", "")
+if _control:
+    control_socket = _control
+else:
+    control_socket_disable = True
