@@ -81,7 +81,7 @@ def _postgres_url(name: str) -> str:
 
 @pytest.fixture(
     scope="module",
-    params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)],
+    params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres), "mariadb"],
 )
 def procs(request: Any, tmp_path_factory: Any) -> Iterator[Procs]:
     if not (HERE.parents[2] / "shared" / "data" / "dicom").is_dir():
@@ -101,6 +101,16 @@ def procs(request: Any, tmp_path_factory: Any) -> Iterator[Procs]:
     db_name = ""
     if request.param == "sqlite":
         env["DATABASE_URL"] = f"sqlite:///{tmp / 'medvault.sqlite3'}"
+    elif request.param == "mariadb":
+        mysqldb = pytest.importorskip("MySQLdb", reason="mysqlclient (the [mysql] extra) missing")
+        db_name = f"mv_analysis_procs_{uuid.uuid4().hex[:8]}"
+        try:
+            conn = mysqldb.connect(host="127.0.0.1", port=3306, user="root", connect_timeout=3)
+        except mysqldb.OperationalError as exc:
+            pytest.skip(f"MariaDB not reachable: {exc}")
+        conn.cursor().execute(f"CREATE DATABASE `{db_name}` CHARACTER SET utf8mb4")
+        conn.close()
+        env["DATABASE_URL"] = f"mysql://root@127.0.0.1:3306/{db_name}"
     else:
         psycopg = pytest.importorskip("psycopg")
         db_name = f"mv_analysis_procs_{uuid.uuid4().hex[:8]}"
@@ -120,7 +130,13 @@ def procs(request: Any, tmp_path_factory: Any) -> Iterator[Procs]:
         timeout=300,
     )
     yield Procs(env, tmp)
-    if db_name:
+    if db_name and request.param == "mariadb":
+        import MySQLdb
+
+        conn = MySQLdb.connect(host="127.0.0.1", port=3306, user="root")
+        conn.cursor().execute(f"DROP DATABASE IF EXISTS `{db_name}`")
+        conn.close()
+    elif db_name:
         import psycopg
 
         with psycopg.connect(_postgres_url("postgres"), autocommit=True) as conn:
