@@ -266,3 +266,22 @@ def test_thumbnail_of_invisible_image_is_404_and_anonymous_401(world) -> None:
     client.force_login(world["users"]["bob"])
     assert client.get(f"/api/v1/similar/{world['query'].sop_instance_uid}/thumbnail.png").status_code == 404
     assert Client().get(f"/api/v1/similar/{world['query'].sop_instance_uid}/thumbnail.png").status_code == 401
+
+
+def test_thumbnail_of_a_real_stored_ct(world, blob_dir, settings, shared_data) -> None:
+    from medvault.archive.services import instance_store
+
+    settings.MEDVAULT_AUTO_ANALYSE = False
+    data = (shared_data / "dicom" / "single_ct" / "CT_small.dcm").read_bytes()
+    res = instance_store(data=data, source="test", group=world["groups"][0])
+    assert res.status == "stored", res.reason
+    client = Client()
+    client.force_login(world["users"]["alice"])
+    r = client.get(f"/api/v1/similar/{res.sop_instance_uid}/thumbnail.png")
+    assert r.status_code == 200 and r["Content-Type"] == "image/png"
+    img = Image.open(io.BytesIO(r.content))
+    assert max(img.size) <= 256
+    arr = np.asarray(img)
+    assert arr.std() > 10  # a picture, not a blank frame
+    client.force_login(world["users"]["bob"])
+    assert client.get(f"/api/v1/similar/{res.sop_instance_uid}/thumbnail.png").status_code == 404
