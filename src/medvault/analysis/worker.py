@@ -56,6 +56,7 @@ def worker_run(
     engine = backend or analysis_backend()
     stats = WorkerStats()
     backoff = poll_seconds()
+    _preload(engine)
     while not stop.is_set():
         try:
             close_old_connections()
@@ -92,6 +93,20 @@ def worker_run(
         if on_outcome is not None:
             on_outcome(outcome)
     return stats
+
+
+def _preload(engine: AnalysisBackend) -> None:
+    """Load the installed models up front, so the first job does not pay for it."""
+    load = getattr(engine, "model", None)
+    if load is None:
+        return
+    from medvault.analysis.backends import models_available
+
+    for name in models_available():
+        try:
+            load(name)
+        except Exception as exc:  # a broken model fails its jobs later, with the error kept
+            log.warning("worker: could not load model %s: %s", name, exc)
 
 
 def install_stop_handlers(stop: threading.Event) -> None:
