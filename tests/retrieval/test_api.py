@@ -285,3 +285,13 @@ def test_thumbnail_of_a_real_stored_ct(world, blob_dir, settings, shared_data) -
     assert arr.std() > 10  # a picture, not a blank frame
     client.force_login(world["users"]["bob"])
     assert client.get(f"/api/v1/similar/{res.sop_instance_uid}/thumbnail.png").status_code == 404
+
+
+def test_query_of_another_dimension_is_a_clear_error(world) -> None:
+    # An instance embedded by the same model version with a different dimension (corrupt or
+    # mixed deployment) must give a JSON error, not a server error.
+    odd = make_instance(world["groups"][0])
+    embedding_store(instance=odd, model_name="lung-ct", model_version="fake-1",
+                    vector=np.ones(8, dtype=np.float32), label="")
+    res = _post(Client(), world["users"]["alice"], {"sop_instance_uid": odd.sop_instance_uid})
+    assert res.status_code == 422 and "dimension" in res.json()["error"]

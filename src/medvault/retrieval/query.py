@@ -9,18 +9,12 @@ from typing import Any
 import numpy as np
 
 from medvault.archive.models import Instance
+from medvault.retrieval.errors import QueryError
 from medvault.retrieval.selectors import instance_embedding
 
+__all__ = ["QueryError", "QueryVector", "file_query_vector", "instance_query_vector", "read_query_file"]
+
 MAX_QUERY_PIXELS = 40_000_000
-
-
-class QueryError(Exception):
-    """A query that cannot be answered; ``status`` is the HTTP status to give."""
-
-    def __init__(self, message: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.message = message
-        self.status = status
 
 
 @dataclass(frozen=True)

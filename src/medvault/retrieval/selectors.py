@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from medvault.archive.models import Instance
+from medvault.retrieval.errors import QueryError
 from medvault.retrieval.index import managed_index
 from medvault.retrieval.models import Embedding
 
@@ -108,11 +109,14 @@ def similar_instances(
     exclude = [query_study_id] if (filters.exclude_own_study and query_study_id) else None
     index = managed_index(model_name, model_version)
     # Ask for a few extra: rows replaced since the last sync drop out when resolved below.
-    found = index.search(
-        np.asarray(vector, dtype=np.float32), k + 4, studies=studies,
-        modalities=list(filters.modalities) or None, labels=list(filters.labels) or None,
-        exclude_studies=exclude,
-    )
+    try:
+        found = index.search(
+            np.asarray(vector, dtype=np.float32), k + 4, studies=studies,
+            modalities=list(filters.modalities) or None, labels=list(filters.labels) or None,
+            exclude_studies=exclude,
+        )
+    except ValueError as exc:  # e.g. a query vector of another dimension than the index
+        raise QueryError(f"cannot search the {model_name} index: {exc}", 422) from exc
     scores = dict(found.pairs())
     rows = (Embedding.objects.filter(id__in=list(scores), model_name=model_name,
                                      model_version=model_version)
