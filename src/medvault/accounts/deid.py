@@ -62,6 +62,13 @@ IDENTIFYING_TAGS: frozenset[str] = frozenset(
         "00081062",  # PhysiciansReadingStudyIdentificationSequence
         "00081072",  # OperatorIdentificationSequence
         "00181000",  # DeviceSerialNumber
+        "001021B0",  # AdditionalPatientHistory (free text)
+        "00324000",  # StudyComments (free text)
+        "00400275",  # RequestAttributesSequence (requested procedure IDs)
+        "00402017",  # FillerOrderNumberImagingServiceRequest
+        "00402016",  # PlacerOrderNumberImagingServiceRequest
+        "00380400",  # PatientInstitutionResidence
+        "00101090",  # MedicalRecordLocator
     }
 )
 

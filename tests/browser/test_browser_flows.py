@@ -1,0 +1,189 @@
+"""End-to-end in a real browser: the daily path of a radiologist, and the access rules."""
+
+from __future__ import annotations
+
+import io
+import re
+
+import numpy as np
+import pytest
+from conftest import login
+from mvfixtures import PASSWORD, make_user, sample_bytes, stored_sample
+from PIL import Image
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+
+def synthetic_png(path) -> None:
+    y, x = np.mgrid[0:256, 0:256]
+    image = (x * 180 // 256 + 30).astype(np.uint8)
+    image[(x - 128) ** 2 + (y - 110) ** 2 < 40**2] = 230
+    image[(x - 90) ** 2 + (y - 170) ** 2 < 18**2] = 60
+    Image.fromarray(image).save(path)
+
+
+def test_register_approve_upload_search_view_logout(mv_server, new_page, shot, tmp_path, blob_dir, group_a):
+    base = mv_server.url
+    admin = make_user("chief", "administrator", full_name="Dr. Admin")
+    admin.groups.add(group_a)
+
+    page = new_page()
+    page.goto(base + "/")
+    assert page.locator("#hero-register").is_visible()
+    shot(page, "01-landing")
+
+    # Register.
+    page.click("#hero-register")
+    page.fill("#id_username", "rad1")
+    page.fill("#id_full_name", "Robin Radiologist")
+    page.fill("#id_email", "rad1@example.org")
+    page.select_option("#id_role", "clinician")
+    page.fill("#id_institution", "Example General Hospital")
+    page.fill("#id_password1", PASSWORD)
+    page.fill("#id_password2", PASSWORD)
+    shot(page, "02-register")
+    page.click("#register-button")
+    assert "pending approval" in page.locator("#registered").inner_text()
+
+    # Pending: refused with the reason.
+    login(page, base, "rad1", PASSWORD)
+    assert "waiting for approval" in page.content()
+    shot(page, "03-login-pending")
+
+    # The administrator approves and adds the account to a group.
+    admin_page = new_page()
+    login(admin_page, base, "chief", PASSWORD)
+    admin_page.goto(base + "/accounts/users/?status=pending")
+    row = admin_page.locator("#user-rad1")
+    row.locator("select[name=group]").select_option(str(group_a.pk))
+    row.locator("button:has-text('Add to group')").click()
+    shot(admin_page, "04-users-admin")
+    admin_page.locator("#approve-rad1").click()
+    admin_page.goto(base + "/accounts/users/")
+    assert "Approved" in admin_page.locator("#user-rad1").inner_text()
+
+    # Log in and upload a DICOM and a PNG.
+    login(page, base, "rad1", PASSWORD)
+    assert page.url.rstrip("/") == base
+    dicom = tmp_path / "CT_small.dcm"
+    dicom.write_bytes(sample_bytes())
+    png = tmp_path / "synthetic-chest.png"
+    synthetic_png(png)
+    page.goto(base + "/upload/")
+    broken = tmp_path / "notes.dcm"
+    broken.write_text("this is a text file, not DICOM")
+    page.set_input_files("#file-input", [str(dicom), str(png), str(broken)])
+    assert page.locator("#image-fields").is_visible()
+    page.fill("#patient_id", "SYN-0001")
+    page.fill("#patient_name", "Synthetic^Sam")
+    page.select_option("#modality", "CT")
+    page.fill("#body_part", "CHEST")
+    page.click("#start-upload")
+    page.wait_for_selector("#upload-form[data-finished='1']")
+    assert "2 stored, 0 duplicate, 1 rejected" in page.locator("#summary").inner_text()
+    assert page.locator(".filelist .tag-stored").count() == 2
+    assert page.locator(".filelist .tag-rejected").count() == 1
+    shot(page, "05-upload")
+
+    # Search with a wildcard, case-insensitive.
+    page.goto(base + "/studies/")
+    page.fill("#id_patient_name", "compressed*")
+    page.click("#search-button")
+    links = page.locator("#study-table .study-link")
+    assert links.count() == 1
+    page.goto(base + "/studies/")
+    assert page.locator("#study-table .study-link").count() == 2
+    shot(page, "06-studies")
+    page.fill("#id_patient_name", "compressed*")
+    page.click("#search-button")
+    page.locator("#study-table .study-link").first.click()
+    page.wait_for_selector(".thumb img")
+    shot(page, "07-study")
+
+    # Viewer: a frame appears; a preset and a drag change the window.
+    page.click("#open-viewer")
+    page.wait_for_function("document.getElementById('stage').dataset.loaded === '0'")
+    page.wait_for_function("document.getElementById('meta').rows.length > 10")
+    first_window = page.get_attribute("#stage", "data-window")
+    page.click("button[data-preset=lung]")
+    page.wait_for_function("document.getElementById('stage').dataset.window === '-600.0,1500.0'")
+    box = page.locator("#stage").bounding_box()
+    cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    page.mouse.move(cx, cy)
+    page.mouse.down()
+    page.mouse.move(cx + 80, cy + 40, steps=5)
+    page.mouse.up()
+    page.wait_for_function(
+        "(w) => { const d = document.getElementById('stage').dataset.window; return d && d !== w; }",
+        arg="-600.0,1500.0",
+    )
+    assert page.get_attribute("#stage", "data-window") not in (first_window, "-600.0,1500.0")
+    assert "W " in page.locator("#hud-window").inner_text()
+    page.click("button[data-preset=mediastinum]")
+    page.wait_for_function("document.getElementById('stage').dataset.window === '50.0,350.0'")
+    shot(page, "08-viewer")
+
+    page.goto(base + "/history/")
+    shot(page, "09-history")
+
+    # Log out.
+    page.click(".usermenu summary")
+    page.click("#logout-button")
+    page.wait_for_selector("#hero-login")
+    page.goto(base + "/studies/")
+    assert "/accounts/login/" in page.url
+
+    admin_page.goto(base + "/")
+    shot(admin_page, "10-home-admin")
+    admin_page.goto(base + "/accounts/audit/")
+    assert "upload" in admin_page.locator("#audit-table").inner_text()
+    shot(admin_page, "11-audit")
+
+
+def test_pending_user_cannot_log_in(mv_server, new_page):
+    make_user("waiting", "clinician", status="pending")
+    page = new_page()
+    login(page, mv_server.url, "waiting", PASSWORD)
+    assert "waiting for approval" in page.content()
+    page.goto(mv_server.url + "/studies/")
+    assert "/accounts/login/" in page.url
+
+
+def test_group_a_user_cannot_open_group_b_study(mv_server, new_page, blob_dir, group_a, group_b, clinician_a, clinician_b):
+    instance = stored_sample(group_b, clinician_b)
+    study_uid = instance.series.study.study_instance_uid
+    page = new_page()
+    login(page, mv_server.url, clinician_a.username, PASSWORD)
+    page.goto(mv_server.url + "/studies/")
+    assert study_uid not in page.content()
+    assert "CompressedSamples" not in page.content()
+    for path in (f"/studies/{study_uid}/", f"/viewer/{study_uid}/",
+                 f"/frames/{instance.sop_instance_uid}/0.png",
+                 f"/series/{instance.series.series_instance_uid}/thumbnail.png"):
+        response = page.goto(mv_server.url + path)
+        assert response.status == 404, path
+        assert "CompressedSamples" not in page.content()
+    # Guessing a neighbouring UID gives the same answer as a wrong one.
+    response = page.goto(mv_server.url + f"/studies/{study_uid[:-1]}9/")
+    assert response.status == 404
+
+
+def test_researcher_sees_no_identifying_data(mv_server, new_page, shot, blob_dir, group_a, researcher_a, clinician_a):
+    instance = stored_sample(group_a, clinician_a)
+    study = instance.series.study
+    patient = study.patient
+    forbidden = [patient.patient_id, "CompressedSamples", study.accession_number]
+    if patient.patient_birth_date:
+        forbidden.append(patient.patient_birth_date.isoformat())
+    forbidden = [f for f in forbidden if f]
+    page = new_page()
+    login(page, mv_server.url, researcher_a.username, PASSWORD)
+    for path in ("/", "/studies/", f"/studies/{study.study_instance_uid}/", f"/viewer/{study.study_instance_uid}/"):
+        page.goto(mv_server.url + path)
+        if path.startswith("/viewer/"):
+            page.wait_for_function("document.getElementById('meta').rows.length > 10")
+            shot(page, "12-viewer-researcher")
+        text = page.content()
+        for secret in forbidden:
+            assert secret not in text, (path, secret)
+    assert re.search(r"ANON-[0-9A-F]{10}", page.content())
