@@ -29,6 +29,7 @@ def uid_valid(value: str) -> bool:
 
 
 _REGEX_SPECIAL = set(".^$+()[]{}|\\")
+_CASELESS = "(?i)"  # understood by SQLite (Python re), PostgreSQL (ARE) and MySQL/MariaDB (PCRE/ICU)
 
 
 def _wildcard_regex(value: str) -> str:
@@ -101,12 +102,15 @@ def _string_q(path: str, value: str, *, case_insensitive: bool, fuzzy: bool) -> 
         q = Q()
         for word in words:
             rx = r"(^|[\^ ])" + _wildcard_regex(word)[1:-1]
-            q &= Q(**{f"{path}__iregex": rx})
+            q &= Q(**{f"{path}__regex": _CASELESS + rx})
         return q
+    if case_insensitive:
+        # An embedded (?i) rather than Django's iregex/iexact: on MySQL/MariaDB those rely on
+        # the column's collation, and MedVault's columns are binary there.
+        return Q(**{f"{path}__regex": _CASELESS + _wildcard_regex(value)})
     if "*" in value or "?" in value:
-        lookup = "iregex" if case_insensitive else "regex"
-        return Q(**{f"{path}__{lookup}": _wildcard_regex(value)})
-    return Q(**{f"{path}__{'iexact' if case_insensitive else 'exact'}": value})
+        return Q(**{f"{path}__regex": _wildcard_regex(value)})
+    return Q(**{path: value})
 
 
 def _range_q(path: str, attribute: Attribute, value: str) -> Q:
