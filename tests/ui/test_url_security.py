@@ -91,3 +91,41 @@ def test_group_a_user_gets_404_for_group_b_objects(blob_dir, group_a, group_b, c
             failures.append(f"{path} ({endpoint.name}): {response.status_code}")
     assert checked >= 8
     assert not failures, "\n".join(failures)
+
+
+@pytest.mark.django_db
+def test_researcher_sees_no_identifiers_at_any_url(blob_dir, group_a, clinician_a, researcher_a):
+    """Every URL of every app, given the UIDs of a study the researcher may see, answers
+    without the patient's name, ID, birth date or accession number."""
+    from conftest import sample_bytes
+
+    from medvault.archive.services import upload_store
+
+    [stored] = upload_store(name="ct.dcm", data=sample_bytes(), source="test", user=clinician_a, group=group_a)
+    study = stored.instance.series.study
+    patient = study.patient
+    secrets = {patient.patient_id, patient.patient_name, patient.patient_name.split("^")[0], study.accession_number}
+    if patient.patient_birth_date:
+        secrets |= {patient.patient_birth_date.isoformat(), patient.patient_birth_date.strftime("%Y%m%d")}
+    secrets = {s for s in secrets if s and len(s) >= 3}
+    client = Client()
+    client.force_login(researcher_a)
+    leaks, checked = [], 0
+    for endpoint in endpoints():
+        if endpoint.name in PUBLIC or endpoint.name.startswith("admin:"):
+            continue
+        path = _build(endpoint, uid_values(endpoint, study))
+        if path is None:
+            continue
+        extra = {}
+        if path.startswith("/api/v1/analyses") or path.startswith("/api/v1/similar"):
+            extra = {"study": study.study_instance_uid, "instance": stored.sop_instance_uid}
+        response = client.get(path, extra)
+        checked += 1
+        body = b"".join(response.streaming_content) if response.streaming else response.content
+        text = body.decode("utf-8", "replace")
+        found = [s for s in secrets if s in text]
+        if found:
+            leaks.append(f"{path} ({endpoint.name}) {response.status_code}: shows {found}")
+    assert checked > 20
+    assert not leaks, "\n".join(leaks)
