@@ -23,7 +23,13 @@ from pydicom.dataset import Dataset
 from medvault.archive.models import Instance, Patient, PatientConflict, Series, Study
 from medvault.archive.blobstore import blob_store
 from medvault.core.codecs import CODECS, recompress
-from medvault.core.dicom.parse import DicomRejected, ParsedInstance, dataset_to_part10, parse_instance
+from medvault.core.dicom.parse import (
+    DicomRejected,
+    ParsedInstance,
+    dataset_to_part10,
+    parse_instance,
+    splice_encapsulated_pixels,
+)
 from medvault.core.dicom.secondary_capture import image_to_secondary_capture, is_image
 from medvault.core.dicom.zipsafe import ZipLimits, ZipRejected, is_zip, iter_zip_members
 
@@ -185,7 +191,11 @@ def _storage_bytes(parsed: ParsedInstance, data: bytes) -> tuple[bytes, str]:
     ):
         new, why = recompress(parsed.dataset, parsed.pixels, codec)
         if new is not None:
-            encoded = dataset_to_part10(new)
+            encoded = None
+            if ts == "1.2.840.10008.1.2.1" and "PlanarConfiguration" not in parsed.dataset:
+                encoded = splice_encapsulated_pixels(data, new.file_meta, bytes(new.PixelData))
+            if encoded is None:
+                encoded = dataset_to_part10(new)
             # Input that is already compressed losslessly (deflate, RLE, ...) can be smaller
             # than our re-encoding of it; both are lossless, so keep the smaller one.
             if ts in NATIVE_UNCOMPRESSED or len(encoded) < len(data):
@@ -233,7 +243,9 @@ def _patient_for(ds: Dataset) -> tuple[Patient, list[PatientConflict]]:
 
 def _study_for(ds: Dataset, patient: Patient, group: Group | None) -> Study:
     uid = str(ds.StudyInstanceUID)
-    study, _ = Study.objects.get_or_create(
+    # Locked: counts and ModalitiesInStudy are read-modify-write (a no-op on SQLite, whose
+    # IMMEDIATE transactions already serialise writers).
+    study, _ = Study.objects.select_for_update().get_or_create(
         study_instance_uid=uid,
         defaults={
             "patient": patient,
@@ -288,46 +300,47 @@ def _index(
     ds = parsed.dataset
     patient, conflicts = _patient_for(ds)
     study = _study_for(ds, patient, group)
-    # Lock the study row: counts and ModalitiesInStudy are read-modify-write.
-    study = Study.objects.select_for_update().get(pk=study.pk)
     series, series_created = _series_for(ds, study)
     try:
-        with transaction.atomic():
-            instance = Instance.objects.create(
-                sop_instance_uid=parsed.sop_instance_uid,
-                series=series,
-                sop_class_uid=parsed.sop_class_uid,
-                instance_number=_int(ds.get("InstanceNumber")),
-                rows=_int(ds.get("Rows")),
-                columns=_int(ds.get("Columns")),
-                bits_allocated=_int(ds.get("BitsAllocated")),
-                number_of_frames=_int(ds.get("NumberOfFrames")) or 1,
-                received_transfer_syntax_uid=parsed.received_transfer_syntax_uid,
-                transfer_syntax_uid=stored_ts,
-                blob_key=blob_key,
-                pixel_sha256=parsed.pixel_sha256,
-                content_sha256=parsed.content_sha256,
-                received_bytes=received_bytes,
-                stored_bytes=stored_bytes,
-                raw_pixel_bytes=parsed.raw_pixel_bytes,
-                metadata=parsed.metadata,
-                uploaded_by=_user_or_none(user),
-                source=source[:32],
-            )
+        # No savepoint: on a clash the whole transaction is rolled back by the caller.
+        instance = Instance.objects.create(
+            sop_instance_uid=parsed.sop_instance_uid,
+            series=series,
+            sop_class_uid=parsed.sop_class_uid,
+            instance_number=_int(ds.get("InstanceNumber")),
+            rows=_int(ds.get("Rows")),
+            columns=_int(ds.get("Columns")),
+            bits_allocated=_int(ds.get("BitsAllocated")),
+            number_of_frames=_int(ds.get("NumberOfFrames")) or 1,
+            received_transfer_syntax_uid=parsed.received_transfer_syntax_uid,
+            transfer_syntax_uid=stored_ts,
+            blob_key=blob_key,
+            pixel_sha256=parsed.pixel_sha256,
+            content_sha256=parsed.content_sha256,
+            received_bytes=received_bytes,
+            stored_bytes=stored_bytes,
+            raw_pixel_bytes=parsed.raw_pixel_bytes,
+            metadata=parsed.metadata,
+            uploaded_by=_user_or_none(user),
+            source=source[:32],
+        )
     except IntegrityError:
         raise _AlreadyStored() from None
     if conflicts:
         PatientConflict.objects.bulk_create(conflicts)
     Series.objects.filter(pk=series.pk).update(number_of_instances=F("number_of_instances") + 1)
-    modalities = sorted(
-        {m for m in Series.objects.filter(study=study).values_list("modality", flat=True) if m}
-    )
-    Study.objects.filter(pk=study.pk).update(
-        number_of_instances=F("number_of_instances") + 1,
-        number_of_series=F("number_of_series") + (1 if series_created else 0),
-        modalities_in_study="\\".join(modalities)[:128],
-        updated_at=dt.datetime.now(dt.UTC),
-    )
+    changes: dict[str, Any] = {
+        "number_of_instances": F("number_of_instances") + 1,
+        "updated_at": dt.datetime.now(dt.UTC),
+    }
+    if series_created:
+        # Only a new series can add a modality.
+        modalities = sorted(
+            {m for m in Series.objects.filter(study=study).values_list("modality", flat=True) if m}
+        )
+        changes["number_of_series"] = F("number_of_series") + 1
+        changes["modalities_in_study"] = "\\".join(modalities)[:128]
+    Study.objects.filter(pk=study.pk).update(**changes)
     # Hand back fresh counts (the rows were updated with F() expressions above).
     study.refresh_from_db()
     series.refresh_from_db()

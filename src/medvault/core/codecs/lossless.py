@@ -167,20 +167,20 @@ def _with_pixels(ds: Dataset, ts: str, pixel_element: tuple[str, bytes]) -> Data
 
     Elements are replaced with ``add_new`` rather than assigned, so ``ds`` is not changed.
     """
-    new = Dataset()
-    for element in ds:
-        if element.tag != PIXEL_DATA:
-            new.add(element)
+    new = Dataset(dict(ds.items()))  # a new mapping of the same (unchanged) elements
     new.add_new(PIXEL_DATA, pixel_element[0], pixel_element[1])
-    meta = FileMetaDataset()
-    for element in ds.file_meta:
-        meta.add(element)
+    meta = FileMetaDataset(dict(ds.file_meta.items()))
     meta.add_new(0x00020010, "UI", ts)
     new.file_meta = meta
     new.preamble = getattr(ds, "preamble", None)
     uid = UID(ts)
     new.set_original_encoding(uid.is_implicit_VR, uid.is_little_endian)
     return new
+
+
+def encapsulated_pixel_data(ds: Dataset) -> bytes:
+    """The encapsulated Pixel Data value of a data set made by ``recompress``."""
+    return bytes(ds.PixelData)
 
 
 def recompress(ds: Dataset, pixels: np.ndarray, codec: str) -> tuple[Dataset | None, str]:

@@ -11,7 +11,7 @@ import hashlib
 import json
 from typing import Any
 
-from pydicom.dataelem import DataElement
+from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 
 BULK_THRESHOLD = 1024
@@ -26,7 +26,7 @@ def _bulk_uri(element: DataElement) -> str:
 def _clean(value: Any) -> Any:
     # PostgreSQL's jsonb refuses U+0000, and trailing NULs are padding in DICOM anyway.
     if isinstance(value, str):
-        return value.replace("\x00", "")
+        return value.replace("\x00", "") if "\x00" in value else value
     if isinstance(value, list):
         return [_clean(item) for item in value]
     if isinstance(value, dict):
@@ -34,18 +34,54 @@ def _clean(value: Any) -> Any:
     return value
 
 
+# Most header elements are byte-identical across the instances of a series, and pydicom's
+# per-element conversion dominates ingest time; so conversions of short, explicit-VR,
+# non-sequence elements are memoised by (tag, VR, raw bytes, byte order, character set).
+_MEMO: dict[tuple[Any, ...], dict[str, Any]] = {}
+_MEMO_MAX_ENTRIES = 50_000
+_MEMO_MAX_VALUE_BYTES = 256
+_NOT_MEMOISED_VRS = {"SQ", "UN", "OB", "OW", "OD", "OF", "OL", "OV"}
+
+
+def _element_json(element: DataElement) -> dict[str, Any]:
+    converted: dict[str, Any] = element.to_json_dict(_bulk_uri, BULK_THRESHOLD)
+    values = converted.get("Value")
+    if values and element.VR != "SQ":
+        converted["Value"] = _clean(values)
+    elif values:
+        converted["Value"] = [_clean(item) for item in values]
+    return converted
+
+
 def dataset_to_json(ds: Dataset) -> dict[str, Any]:
     """Return the dataset (without file meta) as DICOM JSON without bulk data."""
-    body = Dataset()
-    for element in ds:
-        if element.tag in _IGNORED_TAGS or element.tag.group == 0x0002:
+    result: dict[str, Any] = {}
+    charset = str(ds.get("SpecificCharacterSet", ""))
+    for tag, raw in list(ds.items()):
+        if tag in _IGNORED_TAGS or tag.group == 0x0002 or tag.element == 0x0000:
+            # File meta, trailing padding and group lengths depend on the encoding.
             continue
-        if element.tag.element == 0x0000:  # group length: depends on the encoding
-            continue
-        body.add(element)
-    result: dict[str, Any] = _clean(
-        body.to_json_dict(bulk_data_threshold=BULK_THRESHOLD, bulk_data_element_handler=_bulk_uri)
-    )
+        key = None
+        if (
+            isinstance(raw, RawDataElement)
+            and raw.VR is not None
+            and raw.VR not in _NOT_MEMOISED_VRS
+            and raw.value is not None
+            and len(raw.value) <= _MEMO_MAX_VALUE_BYTES
+        ):
+            key = (int(tag), raw.VR, raw.value, raw.is_little_endian, charset)
+            cached = _MEMO.get(key)
+            if cached is not None:
+                result[f"{tag:08X}"] = {
+                    k: (list(v) if isinstance(v, list) else v) for k, v in cached.items()
+                }
+                continue
+        converted = _element_json(ds[tag])
+        if key is not None:
+            if len(_MEMO) >= _MEMO_MAX_ENTRIES:
+                _MEMO.clear()
+            _MEMO[key] = {k: (list(v) if isinstance(v, list) else v) for k, v in converted.items()}
+        result[f"{tag:08X}"] = converted
     return result
 
 

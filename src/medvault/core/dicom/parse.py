@@ -142,9 +142,7 @@ def _read(data: bytes, transfer_syntax_uid: str | None) -> Dataset:
             ds.file_meta = FileMetaDataset()
             ds.file_meta.TransferSyntaxUID = ts
             ds.set_original_encoding(ts.is_implicit_VR, ts.is_little_endian)
-        # Touch every element so that malformed values fail here, not later.
-        for _ in ds.iterall():
-            pass
+        # Malformed values surface when dataset_to_json converts every element, below.
     except DicomRejected:
         raise
     except _READ_ERRORS as exc:
@@ -331,3 +329,52 @@ def dataset_to_part10(ds: Dataset) -> bytes:
     buffer = BytesIO()
     ds.save_as(buffer, enforce_file_format=True)
     return buffer.getvalue()
+
+
+_PIXEL_TAG_LE = b"\xe0\x7f\x10\x00"
+
+
+def splice_encapsulated_pixels(
+    data: bytes, file_meta: FileMetaDataset, encapsulated: bytes
+) -> bytes | None:
+    """Part 10 bytes = received bytes with new file meta and encapsulated Pixel Data.
+
+    Only for Explicit VR Little Endian input whose top-level Pixel Data is the last
+    element (or is followed only by Data Set Trailing Padding): then every other byte of the data set stays exactly as received, and the
+    costly re-serialisation of the whole data set is skipped. Returns ``None`` when the
+    input does not have that shape (the caller then writes the data set in full).
+    """
+    from pydicom.filebase import DicomBytesIO
+    from pydicom.filewriter import write_file_meta_info
+
+    if len(data) < 144 or data[128:132] != b"DICM" or data[132:136] != b"\x02\x00\x00\x00":
+        return None
+    if data[136:138] != b"UL":
+        return None
+    body_start = 144 + int.from_bytes(data[140:144], "little")
+    for vr in (b"OW", b"OB"):
+        position = data.rfind(_PIXEL_TAG_LE + vr + b"\x00\x00")
+        if position < body_start:
+            continue
+        end = position + 12 + int.from_bytes(data[position + 8 : position + 12], "little")
+        if end == len(data) or _is_trailing_padding(data, end):
+            break
+    else:
+        return None
+    meta = DicomBytesIO()
+    meta.is_little_endian, meta.is_implicit_VR = True, False
+    write_file_meta_info(meta, file_meta, enforce_standard=True)
+    # ``encapsulated`` is what pydicom.encaps.encapsulate returns: the items without the
+    # Sequence Delimitation Item (FFFE,E0DD), which the writer adds; so do we.
+    delimiter = b"\xfe\xff\xdd\xe0\x00\x00\x00\x00"
+    element = _PIXEL_TAG_LE + b"OB\x00\x00\xff\xff\xff\xff" + encapsulated + delimiter
+    return b"".join(
+        (data[:128], b"DICM", meta.getvalue(), data[body_start:position], element, data[end:])
+    )
+
+
+def _is_trailing_padding(data: bytes, offset: int) -> bool:
+    """True when ``data[offset:]`` is exactly one Data Set Trailing Padding element."""
+    if data[offset : offset + 8] != b"\xfc\xff\xfc\xffOB\x00\x00":
+        return False
+    return offset + 12 + int.from_bytes(data[offset + 8 : offset + 12], "little") == len(data)
