@@ -99,3 +99,72 @@ def test_unreachable_endpoint_raises_instead_of_pretending(s3_endpoint: str) -> 
     store.client.meta.config.retries = {"max_attempts": 1}
     with pytest.raises((BotoCoreError, ClientError)):
         store.put(b"nowhere to go")
+
+
+# --- the archive on S3 -------------------------------------------------------------------
+
+
+@pytest.fixture
+def s3_settings(settings, s3_endpoint: str) -> S3BlobStore:
+    bucket = f"mv-archive-{uuid.uuid4().hex[:12]}"
+    settings.MEDVAULT_BLOB_BACKEND = "s3"
+    settings.MEDVAULT_S3_ENDPOINT_URL = s3_endpoint
+    settings.MEDVAULT_S3_BUCKET = bucket
+    settings.MEDVAULT_S3_PREFIX = "medvault/"
+    settings.MEDVAULT_S3_REGION = "us-east-1"
+    settings.MEDVAULT_S3_ACCESS_KEY_ID = "test"
+    settings.MEDVAULT_S3_SECRET_ACCESS_KEY = "test"
+    return S3BlobStore(bucket, prefix="medvault/", endpoint_url=s3_endpoint, region="us-east-1",
+                       access_key_id="test", secret_access_key="test", create_bucket=True)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_archive_stores_on_s3_and_backup_restores_into_s3(
+    s3_settings: S3BlobStore, shared_data, tmp_path
+) -> None:
+    import json
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    from medvault.archive.blobstore import blob_store
+    from medvault.archive.models import Instance
+    from medvault.archive.selectors import instance_part10_bytes
+    from medvault.archive.services import instance_store
+
+    assert isinstance(blob_store(), S3BlobStore)
+    result = instance_store(
+        data=(shared_data / "dicom" / "single_ct" / "CT_small.dcm").read_bytes(), source="cli"
+    )
+    assert result.status == "stored"
+    key = result.instance.blob_key
+    assert list(s3_settings.iter_keys()) == [key]
+    exported = instance_part10_bytes(instance=result.instance)
+    assert hashlib.sha256(s3_settings.get(key)).hexdigest() == key
+
+    out = StringIO()
+    call_command("backup", str(tmp_path / "bk"), stdout=out, stderr=StringIO())
+    snapshot = json.loads(out.getvalue())
+    assert snapshot["blob_count"] == 1
+    s3_settings.delete(key)
+    call_command("flush", interactive=False, verbosity=0)
+    call_command("restore", str(tmp_path / "bk"), stdout=StringIO(), stderr=StringIO())
+    assert list(s3_settings.iter_keys()) == [key]
+    assert instance_part10_bytes(instance=Instance.objects.get()) == exported
+
+
+@pytest.mark.django_db
+def test_no_row_commits_when_the_object_store_refuses_the_blob(
+    s3_settings: S3BlobStore, settings, shared_data
+) -> None:
+    from botocore.exceptions import ClientError
+
+    from medvault.archive.models import Instance
+    from medvault.archive.services import instance_store
+
+    settings.MEDVAULT_S3_BUCKET = "mv-no-such-bucket"
+    with pytest.raises(ClientError):
+        instance_store(
+            data=(shared_data / "dicom" / "single_ct" / "CT_small.dcm").read_bytes(), source="cli"
+        )
+    assert Instance.objects.count() == 0
