@@ -52,8 +52,9 @@ def _wait_port(port: int, proc: subprocess.Popen[bytes], what: str, timeout: flo
 
 class Peers:
     def __init__(self, work: Path, *, gunicorn_workers: int = 2, orthanc_compression: bool = False,
-                 medvault_env: dict[str, str] | None = None) -> None:
+                 medvault_env: dict[str, str] | None = None, known_aes: tuple[str, ...] = ()) -> None:
         self.work = work
+        self.known_aes = known_aes
         self.procs: list[subprocess.Popen[bytes]] = []
         self.gunicorn_workers = gunicorn_workers
         self.orthanc_compression = orthanc_compression
@@ -89,7 +90,9 @@ class Peers:
             "u = User.objects.create_user(username='orthanc', password='x-Unused-Passw0rd', role='clinician', status='approved')\n"
             "u.groups.add(g)\n"
             f"RemoteAE.objects.create(ae_title='ORTHANC', host='127.0.0.1', port={OR_DICOM}, group=g)\n"
-            "print(token_create(user=u, name='peer')[1])\n"
+            + "".join(f"RemoteAE.objects.create(ae_title={t!r}, host='127.0.0.1', port=104, group=g)\n"
+                      for t in self.known_aes)
+            + "print(token_create(user=u, name='peer')[1])\n"
         )
         out = subprocess.run([str(BIN / "python"), "-c", "import django; django.setup()\n" + script],
                              env=self.env, cwd=ROOT, capture_output=True, check=True)

@@ -1,0 +1,276 @@
+"""MedVault versus Orthanc, on one machine in one run, on the same generated CT series.
+
+    .venv/bin/python bench/versus_orthanc.py [--instances 500] [--fill 10000] [--json out.json]
+
+Both servers run inside a private network namespace (``unshare --net``, loopback only;
+Orthanc 1.10 cannot bind one address). MedVault: gunicorn (4 workers) + ``medvault
+dicomserver``, SQLite, lossless compression as configured (default JPEG-LS). Orthanc:
+Debian's 1.10 with the DICOMweb plugin, default settings (no storage compression).
+
+Measured, each phase on fresh SOP Instance UIDs so that nothing is a duplicate:
+* STOW-RS ingest with 1 client and with 4 clients (one instance per request);
+* C-STORE ingest (pynetdicom SCU on one association, TCP_NODELAY on the SCU side);
+* disk bytes used by the stored series against the input bytes;
+* WADO-RS retrieval of one whole series;
+* QIDO-RS by PatientID after filling both archives to ``--fill`` more studies (small
+  instances, one per study), p50 and p95 over 200 queries.
+Every figure is reported for both servers with the ratio MedVault / Orthanc.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pydicom
+import requests
+from pydicom.uid import generate_uid
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from ingest import generate_series  # noqa: E402  (bench/ingest.py: the 512x512 CT generator)
+from peers.orthanc_env import MV_DICOM, OR_DICOM, Peers, orthanc_available  # noqa: E402
+
+from medvault.core.dicom.multipart import (  # noqa: E402
+    boundary_new,
+    multipart_build,
+    multipart_content_type,
+    multipart_parse,
+)
+
+STOW_TYPE = "application/dicom"
+
+
+def reuid(files: list[bytes], patient_id: str) -> list[bytes]:
+    """The same pixels under new study/series/instance UIDs (so a phase never hits duplicates)."""
+    study, series = generate_uid(), generate_uid()
+    out = []
+    for data in files:
+        ds = pydicom.dcmread(io.BytesIO(data))
+        ds.StudyInstanceUID, ds.SeriesInstanceUID = study, series
+        ds.SOPInstanceUID = generate_uid()
+        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+        ds.PatientID = patient_id
+        buffer = io.BytesIO()
+        ds.save_as(buffer, enforce_file_format=True)
+        out.append(buffer.getvalue())
+    return out
+
+
+def fill_instances(count: int) -> list[bytes]:
+    """Small CT instances, one study and one patient each, to grow the index."""
+    from pydicom.data import get_testdata_file
+
+    template = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    rng = np.random.default_rng(99)
+    out = []
+    for i in range(count):
+        ds = template.copy()
+        ds.file_meta = template.file_meta.copy()
+        ds.Rows = ds.Columns = 16
+        ds.PixelData = rng.integers(0, 2000, size=(16, 16), dtype=np.int16).tobytes()
+        ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID = generate_uid(), generate_uid(), generate_uid()
+        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+        ds.PatientID = f"FILL-{i:06d}"
+        ds.PatientName = f"Fill^Patient{i}"
+        buffer = io.BytesIO()
+        ds.save_as(buffer, enforce_file_format=True)
+        out.append(buffer.getvalue())
+    return out
+
+
+class Target:
+    def __init__(self, name: str, stow_url: str, qido_url: str, auth: Any) -> None:
+        self.name, self.stow_url, self.qido_url, self.auth = name, stow_url, qido_url, auth
+        self.session = threading.local()
+
+    def http(self) -> requests.Session:
+        if not hasattr(self.session, "s"):
+            self.session.s = requests.Session()
+            self.session.s.auth = self.auth
+        return self.session.s
+
+    def stow(self, files: list[bytes]) -> None:
+        boundary = boundary_new()
+        body = b"".join(multipart_build([(f, STOW_TYPE) for f in files], boundary))
+        r = self.http().post(self.stow_url, data=body, timeout=600,
+                             headers={"Content-Type": multipart_content_type(boundary, STOW_TYPE),
+                                      "Accept": "application/dicom+json"})
+        if r.status_code != 200:
+            raise RuntimeError(f"{self.name} STOW-RS answered {r.status_code}: {r.text[:300]}")
+
+
+def stow_rate(target: Target, files: list[bytes], clients: int, per_request: int = 1) -> float:
+    batches = [files[i:i + per_request] for i in range(0, len(files), per_request)]
+    start = time.perf_counter()
+    with ThreadPoolExecutor(clients) as pool:
+        list(pool.map(target.stow, batches))
+    return len(files) / (time.perf_counter() - start)
+
+
+def cstore_rate(port: int, called: str, files: list[bytes]) -> float:
+    from pynetdicom import AE, evt
+    from pynetdicom.sop_class import CTImageStorage
+
+    import socket
+
+    def nodelay_set(event: Any) -> None:
+        event.assoc.dul.socket.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    datasets = [pydicom.dcmread(io.BytesIO(f)) for f in files]
+    ae = AE(ae_title="BENCHSCU")
+    ae.add_requested_context(CTImageStorage)
+    assoc = ae.associate("127.0.0.1", port, ae_title=called, evt_handlers=[(evt.EVT_CONN_OPEN, nodelay_set)])
+    if not assoc.is_established:
+        raise RuntimeError(f"association with {called} failed")
+    start = time.perf_counter()
+    for ds in datasets:
+        status = assoc.send_c_store(ds)
+        if status.Status != 0:
+            raise RuntimeError(f"C-STORE to {called} answered 0x{status.Status:04X}")
+    elapsed = time.perf_counter() - start
+    assoc.release()
+    return len(files) / elapsed
+
+
+def dir_bytes(path: Path, skip_suffixes: tuple[str, ...] = ()) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and not p.name.endswith(skip_suffixes))
+
+
+def wado_series_seconds(url: str, auth: Any, accept: str) -> tuple[float, int]:
+    best, count = float("inf"), 0
+    for _ in range(3):
+        start = time.perf_counter()
+        r = requests.get(url, auth=auth, headers={"Accept": accept}, timeout=600)
+        r.raise_for_status()
+        count = len(multipart_parse(r.content, r.headers["Content-Type"]))
+        best = min(best, time.perf_counter() - start)
+    return best, count
+
+
+def qido_latency(url: str, auth: Any, patient_ids: list[str]) -> dict[str, float]:
+    session = requests.Session()
+    session.auth = auth
+    times = []
+    for pid in patient_ids:
+        start = time.perf_counter()
+        r = session.get(url, params={"PatientID": pid}, headers={"Accept": "application/dicom+json"}, timeout=60)
+        times.append((time.perf_counter() - start) * 1000)
+        r.raise_for_status()
+        if len(r.json()) != 1:
+            raise RuntimeError(f"QIDO for {pid} found {len(r.json())} studies")
+    times.sort()
+    return {"p50_ms": statistics.median(times), "p95_ms": times[int(len(times) * 0.95) - 1]}
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    work = Path(tempfile.mkdtemp(prefix="mv-vs-orthanc-"))
+    print(f"generating {args.instances} CT instances (512x512, 16-bit) ...", file=sys.stderr)
+    base = generate_series(args.instances, seed=5)
+    input_bytes = sum(len(f) for f in base)
+    result: dict[str, Any] = {"instances": args.instances, "input_bytes_per_series": input_bytes}
+    with Peers(work, gunicorn_workers=4, known_aes=("BENCHSCU",)) as peers:
+        mv = Target("MedVault", f"{peers.mv}/dicomweb/studies", f"{peers.mv}/dicomweb/studies", peers.mv_auth)
+        orth = Target("Orthanc", f"{peers.orthanc}/dicom-web/studies", f"{peers.orthanc}/dicom-web/studies", None)
+        for clients in (1, 4):
+            for target in (mv, orth):
+                files = reuid(base, f"STOW{clients}-{target.name}")
+                rate = stow_rate(target, files, clients)
+                result[f"stow_{clients}_client_per_s_{target.name}"] = round(rate, 1)
+                print(f"STOW-RS {clients} client(s) {target.name}: {rate:.1f}/s", file=sys.stderr)
+        for name, port, called in (("MedVault", MV_DICOM, "MEDVAULT"), ("Orthanc", OR_DICOM, "ORTHANC")):
+            files = reuid(base, f"CSTORE-{name}")
+            rate = cstore_rate(port, called, files)
+            result[f"cstore_per_s_{name}"] = round(rate, 1)
+            print(f"C-STORE {name}: {rate:.1f}/s", file=sys.stderr)
+        # Three copies of the series are stored on each side by now.
+        stored_input = 3 * input_bytes
+        mv_bytes = dir_bytes(work / "medvault" / "blobs")
+        or_bytes = dir_bytes(work / "orthanc" / "db", skip_suffixes=("index", "index-wal", "index-shm"))
+        result["disk_ratio_MedVault"] = round(mv_bytes / stored_input, 3)
+        result["disk_ratio_Orthanc"] = round(or_bytes / stored_input, 3)
+        print(f"disk: MedVault {mv_bytes / stored_input:.3f}x, Orthanc {or_bytes / stored_input:.3f}x", file=sys.stderr)
+
+        # WADO-RS of one whole series (the C-STORE copy) from each.
+        series = reuid(base[:1], "x")  # unused; UIDs come from QIDO below
+        del series
+        for name, root, auth in (("MedVault", f"{peers.mv}/dicomweb", peers.mv_auth),
+                                 ("Orthanc", f"{peers.orthanc}/dicom-web", None)):
+            found = requests.get(f"{root}/studies", params={"PatientID": f"CSTORE-{name}"}, auth=auth,
+                                 headers={"Accept": "application/dicom+json"}, timeout=60).json()
+            study = found[0]["0020000D"]["Value"][0]
+            for label, accept in (("stored", 'multipart/related; type="application/dicom"; transfer-syntax=*'),
+                                  ("explicit_le", 'multipart/related; type="application/dicom"; transfer-syntax=1.2.840.10008.1.2.1')):
+                seconds, count = wado_series_seconds(f"{root}/studies/{study}", auth, accept)
+                if count != args.instances:
+                    raise RuntimeError(f"{name} WADO-RS returned {count} instances")
+                result[f"wado_series_s_{label}_{name}"] = round(seconds, 3)
+                print(f"WADO-RS series {label} {name}: {seconds:.2f} s", file=sys.stderr)
+
+        # Fill both archives, then QIDO by PatientID.
+        if args.fill:
+            print(f"filling both archives with {args.fill} studies ...", file=sys.stderr)
+            fill = fill_instances(args.fill)
+            batches = [fill[i:i + 50] for i in range(0, len(fill), 50)]
+            with ThreadPoolExecutor(4) as pool:
+                list(pool.map(mv.stow, batches))
+            with ThreadPoolExecutor(4) as pool:
+                list(pool.map(orth.stow, batches))
+            rng = np.random.default_rng(3)
+            pids = [f"FILL-{i:06d}" for i in rng.integers(0, args.fill, size=200)]
+            for name, url, auth in (("MedVault", mv.qido_url, peers.mv_auth), ("Orthanc", orth.qido_url, None)):
+                qido_latency(url, auth, pids[:10])  # warm
+                lat = qido_latency(url, auth, pids)
+                result[f"qido_p50_ms_{name}"] = round(lat["p50_ms"], 2)
+                result[f"qido_p95_ms_{name}"] = round(lat["p95_ms"], 2)
+                print(f"QIDO {name} at {args.fill + 3 * args.instances + 3} instances: {lat}", file=sys.stderr)
+            result["index_instances"] = args.fill + 4 * args.instances
+    ratios = {}
+    for key, value in list(result.items()):
+        if key.endswith("_MedVault"):
+            other = result.get(key[: -len("MedVault")] + "Orthanc")
+            if other:
+                ratios[key[: -len("_MedVault")]] = round(value / other, 2)
+    result["ratios_medvault_over_orthanc"] = ratios
+    subprocess.run(["rm", "-rf", str(work)], check=False)
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--instances", type=int, default=500)
+    parser.add_argument("--fill", type=int, default=10000)
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args()
+    if os.environ.get("MV_BENCH_NETNS") != "1":
+        reason = orthanc_available()
+        if reason:
+            sys.exit(reason)
+        env = dict(os.environ, MV_BENCH_NETNS="1")
+        env.pop("DATABASE_URL", None)
+        cmd = " ".join(f"'{a}'" for a in [sys.executable, *sys.argv])
+        sys.exit(subprocess.run(["unshare", "--net", "sh", "-c", f"ip link set lo up && exec {cmd}"], env=env).returncode)
+    result = run(args)
+    text = json.dumps(result, indent=2)
+    print(text)
+    if args.json:
+        args.json.write_text(text)
+
+
+if __name__ == "__main__":
+    main()
