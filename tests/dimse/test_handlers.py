@@ -1,0 +1,104 @@
+"""The DIMSE handlers are plain functions: called here directly with stand-in events."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from django.contrib.auth.models import Group
+from pydicom.dataset import Dataset
+
+from medvault.archive.models import Instance, Study
+from medvault.dimse import handlers
+from medvault.dimse.models import RemoteAE
+from medvault.dimse.status import Status
+
+from dicomweb.ctgen import ct_series
+
+pytestmark = pytest.mark.django_db
+
+STUDY_ROOT_FIND = "1.2.840.10008.5.1.4.1.2.2.1"
+
+
+class FakeEvent:
+    """Just what the handlers read from a pynetdicom Event."""
+
+    def __init__(self, title: str, identifier: Dataset | None = None, data: bytes = b"",
+                 cancel_after: int | None = None) -> None:
+        requestor = SimpleNamespace(ae_title=title, address="127.0.0.1", port=40000)
+        self.assoc = SimpleNamespace(requestor=requestor, acceptor=SimpleNamespace(ae_title="MEDVAULT"))
+        self.identifier = identifier
+        self.request = SimpleNamespace(AffectedSOPClassUID=STUDY_ROOT_FIND)
+        self._data = data
+        self._cancel_after = cancel_after
+        self.polls = 0
+
+    @property
+    def is_cancelled(self) -> bool:
+        self.polls += 1
+        return self._cancel_after is not None and self.polls > self._cancel_after
+
+    def encoded_dataset(self, include_meta: bool = True) -> bytes:
+        return self._data
+
+
+@pytest.fixture
+def stored(blob_dir: Any, settings: Any) -> list[Instance]:
+    settings.MEDVAULT_AUTO_ANALYSE = False
+    group = Group.objects.create(name="ct")
+    RemoteAE.objects.create(ae_title="SCANNER", host="127.0.0.1", port=104, group=group)
+    results = []
+    for seed, pid in enumerate(("H-1", "H-2", "H-3")):
+        (data,) = ct_series(1, patient_id=pid, patient_name=f"Handler^{pid}", seed=seed)
+        status = handlers.handle_store(FakeEvent("SCANNER", data=data))
+        assert status == Status.SUCCESS
+    results = list(Instance.objects.all())
+    assert {s.group.name for s in Study.objects.all()} == {"ct"}
+    return results
+
+
+def _query(**keys: str) -> Dataset:
+    ds = Dataset()
+    ds.QueryRetrieveLevel = "STUDY"
+    ds.StudyInstanceUID = ""
+    for key, value in keys.items():
+        setattr(ds, key, value)
+    return ds
+
+
+def test_find_yields_matches_then_success(stored: list[Instance]) -> None:
+    out = list(handlers.handle_find(FakeEvent("SCANNER", _query(PatientID="H-*"))))
+    assert [s for s, _ in out] == [Status.PENDING] * 3 + [Status.SUCCESS]
+    assert sorted(ds.PatientID for _, ds in out[:-1]) == ["H-1", "H-2", "H-3"]
+
+
+def test_find_stops_when_cancelled(stored: list[Instance]) -> None:
+    event = FakeEvent("SCANNER", _query(PatientID="H-*"), cancel_after=1)
+    out = list(handlers.handle_find(event))
+    assert [s for s, _ in out] == [Status.PENDING, Status.CANCEL]
+
+
+def test_get_stops_when_cancelled(stored: list[Instance]) -> None:
+    event = FakeEvent("SCANNER", _query(PatientID="H-*"), cancel_after=1)
+    event.assoc.accepted_contexts = []
+    out = list(handlers.handle_get(event))
+    assert out[0] == 3  # number of sub-operations
+    assert out[1][0] == Status.PENDING
+    assert out[-1][0] == Status.CANCEL
+    assert not out[-1][1].FailedSOPInstanceUIDList
+
+
+def test_store_conflict_and_garbage(stored: list[Instance]) -> None:
+    (data,) = ct_series(1, patient_id="H-1", seed=0)  # same pixels, new UIDs: stored
+    assert handlers.handle_store(FakeEvent("SCANNER", data=data)) == Status.SUCCESS
+    status = handlers.handle_store(FakeEvent("SCANNER", data=b"\x00" * 200))
+    assert status.Status == Status.STORE_CANNOT_UNDERSTAND and status.ErrorComment
+
+
+def test_echo_and_syntax_choice() -> None:
+    assert handlers.handle_echo(FakeEvent("X")) == Status.SUCCESS
+    jpegls, explicit = "1.2.840.10008.1.2.4.80", "1.2.840.10008.1.2.1"
+    assert handlers.syntax_choose({jpegls, explicit}, jpegls) == jpegls
+    assert handlers.syntax_choose({explicit}, jpegls) == explicit
+    assert handlers.syntax_choose({"1.2.840.10008.1.2.4.110"}, "1.2.840.10008.1.2.4.110") == explicit
