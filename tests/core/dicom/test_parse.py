@@ -105,3 +105,27 @@ def test_metadata_has_no_bulk_data(shared_data):
     text = str(meta)
     assert "InlineBinary" not in text or len(text) < 200_000
     assert canonical_sha256(meta) == parsed.content_sha256
+
+
+def test_splice_keeps_every_other_byte(shared_data):
+    import io
+
+    import numpy as np
+    import pydicom
+
+    from medvault.core.codecs import recompress
+    from medvault.core.dicom.parse import splice_encapsulated_pixels
+
+    data = (shared_data / "dicom/single_ct/CT_small.dcm").read_bytes()  # ends with padding
+    parsed = parse_instance(data)
+    new, _ = recompress(parsed.dataset, parsed.pixels, "jpegls")
+    out = splice_encapsulated_pixels(data, new.file_meta, bytes(new.PixelData))
+    assert out is not None
+    reread = pydicom.dcmread(io.BytesIO(out))
+    assert reread.file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.4.80"
+    assert np.array_equal(reread.pixel_array, parsed.pixels[0])
+    start = data.index(b"\x08\x00\x05\x00")  # first data set element, after the file meta
+    pixel = data.rfind(b"\xe0\x7f\x10\x00OW")
+    assert data[start:pixel] in out
+    # Pixel Data that is not the last element (here: followed by a private tag): no splice.
+    assert splice_encapsulated_pixels(data + b"\x09\x00\x10\x00LO\x02\x00ab", new.file_meta, b"") is None
