@@ -121,11 +121,11 @@ def similar_instances(
     rows = (Embedding.objects.filter(id__in=list(scores), model_name=model_name,
                                      model_version=model_version)
             .select_related("instance__series__study"))
-    if user is not None:
-        from medvault.accounts.permissions import visible_studies
-
-        rows = rows.filter(instance__series__study__in=visible_studies(user))
-    by_id = {row.id: row for row in rows}
+    # Second permission check, against the study ids read from visible_studies() for this
+    # request (not the index's copy): a stale index can lose a match, never leak one.
+    allowed_studies = None if studies is None else set(studies.tolist())
+    by_id = {row.id: row for row in rows
+             if allowed_studies is None or row.instance.series.study_id in allowed_studies}
     matches: list[Match] = []
     for key, score in found.pairs():
         row = by_id.get(key)

@@ -211,3 +211,16 @@ def test_catalog_filters() -> None:
     assert cat.keys.tolist() == [9, 10, 11, 12]
     assert cat.modality_values() == ["MR", "CT", "CT", "MR"]
     assert cat.label_values() == ["glioma", "adenocarcinoma", "normal", "glioma"]
+
+
+def test_hnsw_loads_without_its_vector_copy(tmp_path: Path) -> None:
+    x = clustered(500, dim=16)
+    index = HnswIndex(16)
+    index.add(np.arange(500) * 2, x)
+    path = tmp_path / "i.usearch"
+    index.save(path)
+    (tmp_path / "i.usearch.f16.npz").unlink()
+    loaded = HnswIndex.load(path)
+    np.testing.assert_allclose(loaded.get([20, 998]), x[[10, 499]], atol=2e-3)
+    allowed = np.array([4, 6, 8])
+    assert set(loaded.search(x[3], 3, allowed=allowed).keys.tolist()) == {4, 6, 8}

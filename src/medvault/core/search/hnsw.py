@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from numpy.typing import ArrayLike
+from numpy.typing import ArrayLike, NDArray
 from usearch.index import Index
 
 from medvault.core.search.base import (
@@ -39,7 +39,7 @@ class HnswParams:
     # Allowed sets at most this large, or at most this fraction of the index, are scanned
     # exactly instead of walking the graph.
     exact_max_keys: int = 4096
-    exact_max_fraction: float = 0.02
+    exact_max_fraction: float = 0.01
     # First over-fetch = k / selectivity * overfetch; grows 4x per round up to max_fetch.
     overfetch: float = 2.0
     max_fetch: int = 4096
@@ -63,8 +63,32 @@ class HnswIndex:
             expansion_add=self.params.expansion_add,
             expansion_search=self.params.expansion_search,
         )
-        self._keys: KeyArray = np.empty(0, dtype=np.int64)
+        self._reset_mirror()
         self._removed = 0
+
+    def _reset_mirror(self) -> None:
+        # A float16 copy of the vectors for exact scans of small allowed sets: reading rows
+        # back out of the graph one by one costs about 5 us per key. Rows are appended into
+        # a growing buffer; ``_keys`` (sorted) maps to buffer rows through ``_slots``.
+        self._keys: KeyArray = np.empty(0, dtype=np.int64)
+        self._slots: NDArray[np.int64] = np.empty(0, dtype=np.int64)
+        self._mirror: NDArray[np.float16] = np.empty((0, self._dim), dtype=np.float16)
+        self._used = 0
+
+    def _mirror_append(self, keys: KeyArray, vectors: VectorArray) -> None:
+        need = self._used + keys.shape[0]
+        if need > self._mirror.shape[0]:
+            grown = np.empty((max(need, 2 * self._mirror.shape[0], 1024), self._dim), dtype=np.float16)
+            grown[: self._used] = self._mirror[: self._used]
+            self._mirror = grown
+        self._mirror[self._used:need] = vectors
+        slots = np.arange(self._used, need, dtype=np.int64)
+        self._used = need
+        order = np.argsort(keys, kind="stable")
+        keys, slots = keys[order], slots[order]
+        pos = np.searchsorted(self._keys, keys)
+        self._keys = np.insert(self._keys, pos, keys)
+        self._slots = np.insert(self._slots, pos, slots)
 
     # --- protocol ---------------------------------------------------------------------
     @property
@@ -91,7 +115,7 @@ class HnswIndex:
         k, v = k[keep], v[keep]
         self.remove(k)
         self._index.add(k.astype(np.uint64), v, threads=threads)
-        self._keys = np.sort(np.concatenate([self._keys, k]))
+        self._mirror_append(k, v)
 
     def remove(self, keys: ArrayLike) -> None:
         k = as_keys(keys)
@@ -100,7 +124,8 @@ class HnswIndex:
             return
         self._index.remove(present.astype(np.uint64))
         self._removed += int(present.shape[0])
-        self._keys = self._keys[~np.isin(self._keys, present)]
+        keep = ~np.isin(self._keys, present)
+        self._keys, self._slots = self._keys[keep], self._slots[keep]
 
     def keys(self) -> KeyArray:
         return self._keys.copy()
@@ -109,12 +134,9 @@ class HnswIndex:
         k = as_keys(keys)
         if k.shape[0] == 0:
             return np.empty((0, self._dim), dtype=np.float32)
-        rows = self._index.get(k.astype(np.uint64), dtype=np.float32)
-        if isinstance(rows, np.ndarray) and rows.ndim == 2:
-            return rows.astype(np.float32)
-        if any(r is None for r in rows):
+        if not _sorted_contains(self._keys, k).all():
             raise KeyError("some keys are not in the index")
-        return np.vstack(rows).astype(np.float32)
+        return self._mirror[self._slots[np.searchsorted(self._keys, k)]].astype(np.float32)
 
     def search(self, query: ArrayLike, k: int, *, allowed: KeyArray | None = None) -> SearchResult:
         q = as_vectors(query, self._dim)[0]
@@ -142,10 +164,18 @@ class HnswIndex:
             fetch = min(n, p.max_fetch, fetch * 4)
 
     def save(self, path: Path) -> None:
+        """Write the graph to ``path`` and the float16 vector copy beside it (``.f16.npz``)."""
+        sidecar = _sidecar(path)
+        tmp_side = sidecar.with_name(sidecar.name + f".tmp{os.getpid()}")
+        with open(tmp_side, "wb") as fh:
+            np.savez(fh, keys=self._keys, vectors=self._mirror[self._slots])
+            fh.flush()
+            os.fsync(fh.fileno())
         tmp = path.with_name(path.name + f".tmp{os.getpid()}")
         self._index.save(str(tmp))
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
+        os.replace(tmp_side, sidecar)
         os.replace(tmp, path)
 
     @classmethod
@@ -162,7 +192,20 @@ class HnswIndex:
         index.params = params or HnswParams()
         loaded.expansion_search = index.params.expansion_search
         index._index = loaded
-        index._keys = np.sort(np.asarray(loaded.keys, dtype=np.int64))
+        index._reset_mirror()
+        keys = np.sort(np.asarray(loaded.keys, dtype=np.int64))
+        vectors = None
+        try:
+            with np.load(_sidecar(path)) as side:
+                if np.array_equal(side["keys"], keys) and side["vectors"].shape == (keys.shape[0], index._dim):
+                    vectors = side["vectors"]
+        except (OSError, ValueError, KeyError):
+            vectors = None
+        if vectors is None and keys.shape[0]:  # no usable copy: read the rows from the graph
+            rows = loaded.get(keys.astype(np.uint64), dtype=np.float32)
+            vectors = np.asarray(rows, dtype=np.float32).reshape(keys.shape[0], index._dim)
+        if keys.shape[0]:
+            index._mirror_append(keys, np.asarray(vectors))
         index._removed = 0
         return index
 
@@ -183,6 +226,10 @@ class HnswIndex:
         present = allowed[_sorted_contains(self._keys, allowed)]
         keys, scores = exact_top_k(q, present, self.get(present), k)
         return SearchResult(keys, scores, "exact-subset")
+
+
+def _sidecar(path: Path) -> Path:
+    return path.with_name(path.name + ".f16.npz")
 
 
 def _sorted_contains(sorted_keys: KeyArray, probe: KeyArray) -> np.ndarray:
