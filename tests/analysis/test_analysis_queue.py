@@ -181,3 +181,30 @@ def test_refused_images_get_no_embedding(ct_instance: Any, blob_dir: Any) -> Non
     services.job_enqueue(instance=ct_instance, model_name="lung-ct")
     services.jobs_drain(backend=RefusingBackend())
     assert not retrieval.Embedding.objects.filter(instance=ct_instance).exists()
+
+
+def test_worker_waits_out_a_database_error(
+    ct_instance: Any, blob_dir: Any, monkeypatch: Any, settings: Any
+) -> None:
+    import threading
+
+    from django.db import OperationalError
+
+    from medvault.analysis import worker
+
+    settings.MEDVAULT_WORKER_POLL_MS = 10
+    services.job_enqueue(instance=ct_instance, model_name="lung-ct")
+    real_claim, failures = services.job_claim, []
+
+    def flaky_claim(**kwargs: Any) -> Any:
+        if len(failures) < 2:
+            failures.append(1)
+            raise OperationalError("server closed the connection unexpectedly")
+        return real_claim(**kwargs)
+
+    monkeypatch.setattr(services, "job_claim", flaky_claim)
+    monkeypatch.setattr(worker, "close_old_connections", lambda: None)
+    monkeypatch.setattr(worker.connections, "all", lambda: [])  # keep the test's transaction
+    stats = worker.worker_run(stop=threading.Event(), once=True, backend=FakeBackend())
+    assert len(failures) == 2 and stats.done == 1
+    assert AnalysisResult.objects.count() == 1

@@ -75,8 +75,10 @@ def worker_run(
             # The database went away (restart, failover): drop the connection and retry.
             log.warning("worker %s: database error (%s); retrying in %.1f s", wid, exc, backoff)
             for conn in connections.all():
-                conn.close_if_unusable_or_obsolete()
-                conn.close()
+                try:
+                    conn.close()
+                except DatabaseError:
+                    pass  # already broken; the next query opens a fresh connection
             stop.wait(backoff)
             backoff = min(backoff * 2, 10.0)
             continue
