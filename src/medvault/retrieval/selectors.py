@@ -120,31 +120,34 @@ def similar_instances(
     scores = dict(found.pairs())
     rows = (Embedding.objects.filter(id__in=list(scores), model_name=model_name,
                                      model_version=model_version)
-            .select_related("instance__series__study"))
+            .values_list("id", "label", "instance__sop_instance_uid",
+                         "instance__series__series_instance_uid",
+                         "instance__series__study__study_instance_uid",
+                         "instance__series__study_id", "instance__series__study__study_date",
+                         "instance__series__modality"))
     # Second permission check, against the study ids read from visible_studies() for this
     # request (not the index's copy): a stale index can lose a match, never leak one.
     allowed_studies = None if studies is None else set(studies.tolist())
-    by_id = {row.id: row for row in rows
-             if allowed_studies is None or row.instance.series.study_id in allowed_studies}
+    by_id = {row[0]: row for row in rows if allowed_studies is None or row[5] in allowed_studies}
     matches: list[Match] = []
     for key, score in found.pairs():
         row = by_id.get(key)
         if row is None:
             continue
-        study = row.instance.series.study
-        if exclude and study.id in exclude:
+        _, label, sop, series_uid, study_uid, study_id, study_date, modality = row
+        if exclude and study_id in exclude:
             continue
-        if filters.labels and row.label not in filters.labels:
+        if filters.labels and label not in filters.labels:
             continue
         matches.append(Match(
-            sop_instance_uid=row.instance.sop_instance_uid,
-            series_instance_uid=row.instance.series.series_instance_uid,
-            study_instance_uid=study.study_instance_uid,
+            sop_instance_uid=sop,
+            series_instance_uid=series_uid,
+            study_instance_uid=study_uid,
             score=float(score),
-            label=row.label,
-            study_date=study.study_date,
-            modality=row.instance.series.modality,
-            embedding_id=row.id,
+            label=label,
+            study_date=study_date,
+            modality=modality,
+            embedding_id=key,
         ))
         if len(matches) == k:
             break
