@@ -261,3 +261,52 @@ def test_accept_unknown_setting(transactional_db: Any, blob_dir: Any) -> None:
         assert _find(port, StudyRootQueryRetrieveInformationModelFind, q, "ANYONE")[1] == Status.NOT_AUTHORISED
     finally:
         server.shutdown()
+
+
+def test_concurrent_associations_store_in_parallel(scp: dict[str, Any]) -> None:
+    series = [ct_series(4, patient_id=f"CONC-{i}", seed=40 + i) for i in range(4)]
+    results: list[list[int]] = [[] for _ in series]
+
+    def send(index: int) -> None:
+        results[index] = _store(scp["port"], series[index])
+
+    threads = [threading.Thread(target=send, args=(i,)) for i in range(len(series))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert results == [[Status.SUCCESS] * 4] * 4
+    assert Instance.objects.count() == 16
+
+
+def test_tls_echo(transactional_db: Any, blob_dir: Any, settings: Any, tmp_path: Any) -> None:
+    import shutil
+    import ssl
+    import subprocess
+
+    from medvault.dimse.server import dicomserver_start
+
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed to make a test certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=localhost", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True)
+    settings.MEDVAULT_DICOM_TLS_CERT, settings.MEDVAULT_DICOM_TLS_KEY = str(cert), str(key)
+    RemoteAE.objects.create(ae_title="TESTSCU", host="127.0.0.1", port=104)
+    port = free_port()
+    server = dicomserver_start(host="127.0.0.1", port=port, ae_title="MEDVAULT", accept_unknown=False)
+    try:
+        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(cert))
+        context.check_hostname = False
+        ae = _scu()
+        ae.add_requested_context(Verification)
+        assoc = ae.associate("127.0.0.1", port, ae_title="MEDVAULT", tls_args=(context, None))
+        assert assoc.is_established
+        assert assoc.send_c_echo().Status == Status.SUCCESS
+        assoc.release()
+        plain = _scu()
+        plain.add_requested_context(Verification)
+        assert not _associate(plain, port).is_established
+    finally:
+        server.shutdown()

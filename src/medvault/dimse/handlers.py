@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import logging
 import socket
+import time
 from collections.abc import Iterator
 from typing import Any
 
-from django.db import close_old_connections, connections
+from django.db import OperationalError, close_old_connections, connections
 from django.db.models import QuerySet
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
@@ -75,6 +76,23 @@ def handle_echo(event: Event) -> int:
     return int(Status.SUCCESS)
 
 
+def _store_retrying(data: bytes, group: Any, attempts: int = 8) -> Any:
+    """``instance_store``, tried again when the database is momentarily locked.
+
+    Concurrent associations write at the same time; SQLite (and its shared-cache test
+    database in particular) can refuse a write lock instead of waiting. The store is atomic
+    and idempotent (a repeat is a duplicate), so trying again is safe.
+    """
+    for attempt in range(attempts):
+        try:
+            return instance_store(data=data, source="c-store", user=None, group=group)
+        except OperationalError:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.05 * 2**attempt)
+    raise AssertionError("unreachable")
+
+
 def handle_store(event: Event) -> int | Dataset:
     close_old_connections()
     ae = calling_ae(event)
@@ -82,7 +100,14 @@ def handle_store(event: Event) -> int | Dataset:
         _audit(event, "upload", "denied", detail="C-STORE not allowed")
         return int(Status.NOT_AUTHORISED)
     data = event.encoded_dataset(include_meta=True)
-    result = instance_store(data=data, source="c-store", user=None, group=ae.group if ae else None)
+    try:
+        result = _store_retrying(data, ae.group if ae else None)
+    except OperationalError as exc:
+        _audit(event, "upload", "error", detail=f"C-STORE: database busy: {exc}")
+        busy = Dataset()
+        busy.Status = int(Status.STORE_OUT_OF_RESOURCES)
+        busy.ErrorComment = "database busy; try again"
+        return busy
     sop_uid = result.sop_instance_uid or ""
     if result.status in ("stored", "duplicate") and result.instance is not None:
         inst = result.instance
