@@ -113,6 +113,7 @@ class Client:
         self.pages = requests.Session()
         self.logged_in = False
         self.n = 0
+        self.stored = 0  # uploads of this client that MedVault acknowledged
         self.run_id = run_id
         self.template = pydicom.dcmread(io.BytesIO(run.templates[index % len(run.templates)]))
         self.base_pixels = bytes(self.template.PixelData)
@@ -159,6 +160,7 @@ class Client:
         uids = {item.get("00081155", {}).get("Value", [None])[0] for item in referenced}
         if sop not in uids:
             return response.status_code, False, "200 without the instance in ReferencedSOPSequence"
+        self.stored += 1
         with self.run.lock:
             self.run.acked.append(Acked(self.study, self.series, sop, pixel_sha))
             self.run.uploaded_bytes += len(data)
@@ -178,7 +180,8 @@ class Client:
             url, params = f"{self.run.url}/dicomweb/studies/{self.study}/instances", {"limit": "20"}
         response = self.http.get(url, params=params, headers={"Accept": "application/dicom+json"},
                                  timeout=60)
-        ok = response.status_code in (200, 204) or (response.status_code == 404 and self.n == 0)
+        # Before this client's first acknowledged upload its study may not exist yet.
+        ok = response.status_code in (200, 204) or (response.status_code == 404 and not self.stored)
         return response.status_code, ok, "" if ok else response.text[:200]
 
     def wado(self) -> tuple[int, bool, str]:
