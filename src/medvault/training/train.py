@@ -1,0 +1,302 @@
+"""Train, calibrate, evaluate and export one shipped model (``medvault train NAME``).
+
+Reproducible: fixed seed, deterministic data order, recorded data hashes. Resumable: a checkpoint
+is written after every epoch under ``var/ml/<name>/`` (never committed).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from medvault.training.augment import augment
+from medvault.training.data import SEED, STORE_SIZE, Prepared, prepare
+from medvault.training.evaluate import (
+    classification_report,
+    fit_temperature,
+    retrieval_metrics,
+    softmax,
+)
+from medvault.training.nets import CompactNet, supcon_loss
+
+
+@dataclass
+class Recipe:
+    epochs: int
+    batch: int = 64
+    lr: float = 3e-3
+    weight_decay: float = 5e-4
+    widths: tuple[int, ...] = (24, 48, 96, 192)
+    embed_dim: int = 128
+    # progressive resizing: (fraction of training, input size); the last one is the served size
+    sizes: tuple[tuple[float, int], ...] = ((0.0, 96), (0.5, 128))
+    label_smoothing: float = 0.05
+    supcon_weight: float = 0.5
+    class_weighted: bool = False
+    hflip: bool = True
+    warmup_epochs: float = 1.0
+
+
+RECIPES: dict[str, Recipe] = {
+    "brain-mri": Recipe(epochs=40, sizes=((0.0, 96),)),
+    "lung-ct": Recipe(epochs=200, batch=32, class_weighted=True, warmup_epochs=3),
+}
+
+
+@dataclass
+class TrainConfig:
+    name: str
+    out_dir: Path = Path("models")
+    work_dir: Path = Path("var/ml")
+    epochs: int | None = None
+    resume: bool = False
+    smoke: bool = False
+    data_dir: Path | None = None
+    device: str = "cpu"
+    threads: int = 2
+    recipe_overrides: dict = field(default_factory=dict)
+    export: bool = True
+
+
+def _log(msg: dict, stream=sys.stdout) -> None:  # type: ignore[no-untyped-def]
+    print(json.dumps(msg), file=stream, flush=True)
+
+
+def _size_at(recipe: Recipe, epoch: int, epochs: int) -> int:
+    size = recipe.sizes[0][1]
+    for frac, s in recipe.sizes:
+        if epoch >= int(round(frac * epochs)):
+            size = s
+    return size
+
+
+def lr_at(step: int, total: int, warmup: int, base: float) -> float:
+    if step < warmup:
+        return base * (step + 1) / warmup
+    p = (step - warmup) / max(1, total - warmup)
+    return base * 0.5 * (1 + np.cos(np.pi * p))
+
+
+@torch.no_grad()
+def predict_arrays(net: CompactNet, x: np.ndarray, device: str = "cpu",
+                   batch: int = 256) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """uint8 N x S x S -> (logits, embeddings, pooled penultimate features)."""
+    net.eval()
+    logits, embs, feats = [], [], []
+    for i in range(0, len(x), batch):
+        xb = torch.from_numpy(x[i : i + batch]).float().div_(255.0)[:, None].to(device)
+        lg, em, fmap = net(xb)
+        logits.append(lg.cpu().numpy())
+        embs.append(em.cpu().numpy())
+        feats.append(F.normalize(fmap.mean(dim=(2, 3)), dim=1).cpu().numpy())
+    return np.concatenate(logits), np.concatenate(embs), np.concatenate(feats)
+
+
+def train_model(cfg: TrainConfig, progress: Callable[[dict], None] = _log) -> dict:
+    torch.manual_seed(SEED)
+    np.random.seed(SEED)
+    torch.set_num_threads(cfg.threads)
+    recipe = Recipe(**{**asdict(RECIPES[cfg.name]), **cfg.recipe_overrides})
+    epochs = cfg.epochs or recipe.epochs
+    t_start = time.time()
+    data = prepare(cfg.name, cfg.data_dir, cache_dir=cfg.work_dir / "cache",
+                   limit_per_class=12 if cfg.smoke else None, size=recipe.sizes[-1][1])
+    progress({"event": "data", **{k: v for k, v in data.report.items() if k != "label_conflicts"}})
+    tr = data.split == "train"
+    va = data.split == "val"
+    x_tr, y_tr = data.x[tr], data.y[tr]
+    x_va, y_va = data.x[va], data.y[va]
+    k = len(data.labels)
+    net = CompactNet(k, recipe.widths, recipe.embed_dim).to(cfg.device)
+    opt = torch.optim.AdamW(net.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
+    counts = np.bincount(y_tr, minlength=k).astype(np.float64)
+    if recipe.class_weighted:
+        w = (counts.sum() / np.maximum(counts, 1)) ** 0.5
+        w = w / (w * counts).sum() * counts.sum()
+        class_w = torch.tensor(w, dtype=torch.float32, device=cfg.device)
+    else:
+        class_w = None
+    steps_per_epoch = max(1, len(x_tr) // recipe.batch)
+    if cfg.smoke:
+        steps_per_epoch = min(steps_per_epoch, 2)
+    total_steps = steps_per_epoch * epochs
+    warmup = int(recipe.warmup_epochs * steps_per_epoch)
+    work = cfg.work_dir / cfg.name
+    work.mkdir(parents=True, exist_ok=True)
+    ckpt_path = work / ("checkpoint-smoke.pt" if cfg.smoke else "checkpoint.pt")
+    start_epoch = 0
+    history: list[dict] = []
+    train_seconds = 0.0
+    if cfg.resume and ckpt_path.exists():
+        ck = torch.load(ckpt_path, map_location=cfg.device, weights_only=False)
+        net.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["opt"])
+        start_epoch = ck["epoch"]
+        history = ck["history"]
+        train_seconds = ck["train_seconds"]
+        progress({"event": "resume", "from_epoch": start_epoch, "checkpoint": str(ckpt_path)})
+    x_tr_t = torch.from_numpy(x_tr)
+    y_tr_t = torch.from_numpy(y_tr)
+    for epoch in range(start_epoch, epochs):
+        t0 = time.time()
+        gen = torch.Generator().manual_seed(SEED * 1000 + epoch)
+        perm = torch.randperm(len(x_tr), generator=gen)
+        size = _size_at(recipe, epoch, epochs)
+        net.train()
+        tot_loss = tot_ce = 0.0
+        correct = seen = 0
+        for s in range(steps_per_epoch):
+            step = epoch * steps_per_epoch + s
+            for g in opt.param_groups:
+                g["lr"] = lr_at(step, total_steps, warmup, recipe.lr)
+            idx = perm[s * recipe.batch : (s + 1) * recipe.batch]
+            xb = x_tr_t[idx].float().div_(255.0)[:, None]
+            xb = augment(xb, size, gen, strong=True, hflip=recipe.hflip).to(cfg.device)
+            yb = y_tr_t[idx].to(cfg.device)
+            logits, emb, _ = net(xb)
+            ce = F.cross_entropy(logits, yb, weight=class_w, label_smoothing=recipe.label_smoothing)
+            loss = ce + recipe.supcon_weight * supcon_loss(emb, yb)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            tot_loss += loss.item() * len(idx)
+            tot_ce += ce.item() * len(idx)
+            correct += int((logits.argmax(1) == yb).sum())
+            seen += len(idx)
+        lg, _, _ = predict_arrays(net, x_va, cfg.device)
+        p = softmax(lg)
+        val_acc = float((p.argmax(1) == y_va).mean()) if len(y_va) else float("nan")
+        val_nll = float(-np.mean(np.log(np.clip(p[np.arange(len(y_va)), y_va], 1e-12, None))))
+        dt = time.time() - t0
+        train_seconds += dt
+        done = epoch + 1 - start_epoch
+        eta = (time.time() - t_start) / done * (epochs - epoch - 1) if done else 0.0
+        rec = {"event": "epoch", "epoch": epoch + 1, "epochs": epochs, "size": size,
+               "loss": round(tot_loss / seen, 4), "train_ce": round(tot_ce / seen, 4),
+               "train_acc": round(correct / seen, 4), "val_acc": round(val_acc, 4),
+               "val_nll": round(val_nll, 4), "seconds": round(dt, 1), "eta_s": round(eta)}
+        history.append(rec)
+        progress(rec)
+        torch.save({"model": net.state_dict(), "opt": opt.state_dict(), "epoch": epoch + 1,
+                    "history": history, "train_seconds": train_seconds,
+                    "recipe": asdict(recipe)}, ckpt_path)
+    # ---- calibration + evaluation on the validation split ----
+    net = net.to("cpu")
+    lg_va, emb_va, feat_va = predict_arrays(net, x_va)
+    _, emb_tr, feat_tr = predict_arrays(net, x_tr)
+    temperature = fit_temperature(lg_va, y_va) if len(y_va) else 1.0
+    metrics = {
+        "uncalibrated": classification_report(softmax(lg_va), y_va, data.labels),
+        "temperature": round(temperature, 4),
+    }
+    metrics["calibrated"] = classification_report(softmax(lg_va, temperature), y_va, data.labels)
+    probs = softmax(lg_va, temperature)
+    extra = task_metrics(cfg.name, data.labels, probs, y_va)
+    retrieval = {
+        "projection_head": retrieval_metrics(emb_va, y_va, emb_tr, y_tr),
+        "penultimate_features": retrieval_metrics(feat_va, y_va, feat_tr, y_tr),
+        **retrieval_extra(cfg.name, data.labels, emb_va, y_va, emb_tr, y_tr),
+    }
+    result = {
+        "name": cfg.name, "labels": data.labels, "recipe": asdict(recipe), "epochs": epochs,
+        "input_size": recipe.sizes[-1][1], "data": data.report, "history": history,
+        "metrics": metrics, "task_metrics": extra, "retrieval": retrieval,
+        "train_seconds": round(train_seconds, 1), "threads": cfg.threads,
+        "machine": f"{platform.machine()} {os.cpu_count()} logical CPUs, torch {torch.__version__}"
+                   + (f", device {torch.cuda.get_device_name()}" if cfg.device.startswith("cuda")
+                      else ", CPU only"),
+        "device": cfg.device,
+        "temperature": temperature, "smoke": cfg.smoke,
+    }
+    progress({"event": "evaluated", "temperature": round(temperature, 4),
+              "val_acc": metrics["calibrated"]["accuracy"], "ece": metrics["calibrated"]["ece_15_bins"],
+              **extra, "retrieval_p10": retrieval["projection_head"]["precision@10"]})
+    if not cfg.export:
+        return result
+    from medvault.training.export import export_model
+
+    out_dir = cfg.out_dir
+    card = export_model(net, result, out_dir, calib_x=x_va[:8], val_x=x_va, val_y=y_va,
+                        progress=progress)
+    result["card"] = card
+    torch.save({"model": net.state_dict(), "result": result}, work / ("final-smoke.pt" if cfg.smoke else "final.pt"))
+    return result
+
+
+def task_metrics(name: str, labels: list[str], probs: np.ndarray, y: np.ndarray) -> dict:
+    pred = probs.argmax(1)
+    out: dict = {}
+    if name == "brain-mri":
+        no = labels.index("notumor")
+        truth = y != no
+        said = pred != no
+        out["tumour_yes_no_accuracy"] = round(float((truth == said).mean()), 4)
+        out["tumour_sensitivity"] = round(float(said[truth].mean()), 4) if truth.any() else None
+        out["tumour_specificity"] = round(float((~said[~truth]).mean()), 4) if (~truth).any() else None
+    if name == "lung-ct":
+        normal = labels.index("normal")
+        truth = y != normal
+        said = pred != normal
+        out["normal_vs_cancer_accuracy"] = round(float((truth == said).mean()), 4)
+        cancer = [i for i, lab in enumerate(labels) if lab != "normal"]
+        m = truth
+        sub = probs[m][:, cancer].argmax(1)
+        true_sub = np.array([cancer.index(t) for t in y[m]])
+        out["subtype_accuracy_3way_on_cancer_slices"] = (
+            round(float((sub == true_sub).mean()), 4) if m.any() else None)
+        # strict: 4-way prediction must be the exact subtype
+        out["subtype_accuracy_4way_prediction_on_cancer_slices"] = (
+            round(float((pred[m] == y[m]).mean()), 4) if m.any() else None)
+        out["subtype_n"] = int(m.sum())
+    return out
+
+
+def retrieval_extra(name: str, labels: list[str], q: np.ndarray, qy: np.ndarray,
+                    a: np.ndarray, ay: np.ndarray) -> dict:
+    if name != "lung-ct":
+        return {}
+    normal = labels.index("normal")
+    qm, am = qy != normal, ay != normal
+    return {"projection_head_cancer_subtype_only": retrieval_metrics(q[qm], qy[qm], a[am], ay[am]),
+            "projection_head_cancer_queries_full_archive": retrieval_metrics(q[qm], qy[qm], a, ay)}
+
+
+def main(argv: list[str] | None = None) -> None:  # pragma: no cover - thin CLI
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="medvault-train")
+    ap.add_argument("name", choices=sorted(RECIPES) + ["domain"])
+    ap.add_argument("--out", type=Path, default=Path("models"))
+    ap.add_argument("--epochs", type=int)
+    ap.add_argument("--resume", action="store_true")
+    ap.add_argument("--smoke", action="store_true")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--set", action="append", default=[], help="recipe override key=json")
+    a = ap.parse_args(argv)
+    overrides = {}
+    for kv in a.set:
+        k, v = kv.split("=", 1)
+        overrides[k] = json.loads(v)
+    if a.name == "domain":
+        from medvault.training.domain import train_domain
+
+        train_domain(out_dir=a.out, smoke=a.smoke, threads=a.threads)
+        return
+    train_model(TrainConfig(name=a.name, out_dir=a.out, epochs=a.epochs, resume=a.resume,
+                            smoke=a.smoke, device=a.device, threads=a.threads,
+                            recipe_overrides=overrides))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
