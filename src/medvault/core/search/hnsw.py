@@ -15,7 +15,15 @@ from pathlib import Path
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from usearch.index import Index
+
+try:
+    # Load order matters: once usearch's numkong extension (with its bundled libgomp) is
+    # loaded, creating an ONNX Runtime session segfaults (usearch 2.26.6, numkong 7.8.6,
+    # onnxruntime 1.32). Loading onnxruntime first avoids it; the analysis models need it.
+    import onnxruntime  # noqa: F401
+except ImportError:  # pragma: no cover - search works without onnxruntime
+    pass
+from usearch.index import Index  # noqa: E402
 
 from medvault.core.search.base import (
     KeyArray,
