@@ -8,7 +8,6 @@ relevant when its class (its folder name) equals the query's.
 from __future__ import annotations
 
 import time
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -91,8 +90,7 @@ def evaluate(
         found = index.search(q, k)
         latencies.append((time.perf_counter() - t0) * 1000)
         match_labels.append([archive.labels[int(key)] for key in found.keys])
-    out: dict[str, Any] = retrieval_metrics(queries.labels, match_labels,
-                                            dict(Counter(archive.labels)), latencies)
+    out: dict[str, Any] = retrieval_metrics(queries.labels, match_labels, latencies)
     out.update({
         "index": index_kind,
         "archive_images": len(archive.labels),

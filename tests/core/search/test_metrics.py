@@ -11,19 +11,34 @@ def test_precision_at_k_counts_missing_matches_as_misses() -> None:
 
 
 def test_average_precision() -> None:
-    # relevant at ranks 1 and 3, 2 relevant items exist: (1/1 + 2/3) / 2
-    assert average_precision_at_k([True, False, True, False], 10, 2) == pytest.approx(5 / 6)
-    # perfect ranking
-    assert average_precision_at_k([True] * 10, 10, 50) == 1.0
-    assert average_precision_at_k([False] * 10, 10, 50) == 0.0
-    assert average_precision_at_k([True], 10, 0) == 0.0
+    # relevant at ranks 1 and 3: (1/1 + 2/3) / 2
+    assert average_precision_at_k([True, False, True, False], 10) == pytest.approx(5 / 6)
+    # relevant only at rank 2: 1/2
+    assert average_precision_at_k([False, True] + [False] * 8, 10) == pytest.approx(0.5)
+    assert average_precision_at_k([True] * 10, 10) == 1.0
+    assert average_precision_at_k([False] * 10, 10) == 0.0
+    # ranks beyond k do not count
+    assert average_precision_at_k([False] * 10 + [True], 10) == 0.0
+
+
+def test_agrees_with_the_training_code_on_random_rankings() -> None:
+    evaluate = pytest.importorskip("medvault.training.evaluate")
+    import numpy as np
+
+    rng = np.random.default_rng(3)
+    q, a = rng.normal(size=(40, 8)), rng.normal(size=(200, 8))
+    qy, ay = rng.integers(0, 3, 40), rng.integers(0, 3, 200)
+    theirs = evaluate.retrieval_metrics(q, qy, a, ay)
+    top = np.argsort(-(q @ a.T), axis=1, kind="stable")[:, :10]
+    ours = retrieval_metrics([str(v) for v in qy], [[str(ay[j]) for j in row] for row in top])
+    for key in ("precision@1", "precision@5", "precision@10", "map@10"):
+        assert ours[key] == pytest.approx(theirs[key], abs=1e-4)
 
 
 def test_retrieval_metrics_keys_and_values() -> None:
     out = retrieval_metrics(
         ["a", "b"],
         [["a"] * 10, ["a"] * 5 + ["b"] * 5],
-        {"a": 20, "b": 20},
         [1.0, 3.0],
     )
     assert set(out) == {"precision@1", "precision@5", "precision@10", "map@10", "latency_ms_p50"}

@@ -12,28 +12,24 @@ def precision_at_k(relevant: Sequence[bool], k: int) -> float:
     return float(sum(bool(r) for r in list(relevant)[:k])) / k
 
 
-def average_precision_at_k(relevant: Sequence[bool], k: int, n_relevant: int) -> float:
-    """AP@k: mean of precision@i over the ranks i <= k that hold a relevant match,
-    divided by min(k, number of relevant items in the archive).
+def average_precision_at_k(relevant: Sequence[bool], k: int) -> float:
+    """AP@k: the mean of precision@i over the ranks i <= k that hold a relevant match
+    (0 when none of the first k is relevant).
 
-    The denominator makes a ranking that misses relevant items score below 1 even when
-    every match it did return is relevant.
+    The denominator is the number of relevant matches among the first k, as in the model
+    cards (``medvault.training.evaluate.retrieval_metrics``), so both report the same mAP@10.
     """
-    denominator = min(k, n_relevant)
-    if denominator == 0:
-        return 0.0
     hits, total = 0, 0.0
     for i, rel in enumerate(list(relevant)[:k], start=1):
         if rel:
             hits += 1
             total += hits / i
-    return total / denominator
+    return total / hits if hits else 0.0
 
 
 def retrieval_metrics(
     query_labels: Sequence[str],
     match_labels: Sequence[Sequence[str]],
-    archive_label_counts: dict[str, int],
     latencies_ms: Sequence[float] = (),
 ) -> dict[str, float]:
     """The figures ``medvault eval-retrieval`` prints.
@@ -45,8 +41,6 @@ def retrieval_metrics(
     match_labels
         For each query, the classes of its matches, best first (at least 10 when the
         archive holds 10 items).
-    archive_label_counts
-        How many archive items carry each class (for the AP denominator).
     latencies_ms
         Search time of each query.
     """
@@ -60,7 +54,7 @@ def retrieval_metrics(
         p1.append(precision_at_k(rel, 1))
         p5.append(precision_at_k(rel, 5))
         p10.append(precision_at_k(rel, 10))
-        ap10.append(average_precision_at_k(rel, 10, archive_label_counts.get(label, 0)))
+        ap10.append(average_precision_at_k(rel, 10))
     out = {
         "precision@1": float(np.mean(p1)),
         "precision@5": float(np.mean(p5)),
