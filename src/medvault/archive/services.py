@@ -16,6 +16,7 @@ from typing import IO, Any
 
 from django.conf import settings
 from django.contrib.auth.models import Group
+from django.core.exceptions import ImproperlyConfigured
 from django.db import IntegrityError, transaction
 from django.db.models import F
 from pydicom.dataset import Dataset
@@ -181,6 +182,10 @@ def _storage_bytes(parsed: ParsedInstance, data: bytes) -> tuple[bytes, str]:
     """
     ts = parsed.received_transfer_syntax_uid
     codec = str(getattr(settings, "MEDVAULT_COMPRESSION", "none") or "none").lower()
+    if codec != "none" and codec not in CODECS:
+        raise ImproperlyConfigured(
+            f"MEDVAULT_COMPRESSION={codec!r}; use one of {', '.join(['none', *CODECS])}"
+        )
     target = CODECS.get(codec)
     if (
         target is not None
