@@ -295,3 +295,37 @@ def test_query_of_another_dimension_is_a_clear_error(world) -> None:
                     vector=np.ones(8, dtype=np.float32), label="")
     res = _post(Client(), world["users"]["alice"], {"sop_instance_uid": odd.sop_instance_uid})
     assert res.status_code == 422 and "dimension" in res.json()["error"]
+
+
+def test_shared_study_appears_until_the_share_is_revoked(world) -> None:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from medvault.accounts.services import share_create, share_revoke
+
+    alice, bob = world["users"]["alice"], world["users"]["bob"]
+    shared = world["a"][0]
+    share = share_create(study=shared.series.study, by=alice, user=bob,
+                         expires_at=timezone.now() + timedelta(days=1))
+    query = {"sop_instance_uid": world["b"][0].sop_instance_uid, "k": 100}
+    uids = {m["sop_instance_uid"] for m in _post(Client(), bob, query).json()["matches"]}
+    assert shared.sop_instance_uid in uids
+    assert world["a"][1].sop_instance_uid not in uids  # only the shared study
+    share_revoke(share=share, by=alice)
+    uids = {m["sop_instance_uid"] for m in _post(Client(), bob, query).json()["matches"]}
+    assert shared.sop_instance_uid not in uids
+
+
+def test_technician_sees_only_own_uploads(world) -> None:
+    from .conftest import make_user
+
+    tech = make_user("tess", role="technician", groups=(world["groups"][0],))
+    own = make_instance(world["groups"][0])
+    own.uploaded_by = tech
+    own.save()
+    embedding_store(instance=own, model_name="lung-ct", model_version="fake-1",
+                    vector=world["base"], label="")
+    res = _post(Client(), tech, {"sop_instance_uid": own.sop_instance_uid, "k": 50})
+    assert res.status_code == 200
+    assert {m["sop_instance_uid"] for m in res.json()["matches"]} == {own.sop_instance_uid}
