@@ -46,6 +46,19 @@ def _first(folder: Path, pattern: str) -> Path:
     return sorted(folder.glob(pattern))[0]
 
 
+def _same_as_direct(result: AnalysisResult, image: Path) -> None:
+    """The stored answer (image wrapped as DICOM, stored, read back by the worker) is what the
+    model says about the original file."""
+    import numpy as np
+
+    from medvault.core.ml import analyse, load_model
+
+    direct = analyse(load_model(result.model_name, MODELS), np.asarray(Image.open(image)))
+    assert direct.label == result.label
+    for label, p in direct.probabilities.items():
+        assert result.probabilities[label] == pytest.approx(p, abs=1e-3)
+
+
 def _check_result(result: AnalysisResult, instance: Any, labels: set[str]) -> None:
     assert not result.refused, result.reason
     assert result.label in labels
@@ -78,7 +91,15 @@ def test_chest_ct_png_is_analysed_on_ingest(
     call_command("worker", "--once", "--concurrency", "1")
     job.refresh_from_db()
     assert job.status == "done", job.error
-    _check_result(AnalysisResult.objects.get(job=job), instance, LUNG_LABELS)
+    result = AnalysisResult.objects.get(job=job)
+    _check_result(result, instance, LUNG_LABELS)
+    assert result.label == "normal"
+    _same_as_direct(result, image)
+    # ... and it exports as a Secondary Capture with the real heat-map burned in.
+    exported = services.result_export(result=result, user=None)
+    assert exported.status == "stored", exported.reason
+    assert exported.instance.series.study_id == instance.series.study_id
+    assert (exported.instance.rows, exported.instance.columns) == (instance.rows, instance.columns)
 
 
 def test_brain_mri_jpeg_is_analysed_on_ingest(
@@ -98,7 +119,8 @@ def test_brain_mri_jpeg_is_analysed_on_ingest(
     call_command("worker", "--once", "--concurrency", "1")
     result = AnalysisResult.objects.get(job__instance=instance)
     _check_result(result, instance, BRAIN_LABELS)
-    assert isinstance(result.extra.get("tumour_detected"), bool)
+    assert result.label == "glioma" and result.extra.get("tumour_detected") is True
+    _same_as_direct(result, image)
 
 
 def test_brain_model_refuses_a_chest_ct(
