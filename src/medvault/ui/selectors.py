@@ -8,6 +8,7 @@ from datetime import date
 from typing import Any
 
 from django.db.models import Count, Q, QuerySet, Sum
+from django.db.models.functions import Lower
 
 from medvault.accounts.permissions import visible_studies
 
@@ -65,47 +66,53 @@ def wildcard_regex(pattern: str) -> str:
     return "^" + "".join(parts) + "$"
 
 
-def name_filter(field: str, pattern: str) -> Q:
-    pattern = pattern.strip()
+def _lowered(queryset: QuerySet[Any], field: str) -> tuple[QuerySet[Any], str]:
+    """Annotate LOWER(field): case-insensitive matching that does not depend on the database
+    collation (MySQL/MariaDB with a binary collation compares case-sensitively)."""
+    alias = "_lower_" + field.replace("__", "_")
+    return queryset.annotate(**{alias: Lower(field)}), alias
+
+
+def text_filter(queryset: QuerySet[Any], field: str, pattern: str, *, words: bool) -> QuerySet[Any]:
+    """Case-insensitive match of ``field``: DICOM wildcards when ``*``/``?`` appear;
+    otherwise every word must appear (``words``) or the whole value must be equal."""
+    pattern = pattern.strip().lower()
+    if not pattern:
+        return queryset
+    queryset, alias = _lowered(queryset, field)
     if "*" in pattern or "?" in pattern:
-        return Q(**{f"{field}__iregex": wildcard_regex(pattern)})
-    # Without wildcards: every word must appear (any order), case-insensitive.
-    q = Q()
+        return queryset.filter(**{f"{alias}__regex": wildcard_regex(pattern)})
+    if not words:
+        return queryset.filter(**{alias: pattern})
     for word in re.split(r"[\s^,]+", pattern):
         if word:
-            q &= Q(**{f"{field}__icontains": word})
-    return q
+            queryset = queryset.filter(**{f"{alias}__contains": word})
+    return queryset
 
 
 def study_search(*, user: Any, query: StudyQuery) -> QuerySet[Any]:
     studies = visible_studies(user).select_related("patient", "group")
     if query.patient_name:
-        studies = studies.filter(name_filter("patient__patient_name", query.patient_name))
+        studies = text_filter(studies, "patient__patient_name", query.patient_name, words=True)
     if query.patient_id:
-        studies = studies.filter(_text("patient__patient_id", query.patient_id))
+        studies = text_filter(studies, "patient__patient_id", query.patient_id, words=False)
     if query.accession:
-        studies = studies.filter(_text("accession_number", query.accession))
+        studies = text_filter(studies, "accession_number", query.accession, words=False)
     if query.date_from:
         studies = studies.filter(study_date__gte=query.date_from)
     if query.date_to:
         studies = studies.filter(study_date__lte=query.date_to)
     if query.modality:
+        modality = query.modality.strip().upper()
         studies = studies.filter(
-            Q(modalities_in_study__iexact=query.modality)
-            | Q(modalities_in_study__istartswith=query.modality + "\\")
-            | Q(modalities_in_study__icontains="\\" + query.modality)
-            | Q(series__modality__iexact=query.modality)
-        ).distinct()
+            Q(modalities_in_study=modality)
+            | Q(modalities_in_study__startswith=modality + "\\")
+            | Q(modalities_in_study__contains="\\" + modality)
+            | Q(pk__in=visible_studies(user).filter(series__modality=modality).values("pk"))
+        )
     if query.description:
-        studies = studies.filter(name_filter("study_description", query.description))
+        studies = text_filter(studies, "study_description", query.description, words=True)
     return studies.order_by(*SORTS.get(query.sort, SORTS["-date"]))
-
-
-def _text(field: str, value: str) -> Q:
-    value = value.strip()
-    if "*" in value or "?" in value:
-        return Q(**{f"{field}__iregex": wildcard_regex(value)})
-    return Q(**{f"{field}__iexact": value})
 
 
 def study_series(study: Any) -> QuerySet[Any]:
