@@ -248,6 +248,9 @@ def test_qido_parameters_cannot_inject_sql(shared_data: Path, api) -> None:
                     # Nothing is named like an injection: a match means the value was treated
                     # as SQL or as an unescaped LIKE pattern.
                     assert response.json() == [], (level, key, value)
+    # A NUL byte broke PostgreSQL queries (500); it is refused with a clear 400 everywhere.
+    response = client.get("/dicomweb/studies", {"PatientName": "a\x00b"}, **headers)
+    assert response.status_code == 400 and "NUL" in response.json()["error"]
     # A backslash separates DICOM values ("\\" is a list of two empty, i.e. universal, keys):
     # it may match, but must not break the query.
     for key in keys:

@@ -139,7 +139,8 @@ _RAW_UPLOAD_TYPES = ("multipart/related", "application/dicom", "application/octe
 
 class UploadSizeLimitMiddleware:
     """Answer 413 with a clear message when a request declares more than
-    ``MEDVAULT_MAX_UPLOAD_BYTES`` (default 2 GiB), before a byte of the body is read.
+    ``MEDVAULT_MAX_UPLOAD_BYTES`` (default 2 GiB), before a byte of the body is read, and 400
+    when the URL holds a NUL character.
 
     Raw-body uploads under the limit are read here, once, so that Django's form-size limit
     (meant for form fields, 10 MiB) does not reject a large STOW-RS request.
@@ -162,6 +163,13 @@ class UploadSizeLimitMiddleware:
             )
             response["Connection"] = "close"
             return response
+        # A NUL character is never part of a valid query, and PostgreSQL cannot even compare
+        # a string that holds one: refuse it here with 400 rather than fail deeper with 500.
+        if "\x00" in request.path or any(
+            "\x00" in key or any("\x00" in v for v in values)
+            for key, values in request.GET.lists()
+        ):
+            return error_response(request, 400, "bad request: NUL character in the URL")
         content_type = request.META.get("CONTENT_TYPE", "").split(";", 1)[0].strip().lower()
         if declared and content_type in _RAW_UPLOAD_TYPES and request.method in ("POST", "PUT"):
             body = request.read(declared + 1)
