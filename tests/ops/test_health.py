@@ -84,3 +84,10 @@ def test_other_errors_stay_500_without_details(failing_client: Client) -> None:
     text = response.content.decode()
     assert "Traceback" not in text and "/srv/x" not in text
     assert response.json()["error"].startswith("internal error")
+
+
+@pytest.mark.django_db
+def test_a_value_the_database_refuses_is_a_400(failing_client: Client) -> None:
+    response = failing_client.get("/refused-value")
+    assert response.status_code == 400
+    assert response.json()["error"].startswith("bad request")

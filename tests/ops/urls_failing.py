@@ -2,7 +2,7 @@
 
 import errno
 
-from django.db import OperationalError
+from django.db import DataError, OperationalError
 from django.contrib import admin
 from django.urls import include, path
 
@@ -18,6 +18,10 @@ def disk_full(request):
         raise RuntimeError("could not store blob") from exc
 
 
+def refused_value(request):
+    raise DataError("PostgreSQL text fields cannot contain NUL (0x00) bytes")
+
+
 def plain_bug(request):
     raise ValueError("a bug with a secret path /srv/x in its message")
 
@@ -26,6 +30,7 @@ urlpatterns = [
     path("db-down", database_down),
     path("disk-full", disk_full),
     path("bug", plain_bug),
+    path("refused-value", refused_value),
     path("admin/", admin.site.urls),
     path("", include("medvault.ops.urls")),
 ]

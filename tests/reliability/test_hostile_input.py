@@ -373,3 +373,15 @@ def test_stow_accepts_an_upload_larger_than_the_form_limit(shared_data: Path, ap
     response = client.post("/dicomweb/studies", data=body, content_type=ctype, **headers)
     assert response.status_code == 200, response.content[:500]
     assert Instance.objects.filter(sop_instance_uid="1.2.826.0.1.3680043.8.498.99.1").exists()
+
+
+@pytest.mark.django_db
+def test_nul_and_injection_in_json_and_form_fields_get_4xx(api) -> None:
+    client, headers = api
+    for uid in ["1.2.3\x00", "1' OR '1'='1", "../../etc/passwd", "1" * 5000]:
+        response = client.post("/api/v1/analyses", {"sop_instance_uid": uid, "model": "lung-ct"},
+                               content_type="application/json", **headers)
+        assert 400 <= response.status_code < 500, (uid[:20], response.status_code)
+        assert response.json().get("error")
+    response = client.post("/accounts/login/", {"username": "admin\x00", "password": "x\x00"})
+    assert response.status_code in (200, 400, 403)

@@ -2,7 +2,7 @@
 
 ``ServiceUnavailableMiddleware`` turns infrastructure failures into clear answers instead of a
 bare 500: the database unreachable -> 503 (with ``Retry-After``), the blob store out of space ->
-507. Django reconnects to the database on the next request by itself, so MedVault works again
+507, a value the database refuses (NUL character, too long) -> 400. Django reconnects to the database on the next request by itself, so MedVault works again
 as soon as the database is back, without a restart.
 
 ``ContentSecurityPolicyMiddleware`` adds a Content-Security-Policy to every HTML page (Django 5.2
@@ -17,7 +17,7 @@ import logging
 from collections.abc import Callable
 
 from django.conf import settings
-from django.db import InterfaceError, OperationalError
+from django.db import DataError, InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse
 
 logger = logging.getLogger(__name__)
@@ -90,6 +90,15 @@ def infrastructure_error_response(request: HttpRequest, exc: BaseException) -> H
     if is_storage_full(exc):
         logger.error("storage full while handling %s %s", request.method, request.path)
         return error_response(request, 507, STORAGE_FULL)
+    if any(isinstance(item, DataError) for item in _chain(exc)):
+        # The database refused a value from the request (a NUL character, which PostgreSQL
+        # cannot hold, or a value too long for its column): the client's input, not a crash.
+        logger.warning("database refused a value in %s %s: %s", request.method, request.path, exc)
+        return error_response(
+            request, 400,
+            "bad request: a value in the request cannot be stored or searched (NUL character "
+            "or too long)",
+        )
     if is_database_unavailable(exc):
         logger.error("database unavailable while handling %s %s: %s", request.method,
                      request.path, exc)
