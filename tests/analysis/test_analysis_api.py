@@ -185,8 +185,9 @@ def test_heatmap_is_an_overlay_png_of_the_image_size(
     response = client.get(f"{URL}/{analysed.pk}/heatmap.png", **auth_header(clinician))
     assert response.status_code == 200 and response["Content-Type"] == "image/png"
     image = Image.open(io.BytesIO(response.content))
-    assert image.mode == "RGBA" and image.size == (ct_instance.columns, ct_instance.rows)
-    alpha = np.asarray(image)[..., 3]
+    assert image.format == "PNG" and "transparency" in image.info
+    assert image.size == (ct_instance.columns, ct_instance.rows)
+    alpha = np.asarray(image.convert("RGBA"))[..., 3]
     # Transparent where the model did not look (lower right), opaque-ish at the hot spot.
     rows, columns = alpha.shape
     assert alpha[rows * 3 // 4, columns * 3 // 4] == 0

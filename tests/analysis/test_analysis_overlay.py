@@ -15,8 +15,8 @@ def test_overlay_is_transparent_where_cold_and_coloured_where_hot() -> None:
     heat = np.zeros((40, 60), dtype=np.float32)
     heat[10:20, 30:40] = 1.0
     image = Image.open(io.BytesIO(overlay_png(heat)))
-    assert image.mode == "RGBA" and image.size == (60, 40)
-    rgba = np.asarray(image)
+    assert image.format == "PNG" and "transparency" in image.info and image.size == (60, 40)
+    rgba = np.asarray(image.convert("RGBA"))
     assert rgba[0, 0, 3] == 0
     r, g, b, a = rgba[15, 35]
     assert a > 100 and r > 200 and b < 50

@@ -77,7 +77,7 @@ class AnalysisResult(models.Model):
     probabilities = models.JSONField(default=dict)
     refused = models.BooleanField(default=False)
     reason = models.TextField(blank=True)
-    # Content address of the heat-map overlay PNG (RGBA, same size as the image) in the
+    # Content address of the heat-map overlay PNG (transparent, same size as the image) in the
     # blob store; empty when the model gave no heat-map (e.g. refused).
     heatmap_key = models.CharField(max_length=64, blank=True)
     heatmap_width = models.PositiveIntegerField(null=True, blank=True)

@@ -3,7 +3,7 @@
 POST /api/v1/analyses                      queue a job -> 202 {"job": {...}}
 GET  /api/v1/analyses?study=|instance=|job=  results and job states the user may see
 GET  /api/v1/analyses/<id>                 one result
-GET  /api/v1/analyses/<id>/heatmap.png     the overlay (RGBA PNG, image size)
+GET  /api/v1/analyses/<id>/heatmap.png     the overlay (transparent PNG, image size)
 POST /api/v1/analyses/<id>/export          store a Secondary Capture with the overlay burned in
 """
 

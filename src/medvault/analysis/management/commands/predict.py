@@ -60,12 +60,22 @@ class Command(BaseCommand):
             rec: dict = {"path": str(path)}
             try:
                 out = analyse(model, read_input(path))
-                rec.update(label=out.label, probabilities=out.probabilities, refused=out.refused,
-                           reason=out.reason, latency_ms=round(out.latency_ms, 2))
+                rec.update(
+                    label=out.label,
+                    probabilities=out.probabilities,
+                    refused=out.refused,
+                    reason=out.reason,
+                    latency_ms=round(out.latency_ms, 2),
+                )
                 if "tumour_detected" in out.extra:
                     rec["tumour_detected"] = out.extra["tumour_detected"]
             except Exception as exc:  # one bad file must not stop the batch
                 failures += 1
-                rec.update(label=None, probabilities={}, refused=True,
-                           reason=f"error: {exc}", latency_ms=None)
+                rec.update(
+                    label=None,
+                    probabilities={},
+                    refused=True,
+                    reason=f"error: {exc}",
+                    latency_ms=None,
+                )
             self.stdout.write(json.dumps(rec))

@@ -9,18 +9,28 @@ from django.core.management.base import BaseCommand, CommandError
 
 
 class Command(BaseCommand):
-    help = ("Train, calibrate, evaluate and export a model (ONNX + model card) from the real "
-            "images in ../shared/data. Needs the [train] extra (torch). Resumable with --resume.")
+    help = (
+        "Train, calibrate, evaluate and export a model (ONNX + model card) from the real "
+        "images in ../shared/data. Needs the [train] extra (torch). Resumable with --resume."
+    )
 
     def add_arguments(self, parser):  # type: ignore[no-untyped-def]
         parser.add_argument("name", choices=["lung-ct", "brain-mri", "domain"])
-        parser.add_argument("--out", type=Path, default=Path("models"),
-                            help="where the ONNX file and card go (default: models/)")
+        parser.add_argument(
+            "--out",
+            type=Path,
+            default=Path("models"),
+            help="where the ONNX file and card go (default: models/)",
+        )
         parser.add_argument("--epochs", type=int, help="override the recipe's epoch count")
-        parser.add_argument("--resume", action="store_true",
-                            help="continue from var/ml/<name>/checkpoint.pt")
-        parser.add_argument("--smoke", action="store_true",
-                            help="a few steps on a small subset (CI); writes <name>-smoke.*")
+        parser.add_argument(
+            "--resume", action="store_true", help="continue from var/ml/<name>/checkpoint.pt"
+        )
+        parser.add_argument(
+            "--smoke",
+            action="store_true",
+            help="a few steps on a small subset (CI); writes <name>-smoke.*",
+        )
         parser.add_argument("--data", type=Path, help="data folder (default ../shared/data)")
         parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
         parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
@@ -29,7 +39,9 @@ class Command(BaseCommand):
         try:
             import torch  # noqa: F401
         except ImportError as exc:
-            raise CommandError("training needs the [train] extra: pip install -e '.[train]'") from exc
+            raise CommandError(
+                "training needs the [train] extra: pip install -e '.[train]'"
+            ) from exc
         from medvault.training.data import default_data_dir
 
         data_dir = opts["data"] or default_data_dir()
@@ -43,9 +55,14 @@ class Command(BaseCommand):
         if opts["name"] == "domain":
             from medvault.training.domain import evaluate_refusal, train_domain
 
-            res = train_domain(out_dir=opts["out"], smoke=opts["smoke"], threads=opts["threads"],
-                               data_dir=data_dir, progress=progress,
-                               **({"epochs": opts["epochs"]} if opts["epochs"] else {}))
+            res = train_domain(
+                out_dir=opts["out"],
+                smoke=opts["smoke"],
+                threads=opts["threads"],
+                data_dir=data_dir,
+                progress=progress,
+                **({"epochs": opts["epochs"]} if opts["epochs"] else {}),
+            )
             if not opts["smoke"]:
                 from medvault.training.finalize import finalize_cards
 
@@ -53,6 +70,16 @@ class Command(BaseCommand):
             return
         from medvault.training.train import TrainConfig, train_model
 
-        train_model(TrainConfig(name=opts["name"], out_dir=opts["out"], epochs=opts["epochs"],
-                                resume=opts["resume"], smoke=opts["smoke"], data_dir=data_dir,
-                                device=opts["device"], threads=opts["threads"]), progress)
+        train_model(
+            TrainConfig(
+                name=opts["name"],
+                out_dir=opts["out"],
+                epochs=opts["epochs"],
+                resume=opts["resume"],
+                smoke=opts["smoke"],
+                data_dir=data_dir,
+                device=opts["device"],
+                threads=opts["threads"],
+            ),
+            progress,
+        )
