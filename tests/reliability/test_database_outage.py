@@ -50,6 +50,13 @@ class PgCtlOutage:
                        check=True, capture_output=True, timeout=120)
 
     def stop(self) -> None:
+        # A watchdog outside this process restarts PostgreSQL after 60 s even if the test
+        # process dies during the outage: others share this server.
+        subprocess.Popen(
+            ["sh", "-c", f"sleep 60; pg_isready -h 127.0.0.1 -q || pg_ctlcluster "
+             f"--skip-systemctl-redirect {self.version} main start"],
+            start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
         self._ctl("stop")
 
     def start(self) -> None:
