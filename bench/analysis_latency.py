@@ -2,7 +2,7 @@
 
 Run (real images from ../shared/data, shipped models from models/):
 
-    .venv/bin/python bench/analysis_latency.py [--images 20] [--poll-ms 200]
+    .venv/bin/python bench/analysis_latency.py [--images 20] [--poll-ms 100]
 
 What it does, in one run:
 
@@ -65,7 +65,12 @@ def images(count: int) -> list[tuple[Path, dict[str, str]]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=20)
-    parser.add_argument("--poll-ms", type=int, default=200, help="worker idle poll interval")
+    parser.add_argument(
+        "--poll-ms",
+        type=int,
+        default=None,
+        help="worker idle poll interval (default: the MEDVAULT_WORKER_POLL_MS setting)",
+    )
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds to wait per image")
     args = parser.parse_args()
     if not SHARED.is_dir():
@@ -84,9 +89,10 @@ def main() -> None:
         "DATABASE_URL": f"sqlite:///{tmp / 'bench.sqlite3'}",
         "MEDVAULT_MODELS_DIR": str(models),
         "MEDVAULT_AUTO_ANALYSE": "1",
-        "MEDVAULT_WORKER_POLL_MS": str(args.poll_ms),
         "MEDVAULT_LOG_LEVEL": "WARNING",
     }
+    if args.poll_ms is not None:
+        env["MEDVAULT_WORKER_POLL_MS"] = str(args.poll_ms)
     os.environ.update(env)
     subprocess.run(
         [sys.executable, "-m", "medvault.cli", "migrate", "-v0", "--skip-checks"],
@@ -98,6 +104,7 @@ def main() -> None:
     import django
 
     django.setup()
+    from django.conf import settings
     import numpy as np
     from PIL import Image
 
@@ -173,7 +180,7 @@ def main() -> None:
         "bench": "analysis_latency",
         "images": len(chosen),
         "refused": refused,
-        "worker_poll_ms": args.poll_ms,
+        "worker_poll_ms": settings.MEDVAULT_WORKER_POLL_MS,
         "upload_to_result_ms": summary(upload_to_result),
         "store_ms": summary(store_ms),
         "queue_wait_ms": summary(queue_ms),

@@ -37,7 +37,7 @@ class WorkerStats:
 
 
 def poll_seconds() -> float:
-    return max(0.01, int(getattr(settings, "MEDVAULT_WORKER_POLL_MS", 200)) / 1000.0)
+    return max(0.01, int(getattr(settings, "MEDVAULT_WORKER_POLL_MS", 100)) / 1000.0)
 
 
 def worker_run(
