@@ -324,6 +324,10 @@ def test_other_codecs_store_bit_exact(shared_data, blob_dir, settings, codec):
     assert np.array_equal(selectors.instance_pixels(instance=inst), pydicom.dcmread(path).pixel_array)
     native = selectors.instance_dataset(instance=inst, transfer_syntax_uid=EXPLICIT_LE)
     assert np.array_equal(native.pixel_array, pydicom.dcmread(path).pixel_array)
+    # Other apps call pixel_array on the stored data set: it works for every syntax,
+    # JPEG XL included (pydicom is taught to decode it).
+    stored = selectors.instance_dataset(instance=inst)
+    assert np.array_equal(stored.pixel_array, pydicom.dcmread(path).pixel_array)
 
 
 def test_lossy_input_is_never_reencoded(shared_data, blob_dir):

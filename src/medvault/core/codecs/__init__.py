@@ -2,8 +2,9 @@
 
 JPEG-LS and JPEG 2000 go through pydicom's encoder registry (plugins ``pyjpegls`` and
 ``pylibjpeg``); HTJ2K and JPEG-XL are encoded with imagecodecs and encapsulated with
-``pydicom.encaps``. pydicom 3.0.2 decodes everything except JPEG-XL, which
-``decode_pixels`` decodes with imagecodecs.
+``pydicom.encaps``. pydicom 3.0.2 decodes everything except JPEG-XL, for which this package
+registers an imagecodecs-backed decoder in pydicom's decoder table on import
+(``pydicom_jpegxl``), so ``Dataset.pixel_array`` works on every stored syntax.
 """
 
 from medvault.core.codecs.lossless import (

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.encaps import encapsulate, generate_frames
+from pydicom.encaps import encapsulate
 from pydicom.pixels.decoders.base import get_decoder
 from pydicom.pixels.encoders import JPEG2000LosslessEncoder, JPEGLSLosslessEncoder
 from pydicom.uid import (
@@ -22,6 +22,12 @@ from pydicom.uid import (
 JPEGXL_LOSSLESS = "1.2.840.10008.1.2.4.110"
 JPEGXL_SYNTAXES = {JPEGXL_LOSSLESS, "1.2.840.10008.1.2.4.111", "1.2.840.10008.1.2.4.112"}
 PIXEL_DATA = 0x7FE00010
+
+
+def _register_jpegxl_decoder() -> None:
+    from medvault.core.codecs.pydicom_jpegxl import register
+
+    register()
 
 
 def _teach_pydicom_jpegxl() -> None:
@@ -39,6 +45,7 @@ def _teach_pydicom_jpegxl() -> None:
 
 
 _teach_pydicom_jpegxl()
+_register_jpegxl_decoder()
 
 
 class CodecError(ValueError):
@@ -125,30 +132,12 @@ def encode_frames(codec: str, pixels: np.ndarray, ds: Dataset) -> list[bytes]:
     return [spec.encode_frame(np.ascontiguousarray(frame), meta) for frame in pixels]
 
 
-def _decode_jpegxl(ds: Dataset) -> np.ndarray:
-    import imagecodecs
-
-    frames = int(ds.get("NumberOfFrames", 1) or 1)
-    decoded = [
-        np.asarray(imagecodecs.jpegxl_decode(fragment))
-        for fragment in generate_frames(ds.PixelData, number_of_frames=frames)
-    ]
-    array = np.stack(decoded)
-    if int(ds.get("PixelRepresentation", 0) or 0) == 1:
-        array = array.view(array.dtype.str.replace("u", "i"))
-    return array
-
-
 def decode_pixels(ds: Dataset) -> np.ndarray:
     """Decode all frames to an array (frames, rows, cols[, samples]), raw stored values.
 
     No modality LUT is applied; colour data is returned as pydicom converts it (RGB).
     """
-    ts = str(ds.file_meta.TransferSyntaxUID)
-    if ts in JPEGXL_SYNTAXES:
-        array = _decode_jpegxl(ds)
-    else:
-        array = ds.pixel_array
+    array = ds.pixel_array
     frames = int(ds.get("NumberOfFrames", 1) or 1)
     samples = int(ds.get("SamplesPerPixel", 1) or 1)
     shape = (frames, int(ds.Rows), int(ds.Columns)) + ((samples,) if samples > 1 else ())
@@ -156,8 +145,6 @@ def decode_pixels(ds: Dataset) -> np.ndarray:
 
 
 def _decode_encapsulated(ts: str, ds: Dataset) -> np.ndarray:
-    if ts in JPEGXL_SYNTAXES:
-        return _decode_jpegxl(ds)
     array, _ = get_decoder(UID(ts)).as_array(ds)
     return np.asarray(array)
 

@@ -28,6 +28,7 @@ from pydicom.uid import (
     PYDICOM_IMPLEMENTATION_UID,
 )
 
+import medvault.core.codecs  # noqa: F401  (registers the JPEG XL syntaxes with pydicom)
 from medvault.core.dicom.json import canonical_sha256, dataset_to_json
 
 MEDIA_STORAGE_DIRECTORY = "1.2.840.10008.1.3.10"
