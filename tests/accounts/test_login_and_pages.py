@@ -278,3 +278,24 @@ def test_login_with_csrf_token_works(clinician_a):
     token = _csrf_token(client, "/accounts/login/")
     r = client.post("/accounts/login/", {"username": "cla", "password": PASSWORD, "csrfmiddlewaretoken": token})
     assert r.status_code == 302
+
+
+@pytest.mark.django_db
+def test_django_admin_is_a_second_door_and_audit_is_read_only(client, admin_user, clinician_a):
+    from medvault.accounts.audit import audit_record
+
+    admin_user.is_staff = True
+    admin_user.is_superuser = True
+    admin_user.save()
+    pending = make_user("viaadmin", "clinician", status="pending")
+    client.force_login(admin_user)
+    r = client.post("/admin/accounts/user/", {"action": "approve", "_selected_action": [pending.pk]})
+    assert r.status_code == 302
+    pending.refresh_from_db()
+    assert pending.status == "approved"
+    audit_record(user=clinician_a, action="view")
+    record = AuditRecord.objects.filter(username="cla").get()
+    page = client.get(f"/admin/accounts/auditrecord/{record.pk}/change/")
+    assert page.status_code == 200 and 'name="_save"' not in page.content.decode()
+    assert client.post(f"/admin/accounts/auditrecord/{record.pk}/delete/", {"post": "yes"}).status_code == 403
+    assert AuditRecord.objects.filter(pk=record.pk).exists()

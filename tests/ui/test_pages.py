@@ -208,3 +208,24 @@ def test_share_gives_read_access_is_audited_and_revocable(stored_ct, clinician_a
     assert other.get(f"/studies/{study.study_instance_uid}/").status_code == 404
     assert list(AuditRecord.objects.filter(action__in=["share", "share-revoke"], outcome="ok").order_by("id")
                 .values_list("action", flat=True)) == ["share", "share-revoke"]
+
+
+@pytest.mark.django_db
+def test_history_and_home_list_visible_analyses(stored_ct, clinician_a, clinician_b, researcher_a):
+    from medvault.analysis.models import AnalysisJob, AnalysisResult
+
+    job = AnalysisJob.objects.create(instance=stored_ct, model_name="lung-ct", requested_by=clinician_a, status="done")
+    result = AnalysisResult.objects.create(
+        job=job, instance=stored_ct, model_name="lung-ct", label="adenocarcinoma",
+        probabilities={"adenocarcinoma": 0.87, "normal": 0.13}, requested_by=clinician_a,
+    )
+    page = login(clinician_a).get("/history/").content.decode()
+    assert "Lung cancer detection" in page and "adenocarcinoma" in page and "87%" in page
+    assert f"result={result.pk}" in page and "View file" in page and ">cla<" in page
+    home = login(clinician_a).get("/").content.decode()
+    assert "adenocarcinoma" in home
+    # Another group's user does not see it; a researcher sees it without identities.
+    assert "adenocarcinoma" not in login(clinician_b).get("/history/").content.decode()
+    research = login(researcher_a).get("/history/").content.decode()
+    assert "adenocarcinoma" in research and stored_ct.series.study.patient.patient_id not in research
+    assert ">cla<" not in research

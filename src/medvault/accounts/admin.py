@@ -5,7 +5,8 @@ from __future__ import annotations
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 
-from medvault.accounts.models import ApiToken, AuditRecord, StudyShare, User
+from medvault.accounts.models import AccountStatus, ApiToken, AuditRecord, StudyShare, User
+from medvault.accounts.services import user_set_status
 
 
 @admin.register(User)
@@ -16,6 +17,17 @@ class UserAdmin(DjangoUserAdmin):
     fieldsets = DjangoUserAdmin.fieldsets + (
         ("MedVault", {"fields": ("full_name", "role", "status", "institution")}),
     )
+    actions = ["approve", "reject"]
+
+    @admin.action(description="Approve the selected accounts")
+    def approve(self, request, queryset):  # type: ignore[no-untyped-def]
+        for user in queryset:
+            user_set_status(user=user, status=AccountStatus.APPROVED, by=request.user, request=request)
+
+    @admin.action(description="Reject the selected accounts")
+    def reject(self, request, queryset):  # type: ignore[no-untyped-def]
+        for user in queryset.exclude(pk=request.user.pk):
+            user_set_status(user=user, status=AccountStatus.REJECTED, by=request.user, request=request)
 
 
 @admin.register(AuditRecord)

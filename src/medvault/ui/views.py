@@ -124,6 +124,9 @@ def upload_file(request: HttpRequest) -> HttpResponse:
         audit_record(user=request.user, action="upload", outcome="error", request=request, detail=f"{name}: {exc}"[:500])
         return _upload_error(f"The file could not be stored: {exc}", 500)
     out = []
+    visible = set(permissions.visible_studies(request.user).filter(
+        pk__in=[r.instance.series.study_id for r in results if r.instance is not None]
+    ).values_list("pk", flat=True))
     for result in results:
         instance = result.instance
         study = instance.series.study if instance is not None else None
@@ -137,7 +140,8 @@ def upload_file(request: HttpRequest) -> HttpResponse:
         out.append({
             "path": result.path or name, "status": result.status, "reason": result.reason,
             "sop_instance_uid": result.sop_instance_uid,
-            "study_url": f"/studies/{study.study_instance_uid}/" if study else None,
+            # A duplicate may already live in a study the uploader cannot see: no link then.
+            "study_url": f"/studies/{study.study_instance_uid}/" if study and study.pk in visible else None,
         })
     return JsonResponse({"results": out})
 
