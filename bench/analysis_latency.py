@@ -104,8 +104,8 @@ def main() -> None:
     import django
 
     django.setup()
-    from django.conf import settings
     import numpy as np
+    from django.conf import settings
     from PIL import Image
 
     from medvault.analysis.models import AnalysisResult
