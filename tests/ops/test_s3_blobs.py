@@ -168,3 +168,12 @@ def test_no_row_commits_when_the_object_store_refuses_the_blob(
             data=(shared_data / "dicom" / "single_ct" / "CT_small.dcm").read_bytes(), source="cli"
         )
     assert Instance.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_healthz_checks_the_bucket(s3_settings: S3BlobStore, settings, client) -> None:
+    assert client.get("/healthz").json()["blob_store"] == "ok"
+    settings.MEDVAULT_S3_BUCKET = "mv-no-such-bucket"
+    response = client.get("/healthz")
+    assert response.status_code == 503
+    assert response.json()["blob_store"] == "unavailable"

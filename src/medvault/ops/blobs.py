@@ -3,6 +3,7 @@ S3 hook of the archive's own factory."""
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
 from django.conf import settings
@@ -10,20 +11,33 @@ from django.conf import settings
 
 def s3_blob_store() -> Any:
     """An ``S3BlobStore`` from the ``MEDVAULT_S3_*`` settings (see docs/operations.md)."""
-    from medvault.core.blobs.s3 import S3BlobStore
-
     bucket = getattr(settings, "MEDVAULT_S3_BUCKET", "")
     if not bucket:
         from django.core.exceptions import ImproperlyConfigured
 
         raise ImproperlyConfigured("MEDVAULT_BLOB_BACKEND=s3 needs MEDVAULT_S3_BUCKET")
-    return S3BlobStore(
+    return _s3_store(
         bucket,
-        prefix=getattr(settings, "MEDVAULT_S3_PREFIX", ""),
-        endpoint_url=getattr(settings, "MEDVAULT_S3_ENDPOINT_URL", "") or None,
-        region=getattr(settings, "MEDVAULT_S3_REGION", "") or None,
-        access_key_id=getattr(settings, "MEDVAULT_S3_ACCESS_KEY_ID", "") or None,
-        secret_access_key=getattr(settings, "MEDVAULT_S3_SECRET_ACCESS_KEY", "") or None,
+        getattr(settings, "MEDVAULT_S3_PREFIX", ""),
+        getattr(settings, "MEDVAULT_S3_ENDPOINT_URL", "") or None,
+        getattr(settings, "MEDVAULT_S3_REGION", "") or None,
+        getattr(settings, "MEDVAULT_S3_ACCESS_KEY_ID", "") or None,
+        getattr(settings, "MEDVAULT_S3_SECRET_ACCESS_KEY", "") or None,
+    )
+
+
+@lru_cache(maxsize=8)
+def _s3_store(
+    bucket: str, prefix: str, endpoint_url: str | None, region: str | None,
+    access_key_id: str | None, secret_access_key: str | None,
+) -> Any:
+    # One client per configuration and process: building a boto3 client costs tens of
+    # milliseconds, and clients are thread-safe.
+    from medvault.core.blobs.s3 import S3BlobStore
+
+    return S3BlobStore(
+        bucket, prefix=prefix, endpoint_url=endpoint_url, region=region,
+        access_key_id=access_key_id, secret_access_key=secret_access_key,
     )
 
 

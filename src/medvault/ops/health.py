@@ -61,6 +61,9 @@ def blob_store_ok() -> bool:
         if root is not None and not _writable_dir(Path(root)):
             logger.warning("health: blob directory %s is not a writable directory", root)
             return False
+        ping = getattr(store, "ping", None)
+        if callable(ping):
+            ping()  # e.g. S3: HEAD on the bucket (a HEAD on a key cannot tell "no bucket")
         store.exists(_PROBE_KEY)
         return True
     except Exception:  # noqa: BLE001 - any failure of a backend means "unavailable"

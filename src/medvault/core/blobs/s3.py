@@ -92,6 +92,10 @@ class S3BlobStore:
                 raise
             self.client.create_bucket(Bucket=self.bucket)
 
+    def ping(self) -> None:
+        """Raise unless the bucket exists and these credentials may use it (health checks)."""
+        self.client.head_bucket(Bucket=self.bucket)
+
     def _name(self, key: str) -> str:
         if not is_blob_key(key):
             raise BlobNotFound(key)
