@@ -329,3 +329,10 @@ def test_technician_sees_only_own_uploads(world) -> None:
     res = _post(Client(), tech, {"sop_instance_uid": own.sop_instance_uid, "k": 50})
     assert res.status_code == 200
     assert {m["sop_instance_uid"] for m in res.json()["matches"]} == {own.sop_instance_uid}
+
+
+def test_instance_without_embedding_and_without_blob_is_a_clear_error(world, fake_models, blob_dir) -> None:
+    # index rows only, no blob behind them: computing an embedding must fail politely
+    bare = make_instance(world["groups"][0])
+    res = _post(Client(), world["users"]["alice"], {"sop_instance_uid": bare.sop_instance_uid})
+    assert res.status_code == 422 and res.json()["error"]

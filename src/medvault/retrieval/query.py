@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,6 +14,8 @@ from medvault.retrieval.errors import QueryError
 from medvault.retrieval.selectors import instance_embedding
 
 __all__ = ["QueryError", "QueryVector", "file_query_vector", "instance_query_vector", "read_query_file"]
+
+log = logging.getLogger(__name__)
 
 MAX_QUERY_PIXELS = 40_000_000
 
@@ -39,6 +42,9 @@ def _analyse(model_name: str, ds_or_image: Any) -> Any:
         return analysis_backend().analyse(model_name, ds_or_image)
     except ModelUnavailable as exc:
         raise QueryError(str(exc), 503) from exc
+    except Exception as exc:  # noqa: BLE001 - a model failure is the user's answer, logged
+        log.exception("the %s model failed on a query image", model_name)
+        raise QueryError(f"the {model_name} model could not analyse this image", 422) from exc
 
 
 def _output_vector(output: Any, model_name: str) -> QueryVector:
@@ -103,7 +109,12 @@ def instance_query_vector(*, instance: Instance, model_name: str | None = None) 
         from medvault.archive.selectors import instance_dataset
     except ImportError as exc:  # archive selectors not installed: nothing to compute from
         raise QueryError("this image has no embedding yet", 404) from exc
-    return _embed_any(candidates, instance_dataset(instance=instance))
+    try:
+        dataset = instance_dataset(instance=instance)
+    except Exception as exc:  # noqa: BLE001 - unreadable stored image: a clear answer, logged
+        log.exception("cannot read instance %s for a similarity query", instance.pk)
+        raise QueryError("this image cannot be read from the archive", 422) from exc
+    return _embed_any(candidates, dataset)
 
 
 def read_query_file(data: bytes) -> Any:
