@@ -14,6 +14,7 @@ from __future__ import annotations
 import errno
 import json
 import logging
+from html import escape
 from collections.abc import Callable
 
 from django.conf import settings
@@ -72,9 +73,10 @@ def _wants_html(request: HttpRequest) -> bool:
 
 def error_response(request: HttpRequest, status: int, message: str) -> HttpResponse:
     if _wants_html(request):
+        heading = "MedVault is unavailable" if status in (502, 503, 504) else "MedVault could not do that"
         body = (
             "<!doctype html><html lang=en><meta charset=utf-8><title>MedVault</title>"
-            f"<h1>MedVault is unavailable</h1><p>{message}</p></html>"
+            f"<h1>{heading}</h1><p>{escape(message)}</p></html>"
         )
         response = HttpResponse(body, status=status, content_type="text/html; charset=utf-8")
     else:
