@@ -428,3 +428,22 @@ def test_scrub_clean_archive_exits_zero(shared_data, blob_dir):
     call_command("scrub", "--min-age", "0", stdout=out)
     report = json.loads(out.getvalue())
     assert report["blobs_checked"] == report["rows_checked"] == 1
+
+
+def test_bare_dataset_with_known_syntax_is_stored(shared_data, blob_dir):
+    """As C-STORE hands it over: no preamble or file meta, the syntax from the association."""
+    from pydicom.filebase import DicomBytesIO
+    from pydicom.filewriter import write_dataset
+
+    path = shared_data / "dicom/single_ct/CT_small.dcm"
+    buffer = DicomBytesIO()
+    buffer.is_little_endian, buffer.is_implicit_VR = True, True
+    write_dataset(buffer, pydicom.dcmread(path))
+    bare = buffer.getvalue()
+    assert services.instance_store(data=bare, source="c-store").status == "rejected"
+    result = services.instance_store(data=bare, source="c-store", transfer_syntax_uid="1.2.840.10008.1.2")
+    assert result.status == "stored"
+    assert result.instance.received_transfer_syntax_uid == "1.2.840.10008.1.2"
+    assert np.array_equal(selectors.instance_pixels(instance=result.instance), pydicom.dcmread(path).pixel_array)
+    # The same instance as a Part 10 file is a duplicate of it.
+    assert _store(path).status == "duplicate"

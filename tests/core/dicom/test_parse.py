@@ -129,3 +129,24 @@ def test_splice_keeps_every_other_byte(shared_data):
     assert data[start:pixel] in out
     # Pixel Data that is not the last element (here: followed by a private tag): no splice.
     assert splice_encapsulated_pixels(data + b"\x09\x00\x10\x00LO\x02\x00ab", new.file_meta, b"") is None
+
+
+@pytest.mark.parametrize("sample", ["single_ct/CT_small.dcm", "transfer_syntax/MR_small_RLE.dcm",
+                                    "transfer_syntax/MR_small_jpeg_ls_lossless.dcm",
+                                    "multiframe/emri_small.dcm", "transfer_syntax/image_dfl.dcm"])
+def test_corrupted_bytes_give_a_reason_never_a_crash(shared_data, sample):
+    """Flipped bytes and cuts anywhere: either a valid parse or DicomRejected, nothing else."""
+    import numpy as np
+
+    original = (shared_data / "dicom" / sample).read_bytes()
+    rng = np.random.default_rng(7)
+    for _ in range(40):
+        data = bytearray(original)
+        for position in rng.integers(132, len(data), size=int(rng.integers(1, 8))):
+            data[position] = int(rng.integers(0, 256))
+        if rng.random() < 0.3:
+            data = data[: int(rng.integers(132, len(data)))]
+        try:
+            parse_instance(bytes(data))
+        except DicomRejected as exc:
+            assert exc.reason
