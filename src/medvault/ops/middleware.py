@@ -73,7 +73,9 @@ def _wants_html(request: HttpRequest) -> bool:
 
 def error_response(request: HttpRequest, status: int, message: str) -> HttpResponse:
     if _wants_html(request):
-        heading = "MedVault is unavailable" if status in (502, 503, 504) else "MedVault could not do that"
+        heading = (
+            "MedVault is unavailable" if status in (502, 503, 504) else "MedVault could not do that"
+        )
         body = (
             "<!doctype html><html lang=en><meta charset=utf-8><title>MedVault</title>"
             f"<h1>{heading}</h1><p>{escape(message)}</p></html>"
