@@ -2,8 +2,12 @@
 
 ``ServiceUnavailableMiddleware`` turns infrastructure failures into clear answers instead of a
 bare 500: the database unreachable -> 503 (with ``Retry-After``), the blob store out of space ->
-507, a value the database refuses (NUL character, too long) -> 400. Django reconnects to the database on the next request by itself, so MedVault works again
-as soon as the database is back, without a restart.
+507, a value the database refuses (NUL character, too long) -> 400. Django reconnects to the
+database on the next request by itself, so MedVault works again as soon as the database is
+back, without a restart.
+
+``UploadSizeLimitMiddleware`` refuses a body over ``MEDVAULT_MAX_UPLOAD_BYTES`` with 413 and a
+NUL character in the URL with 400.
 
 ``ContentSecurityPolicyMiddleware`` adds a Content-Security-Policy to every HTML page (Django 5.2
 has none built in): scripts, styles, images and frames only from MedVault itself.
