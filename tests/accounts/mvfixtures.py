@@ -103,12 +103,16 @@ def study_b(group_b, clinician_b):
 
 
 def sample_bytes(name: str = "CT_small.dcm") -> bytes:
-    """A public pydicom sample file (shipped inside pydicom: no download, no real patient)."""
+    """A public pydicom sample file shipped inside the pydicom package (no real patient).
+
+    Read straight from the package: ``get_testdata_file`` would try to download files that
+    are not bundled, and nothing here may download.
+    """
     from pathlib import Path
 
-    from pydicom.data import get_testdata_file
+    import pydicom.data
 
-    return Path(get_testdata_file(name)).read_bytes()
+    return (Path(pydicom.data.__file__).parent / "test_files" / name).read_bytes()
 
 
 def stored_sample(group: Group, user: Any = None, name: str = "CT_small.dcm"):
