@@ -17,6 +17,7 @@ import os
 import shutil
 import subprocess
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -116,7 +117,13 @@ def test_database_outage_gives_503_then_recovers_without_restart(outage, shared_
         times["down"] = time.monotonic() - run.t0
         try:
             switch.stop()
-            time.sleep(OUTAGE_S)
+            time.sleep(3)
+            try:
+                with urllib.request.urlopen(f"{cluster.url}/healthz", timeout=10) as response:
+                    times["healthz_during"] = response.status
+            except urllib.error.HTTPError as exc:
+                times["healthz_during"] = exc.code
+            time.sleep(OUTAGE_S - 3)
         finally:
             switch.start()
             times["up"] = time.monotonic() - run.t0
@@ -136,6 +143,7 @@ def test_database_outage_gives_503_then_recovers_without_restart(outage, shared_
     print("failures by status:", {s: sum(1 for f in summary["failures"] if f["status"] == s)
                                   for s in {f["status"] for f in summary["failures"]}})
     down, up = times["down"], times["up"]
+    assert times["healthz_during"] == 503
 
     failures = [s for s in run.samples if not s.ok]
     assert failures, "the outage did not affect any request"
