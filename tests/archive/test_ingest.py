@@ -250,6 +250,13 @@ def test_zip_upload_and_png_jpeg(shared_data, blob_dir):
     assert [(r.path, r.status) for r in results] == [
         ("batch.zip:x/ct.dcm", "stored"), ("batch.zip:mr.dcm", "stored"), ("batch.zip:notes.txt", "rejected"),
     ]
+    pictures = sorted((shared_data / "chest_ct").rglob("*.png"))[1:3]
+    in_zip = services.upload_store(
+        name="pics.zip", data=zip_bytes({p.name: p.read_bytes() for p in pictures}), source="test",
+        image_fields={"patient_id": "ZIP-1", "patient_name": "Zip^Pics", "modality": "CT"},
+    )
+    assert [r.status for r in in_zip] == ["stored", "stored"]
+    assert in_zip[0].instance.series_id == in_zip[1].instance.series_id  # one study, one series
     png = sorted((shared_data / "chest_ct").rglob("*.png"))[0].read_bytes()
     no_fields = services.upload_store(name="a.png", data=png, source="test")
     assert no_fields[0].status == "rejected" and "patient_id" in no_fields[0].reason

@@ -20,6 +20,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import IntegrityError, transaction
 from django.db.models import F
 from pydicom.dataset import Dataset
+from pydicom.uid import generate_uid
 
 from medvault.archive.models import Instance, Patient, PatientConflict, Series, Study
 from medvault.archive.blobstore import blob_store
@@ -486,6 +487,11 @@ def zip_store(
     A ZIP that breaks a limit (``../`` names, too many members, too large, ratio) yields a
     single rejected result for the archive and stores nothing of it.
     """
+    if image_fields is not None:
+        # The pictures of one archive form one study with one series.
+        image_fields = dict(image_fields)
+        image_fields.setdefault("study_instance_uid", generate_uid())
+        image_fields.setdefault("series_instance_uid", generate_uid())
     try:
         members = iter_zip_members(source_file, zip_limits())
         for member_name, member in members:
