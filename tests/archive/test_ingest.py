@@ -137,8 +137,11 @@ def test_index_fields(shared_data, blob_dir):
     assert inst.metadata["00100020"]["Value"] == ["1CT1"]
     multi = _store(shared_data / "dicom/multiframe/eCT_Supplemental.dcm").instance
     assert multi.number_of_frames == 2
-    assert selectors.instance_pixels(instance=multi, frame=1).shape == (512, 512)
-    assert selectors.instance_pixels(instance=multi, frame=None).shape == (2, 512, 512)
+    frames = pydicom.dcmread(shared_data / "dicom/multiframe/eCT_Supplemental.dcm").pixel_array
+    assert np.array_equal(selectors.instance_pixels(instance=multi, frame=1), frames[1])
+    assert np.array_equal(selectors.instance_pixels(instance=multi, frame=None), frames)
+    with pytest.raises(IndexError):
+        selectors.instance_pixels(instance=multi, frame=2)
 
 
 def _variant(shared_data, **changes) -> bytes:

@@ -13,7 +13,7 @@ from pydicom.uid import UID, ExplicitVRLittleEndian
 
 from medvault.archive.models import Instance, Patient, PatientConflict, Series, Study
 from medvault.archive.blobstore import blob_store
-from medvault.core.codecs import decode_pixels, decompress_dataset
+from medvault.core.codecs import decode_frame, decode_pixels, decompress_dataset
 from medvault.core.dicom.parse import dataset_to_part10
 
 # Syntaxes we can produce on request: the stored one, or native explicit little endian.
@@ -62,12 +62,13 @@ def instance_pixels(*, instance: Instance, frame: int | None = 0) -> np.ndarray:
 
     No modality LUT is applied; shape (rows, cols[, samples]) for one frame.
     """
-    pixels = decode_pixels(_stored_dataset(instance))
+    ds = _stored_dataset(instance)
     if frame is None:
-        return pixels
-    if not 0 <= frame < pixels.shape[0]:
-        raise IndexError(f"frame {frame} out of range (instance has {pixels.shape[0]})")
-    return pixels[frame]
+        return decode_pixels(ds)
+    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    if not 0 <= frame < frames:
+        raise IndexError(f"frame {frame} out of range (instance has {frames})")
+    return decode_frame(ds, frame)
 
 
 def instance_get(*, sop_instance_uid: str) -> Instance | None:

@@ -144,6 +144,18 @@ def decode_pixels(ds: Dataset) -> np.ndarray:
     return np.asarray(array).reshape(shape)
 
 
+def decode_frame(ds: Dataset, index: int) -> np.ndarray:
+    """Decode only frame ``index`` (rows, cols[, samples]), raw stored values.
+
+    Multi-frame retrieval (WADO-RS frames, viewers) must not decode every frame.
+    """
+    ts = UID(str(ds.file_meta.TransferSyntaxUID))
+    array, _ = get_decoder(ts).as_array(ds, index=index)
+    samples = int(ds.get("SamplesPerPixel", 1) or 1)
+    shape = (int(ds.Rows), int(ds.Columns)) + ((samples,) if samples > 1 else ())
+    return np.asarray(array).reshape(shape)
+
+
 def _decode_encapsulated(ts: str, ds: Dataset) -> np.ndarray:
     array, _ = get_decoder(UID(ts)).as_array(ds)
     return np.asarray(array)
