@@ -621,9 +621,13 @@ def blob_scrub(*, repair: bool = False, min_age_s: float = 3600.0) -> dict[str, 
                 report["young_unreferenced"] += 1
                 continue
             report["orphans"].append(key)
+            # A backend that cannot tell a blob's age may hold the blob of an ingest that
+            # has not committed yet: delete only when the operator asked for --min-age 0.
+            aged = age is not None or min_age_s <= 0
             # Re-check at delete time: a row may have committed since the snapshot above.
             if (
                 repair
+                and aged
                 and not Instance.objects.filter(blob_key=key).exists()
                 and not _referenced_elsewhere(key)
             ):
