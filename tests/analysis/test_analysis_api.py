@@ -77,7 +77,10 @@ def test_clinician_queues_an_analysis(
         ({"model": "lung-ct"}, 400, "sop_instance_uid is required"),
         ({"sop_instance_uid": "1.2.3", "model": "knee-xray"}, 400, "model must be one of"),
         ({"sop_instance_uid": "1.2.3.4.5.6.7", "model": "lung-ct"}, 404, "no such instance"),
-        ({"sop_instance_uid": "../../etc/passwd", "model": "lung-ct"}, 404, "no such instance"),
+        ({"sop_instance_uid": "../../etc/passwd", "model": "lung-ct"}, 400, "not a DICOM UID"),
+        ({"sop_instance_uid": "1.2\u0000.3", "model": "lung-ct"}, 400, "not a DICOM UID"),
+        ({"sop_instance_uid": "1." * 40 + "1", "model": "lung-ct"}, 400, "not a DICOM UID"),
+        ({"sop_instance_uid": 12345, "model": "lung-ct"}, 400, "sop_instance_uid is required"),
     ],
 )
 def test_bad_requests_get_clear_errors(
@@ -173,7 +176,15 @@ def test_results_by_job_instance_and_study(
         assert result["requested_by"] == clinician.username
         assert result["sop_instance_uid"] == ct_instance.sop_instance_uid
     assert client.get(URL, {"job": "abc"}, **headers).status_code == 400
+    for bad in ({"study": "1.2\x00.3"}, {"instance": "x' OR 1=1 --"}, {"study": "9" * 65}):
+        response = client.get(URL, bad, **headers)
+        assert response.status_code == 400 and response.json()["error"]
     assert client.get(URL, {"job": "999999"}, **headers).status_code == 404
+    assert client.get(URL, {"job": "²"}, **headers).status_code == 400
+    assert client.get(URL, {"job": "9" * 30}, **headers).status_code == 400
+    huge = "9" * 30
+    for path in (f"{URL}/{huge}", f"{URL}/{huge}/heatmap.png"):
+        assert client.get(path, **headers).status_code == 404
     detail = client.get(f"{URL}/{analysed.pk}", **headers).json()
     assert detail["id"] == analysed.pk and detail["disclaimer"] == DISCLAIMER
     assert client.delete(URL, **headers).status_code == 405

@@ -47,6 +47,8 @@ def results_for_study(*, study: Study, user: Any = None) -> QuerySet[AnalysisRes
 
 
 def result_visible(*, user: Any, result_id: int) -> AnalysisResult | None:
+    if not 0 < result_id < 2**63:  # beyond any primary key (and SQLite's integer range)
+        return None
     return results_visible_to(user).filter(pk=result_id).first()
 
 

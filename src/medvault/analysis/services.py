@@ -17,6 +17,7 @@ from __future__ import annotations
 import io
 import logging
 import os
+import re
 import socket
 from dataclasses import dataclass
 from datetime import timedelta
@@ -56,6 +57,14 @@ class AnalysisNotFound(AnalysisError):
 
 class AnalysisDenied(AnalysisError):
     status = 403
+
+
+_UID_RE = re.compile(r"\A[0-9]+(\.[0-9]+)*\Z")
+
+
+def is_uid(value: Any) -> bool:
+    """A syntactically valid DICOM UID: digits and dots, at most 64 characters."""
+    return isinstance(value, str) and len(value) <= 64 and bool(_UID_RE.match(value))
 
 
 # --- settings ------------------------------------------------------------------------------
@@ -175,8 +184,8 @@ def analysis_request(
 
     if not isinstance(sop_instance_uid, str) or not sop_instance_uid.strip():
         raise AnalysisError("sop_instance_uid is required")
-    if len(sop_instance_uid) > 64:
-        raise AnalysisError("sop_instance_uid is longer than 64 characters")
+    if not is_uid(sop_instance_uid):
+        raise AnalysisError("sop_instance_uid is not a DICOM UID (digits and dots, at most 64)")
     if not isinstance(model_name, str) or model_name not in model_names():
         raise AnalysisError(f"model must be one of: {', '.join(model_names())}")
     if not user_can(user, "analyse"):

@@ -87,8 +87,11 @@ def _analysis_list(request: HttpRequest) -> HttpResponse:
     results = selectors.results_visible_to(user)
     jobs = selectors.jobs_visible_to(user)
     audit: dict[str, str] = {}
+    for name, value in (("study", study_uid), ("instance", instance_uid)):
+        if value and not services.is_uid(value):
+            return _error(f"{name} must be a DICOM UID (digits and dots, at most 64)", 400)
     if job_param:
-        if not job_param.isdigit():
+        if not (job_param.isascii() and job_param.isdigit() and len(job_param) <= 18):
             return _error("job must be a number", 400)
         job = jobs.filter(pk=int(job_param)).first()
         if job is None:
@@ -102,7 +105,7 @@ def _analysis_list(request: HttpRequest) -> HttpResponse:
     if instance_uid:
         instance = (
             Instance.objects.select_related("series__study")
-            .filter(sop_instance_uid=instance_uid[:64], series__study__in=visible_studies(user))
+            .filter(sop_instance_uid=instance_uid, series__study__in=visible_studies(user))
             .first()
         )
         if instance is None:
@@ -114,7 +117,7 @@ def _analysis_list(request: HttpRequest) -> HttpResponse:
             "study_uid": instance.series.study.study_instance_uid,
         }
     if study_uid:
-        study = visible_studies(user).filter(study_instance_uid=study_uid[:64]).first()
+        study = visible_studies(user).filter(study_instance_uid=study_uid).first()
         if study is None:
             return _error("no such study", 404)
         results = results.filter(instance__series__study=study)
