@@ -207,8 +207,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         print(f"disk: MedVault {mv_bytes / stored_input:.3f}x, Orthanc {or_bytes / stored_input:.3f}x", file=sys.stderr)
 
         # WADO-RS of one whole series (the C-STORE copy) from each.
-        series = reuid(base[:1], "x")  # unused; UIDs come from QIDO below
-        del series
         for name, root, auth in (("MedVault", f"{peers.mv}/dicomweb", peers.mv_auth),
                                  ("Orthanc", f"{peers.orthanc}/dicom-web", None)):
             found = requests.get(f"{root}/studies", params={"PatientID": f"CSTORE-{name}"}, auth=auth,
@@ -238,8 +236,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 lat = qido_latency(url, auth, pids)
                 result[f"qido_p50_ms_{name}"] = round(lat["p50_ms"], 2)
                 result[f"qido_p95_ms_{name}"] = round(lat["p95_ms"], 2)
-                print(f"QIDO {name} at {args.fill + 3 * args.instances + 3} instances: {lat}", file=sys.stderr)
-            result["index_instances"] = args.fill + 4 * args.instances
+                print(f"QIDO {name} at {args.fill + 3 * args.instances} instances: {lat}", file=sys.stderr)
+            result["index_instances"] = args.fill + 3 * args.instances
+            result["index_studies"] = args.fill + 3
     ratios = {}
     for key, value in list(result.items()):
         if key.endswith("_MedVault"):
