@@ -58,7 +58,7 @@ def test_systemd_units_run_medvault_commands_that_exist() -> None:
     commands = get_commands()
     units = sorted((DEPLOY / "systemd").glob("*.service"))
     assert {u.name for u in units} == {
-        "medvault-app@.service", "medvault-worker@.service", "medvault-dicom.service"}
+        "medvault-app@.service", "medvault-worker.service", "medvault-dicom.service"}
     for unit in units:
         text = unit.read_text()
         assert "EnvironmentFile=/etc/medvault/medvault.env" in text
