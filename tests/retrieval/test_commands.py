@@ -170,3 +170,42 @@ def test_eval_retrieval_with_the_shipped_brain_model(shared_data, tmp_path, sett
     assert last["query_images"] >= 15
     # a trained model must retrieve far better than chance (0.25 with 4 balanced classes)
     assert last["precision@10"] >= 0.6
+
+
+@pytest.mark.slow
+@pytest.mark.django_db
+def test_real_model_end_to_end_ingest_reindex_upload_query(shared_data, blob_dir, settings) -> None:
+    """Stored brain MRI images, embedded by the shipped model; the upload of one of them as
+    a JPEG finds its stored DICOM copy first."""
+    if not (MODELS_DIR / "brain-mri.onnx").is_file():
+        pytest.skip("models/brain-mri.onnx is not trained yet")
+    from django.contrib.auth.models import Group
+    from django.test import Client
+
+    from medvault.archive.services import image_store
+
+    from .conftest import make_user, token_for
+
+    settings.MEDVAULT_MODELS_DIR = MODELS_DIR
+    settings.MEDVAULT_AUTO_ANALYSE = False
+    group = Group.objects.create(name="Neuro")
+    stored = {}
+    for cls in ("glioma", "pituitary", "notumor"):
+        for f in sorted((shared_data / "brain_mri" / "train" / cls).glob("*.jpg"))[:3]:
+            res = image_store(data=f.read_bytes(), patient_id=f.stem[:16], patient_name="T^P",
+                              modality="MR", body_part="BRAIN", source="test", group=group)
+            assert res.status == "stored", res.reason
+            stored[f] = res.sop_instance_uid
+    out, _ = _run("reindex", "--model", "brain-mri")
+    assert json.loads(out.strip().splitlines()[-1])["stored"] == 9
+    user = make_user("neuro", groups=(group,))
+    probe = next(iter(stored))
+    with open(probe, "rb") as fh:
+        res = Client().post("/api/v1/similar", data={"file": fh, "k": 3},
+                            HTTP_AUTHORIZATION=f"Token {token_for(user)}")
+    assert res.status_code == 200, res.content
+    body = res.json()
+    assert body["model"] == "brain-mri"
+    assert body["matches"][0]["sop_instance_uid"] == stored[probe]
+    assert body["matches"][0]["score"] > 0.99
+    assert body["matches"][0]["label"] == body["query"]["label"]

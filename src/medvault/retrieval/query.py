@@ -77,17 +77,35 @@ def _check_model(model_name: str | None) -> list[str]:
     return models
 
 
+def _confidence(output: Any) -> float:
+    probabilities = getattr(output, "probabilities", None) or {}
+    try:
+        return max(float(p) for p in probabilities.values())
+    except (ValueError, TypeError):
+        return 0.0
+
+
 def _embed_any(candidates: list[str], ds_or_image: Any) -> QueryVector:
-    """The first candidate model that accepts the image (refusals tried in turn)."""
+    """Embed with the candidate model that accepts the image most confidently.
+
+    Every candidate runs (there are two models); refusals are skipped; among the models that
+    accept the image, the one with the highest top probability wins.
+    """
+    if len(candidates) == 1:
+        return _output_vector(_analyse(candidates[0], ds_or_image), candidates[0])
     refusals: list[str] = []
+    accepted: list[tuple[float, QueryVector]] = []
     for name in candidates:
         try:
-            return _output_vector(_analyse(name, ds_or_image), name)
+            output = _analyse(name, ds_or_image)
+            accepted.append((_confidence(output), _output_vector(output, name)))
         except QueryError as exc:
-            if exc.status != 422 or len(candidates) == 1:
+            if exc.status != 422:
                 raise
             refusals.append(exc.message)
-    raise QueryError("no model applies to this image: " + "; ".join(refusals), 422)
+    if not accepted:
+        raise QueryError("no model applies to this image: " + "; ".join(refusals), 422)
+    return max(accepted, key=lambda pair: pair[0])[1]
 
 
 def instance_query_vector(*, instance: Instance, model_name: str | None = None) -> QueryVector:
