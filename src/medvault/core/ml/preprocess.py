@@ -146,7 +146,9 @@ def dicom_to_uint8(ds: Any) -> np.ndarray:
         return to_gray(arr)
     modality = str(getattr(ds, "Modality", "")).upper()
     bits = int(getattr(ds, "BitsStored", 8) or 8)
-    if modality == "CT":
+    # A CT in Hounsfield units is 12-16 bit; 8-bit "CT" pixels are a rendered export (a
+    # Secondary Capture of an uploaded PNG/JPEG) and are already in the models' space.
+    if modality == "CT" and not (bits <= 8 and arr.dtype == np.uint8):
         hu = apply_modality_lut(arr, ds)
         out = window_to_uint8(np.asarray(hu), CT_WINDOW_CENTER, CT_WINDOW_WIDTH)
     elif bits <= 8 and arr.dtype == np.uint8:
