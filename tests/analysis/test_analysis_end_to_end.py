@@ -140,3 +140,31 @@ def test_brain_model_refuses_a_chest_ct(
     result = AnalysisResult.objects.get(job=job)
     assert result.refused and result.reason and result.label is None
     assert result.heatmap_key == ""
+
+
+@pytest.mark.parametrize(
+    "label", ["adenocarcinoma", "large_cell_carcinoma", "squamous_cell_carcinoma"]
+)
+def test_greyscale_chest_ct_upload_gets_the_same_answer_as_the_file(
+    label: str,
+    shipped_models: Path,
+    shared_data: Path,
+    blob_dir: Path,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    """Regression: an 8-bit grey PNG stored as a CT Secondary Capture was HU-windowed and
+    refused; through upload -> worker it must get what the model says about the file."""
+    candidates = sorted((shared_data / "chest_ct" / "valid" / label).glob("*.png"))
+    image = next(p for p in candidates if Image.open(p).mode == "L")
+    instance = _ingest(
+        image,
+        django_capture_on_commit_callbacks,
+        patient_id="E2E-GREY",
+        patient_name="End^ToEnd",
+        modality="CT",
+        body_part="CHEST",
+    )
+    call_command("worker", "--once", "--concurrency", "1")
+    result = AnalysisResult.objects.get(job__instance=instance)
+    _check_result(result, instance, LUNG_LABELS)
+    _same_as_direct(result, image)
