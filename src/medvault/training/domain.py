@@ -268,7 +268,7 @@ def train_domain(out_dir: Path = Path("models"), smoke: bool = False, threads: i
         "refusal": {
             "rule": "refuse when (a) DICOM Modality is set, not OT/SC/XC/DOC and not the model's "
                     "modality, or BodyPartExamined is set and not the model's anatomy; or (b) the "
-                    "image is near-uniform (grey-level std < blank_std_threshold); or (c) the "
+                    "image is in colour (mean channel spread > 12 grey levels) or near-uniform (grey-level std < blank_std_threshold); or (c) the "
                     "domain classifier's arg-max is not the model's domain or its probability for "
                     "the domain is < min_domain_probability",
             "min_domain_probability": MIN_DOMAIN_PROBABILITY,

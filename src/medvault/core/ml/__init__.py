@@ -57,6 +57,10 @@ DOMAINS: dict[str, dict[str, Any]] = {
         "anatomy_word": "brain",
     },
 }
+# CT and MR are grey-scale: their PNG/JPEG exports saved as RGB have R = G = B up to JPEG noise
+# (mean |max - min| over channels <= 3.9 grey levels on every training image); a colour image
+# above this is a photograph or a rendering, not a slice.
+MAX_COLOUR_CHROMA = 12.0
 # Modalities that say nothing about what the pixels are (secondary captures, "other").
 NEUTRAL_MODALITIES = {"", "OT", "SC", "XC", "DOC"}
 
@@ -245,6 +249,12 @@ def analyse(model: LoadedModel, ds_or_image: Any) -> AnalysisOutput:
         return _refused(model, f"cannot decode pixel data: {exc}", t0)
     if gray.size == 0 or min(gray.shape) < 8:
         return _refused(model, "image too small to analyse", t0)
+    if img.ndim == 3 and img.shape[2] >= 3:
+        rgb = img[:, :, :3].astype(np.int16)
+        chroma = float((rgb.max(axis=2) - rgb.min(axis=2)).mean())
+        if chroma > MAX_COLOUR_CHROMA:
+            return _refused(model, f"out of domain: a colour image (mean chroma {chroma:.0f}); "
+                                   f"CT and MR slices are grey-scale", t0)
     extra: dict[str, Any] = {"disclaimer": DISCLAIMER}
     dom = DOMAINS[model.name]
     gate = model.gate
