@@ -10,7 +10,7 @@ import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate
 from pydicom.pixels.decoders.base import get_decoder
-from pydicom.pixels.encoders import JPEG2000LosslessEncoder, JPEGLSLosslessEncoder
+from pydicom.pixels.encoders.base import JPEG2000LosslessEncoder, JPEGLSLosslessEncoder
 from pydicom.uid import (
     UID,
     ExplicitVRLittleEndian,

@@ -109,7 +109,8 @@ def image_to_secondary_capture(
         study_time=now.time().replace(microsecond=0),
         transfer_syntax_uid=ExplicitVRLittleEndian,
     )
-    sc.PatientOrientation = ""
+    del sc.PatientOrientation
+    sc.add_new(0x00200020, "CS", None)  # type 2: present, empty (orientation unknown)
     sc.Modality = modality.strip().upper()[:16]
     if study_description:
         sc.StudyDescription = study_description[:64]
