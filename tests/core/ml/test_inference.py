@@ -241,3 +241,24 @@ def test_refusal_figures_are_in_the_cards():
         ev = card.get("held_out_evaluation") or card["refusal"]["held_out_evaluation"]
         assert ev["out_of_domain_refused_overall"] >= 0.0
         assert "in_domain_wrongly_refused_overall" in ev
+
+
+def test_colour_photograph_as_secondary_capture_is_refused(brain):
+    pytest.importorskip("skimage", reason="natural test images come from scikit-image")
+    import skimage
+
+    rgb = np.asarray(Image.open(Path(skimage.__file__).parent / "data" / "coffee.png")
+                     .convert("RGB"))
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.7"
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = FileDataset("sc.dcm", {}, file_meta=meta, preamble=b"\0" * 128)
+    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
+    ds.Modality = "MR"  # what an uploader typed
+    ds.Rows, ds.Columns = rgb.shape[:2]
+    ds.SamplesPerPixel, ds.PhotometricInterpretation, ds.PlanarConfiguration = 3, "RGB", 0
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
+    ds.PixelData = rgb.tobytes()
+    out = analyse(brain, ds)
+    assert out.refused and "colour" in out.reason

@@ -214,7 +214,7 @@ def _to_uint8(ds_or_image: Any) -> tuple[np.ndarray, Any | None]:
             raise ValueError(f"images must be uint8 (PNG/JPEG as given), got {arr.dtype}")
         return arr, None
     if hasattr(ds_or_image, "PixelData") or hasattr(ds_or_image, "pixel_array"):
-        return pp.dicom_to_uint8(ds_or_image), ds_or_image
+        return pp.dicom_to_uint8(ds_or_image, keep_colour=True), ds_or_image
     raise ValueError("expected a pydicom Dataset with pixel data or a uint8 numpy image")
 
 

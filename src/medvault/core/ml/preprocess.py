@@ -121,7 +121,7 @@ def _first_frame(arr: np.ndarray, ds: Any) -> np.ndarray:
     return arr
 
 
-def dicom_to_uint8(ds: Any) -> np.ndarray:
+def dicom_to_uint8(ds: Any, keep_colour: bool = False) -> np.ndarray:
     """pydicom Dataset -> 8-bit image in the space the models were trained in.
 
     * CT: modality LUT (RescaleSlope/Intercept -> Hounsfield units), then the fixed chest
@@ -143,7 +143,7 @@ def dicom_to_uint8(ds: Any) -> np.ndarray:
             arr = convert_color_space(arr, photometric, "RGB")
         if arr.dtype != np.uint8:
             arr = percentile_to_uint8(arr, 0.0, 100.0)
-        return to_gray(arr)
+        return arr if keep_colour else to_gray(arr)
     modality = str(getattr(ds, "Modality", "")).upper()
     bits = int(getattr(ds, "BitsStored", 8) or 8)
     # A CT in Hounsfield units is 12-16 bit; 8-bit "CT" pixels are a rendered export (a
