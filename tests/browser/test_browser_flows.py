@@ -78,6 +78,7 @@ def test_register_approve_upload_search_view_logout(mv_server, new_page, shot, t
     page.fill("#patient_name", "Synthetic^Sam")
     page.select_option("#modality", "CT")
     page.fill("#body_part", "CHEST")
+    page.fill("#study_description", "Synthetic test image")
     page.click("#start-upload")
     page.wait_for_selector("#upload-form[data-finished='1']")
     assert "2 stored, 0 duplicate, 1 rejected" in page.locator("#summary").inner_text()
@@ -123,8 +124,25 @@ def test_register_approve_upload_search_view_logout(mv_server, new_page, shot, t
     page.wait_for_function("document.getElementById('stage').dataset.window === '50.0,350.0'")
     shot(page, "08-viewer")
 
+    # Analyses: uploads queue them; run the queue here with the shipped models (if present).
+    from medvault.analysis.backends import analysis_backend, models_available
+    from medvault.analysis.models import AnalysisResult
+    from medvault.analysis.services import jobs_drain
+
+    if models_available():
+        jobs_drain(backend=analysis_backend())
     page.goto(base + "/history/")
     shot(page, "09-history")
+    with_heatmap = AnalysisResult.objects.exclude(heatmap_key="").order_by("-id").first()
+    if with_heatmap is not None:
+        page.locator(f"a[href*='result={with_heatmap.pk}']").first.click()
+        page.wait_for_selector("#overlay-toggle:not([hidden])")
+        page.wait_for_function("document.getElementById('stage').dataset.loaded !== undefined")
+        assert page.locator("#overlay").is_visible()
+        page.wait_for_timeout(300)
+        shot(page, "09b-viewer-heatmap")
+        page.click("#overlay-toggle")
+        assert not page.locator("#overlay").is_visible()
 
     # Log out.
     page.click(".usermenu summary")
@@ -187,3 +205,36 @@ def test_researcher_sees_no_identifying_data(mv_server, new_page, shot, blob_dir
         for secret in forbidden:
             assert secret not in text, (path, secret)
     assert re.search(r"ANON-[0-9A-F]{10}", page.content())
+
+
+def test_viewer_heatmap_overlay_toggle(mv_server, new_page, blob_dir, group_a, clinician_a):
+    """The viewer shows an analysis heat-map over the image and H / the button hide it.
+
+    The result row and its overlay are made up here (a red square): this tests the viewer's
+    hook, not a model."""
+    from medvault.analysis.models import AnalysisJob, AnalysisResult
+    from medvault.analysis.services import blob_store
+
+    instance = stored_sample(group_a, clinician_a)
+    overlay = np.zeros((instance.rows, instance.columns, 4), dtype=np.uint8)
+    overlay[20:60, 30:70] = (255, 0, 0, 160)
+    buffer = io.BytesIO()
+    Image.fromarray(overlay, "RGBA").save(buffer, format="PNG")
+    key = blob_store().put(buffer.getvalue())
+    job = AnalysisJob.objects.create(instance=instance, model_name="lung-ct", requested_by=clinician_a, status="done")
+    result = AnalysisResult.objects.create(
+        job=job, instance=instance, model_name="lung-ct", label="normal", probabilities={"normal": 0.9},
+        heatmap_key=key, heatmap_width=instance.columns, heatmap_height=instance.rows, requested_by=clinician_a,
+    )
+    page = new_page()
+    login(page, mv_server.url, clinician_a.username, PASSWORD)
+    study = instance.series.study
+    page.goto(mv_server.url + f"/viewer/{study.study_instance_uid}/?instance={instance.sop_instance_uid}&result={result.pk}")
+    page.wait_for_selector("#overlay-toggle:not([hidden])")
+    page.wait_for_function("document.getElementById('overlay').naturalWidth > 0")
+    assert page.locator("#overlay").is_visible()
+    assert "normal" in page.locator("#analysis-panel").inner_text()
+    page.keyboard.press("h")
+    assert not page.locator("#overlay").is_visible()
+    page.click("#overlay-toggle")
+    assert page.locator("#overlay").is_visible()

@@ -70,10 +70,20 @@ def _result_row(result: Any, deid: bool) -> dict[str, Any]:
     return {
         "result": result, "title": MODEL_TITLES.get(result.model_name, result.model_name),
         "outcome": ("Not analysed: " + result.reason) if result.refused else (result.label or "").replace("_", " "),
-        "confidence": confidence, "user": "" if deid else (result.requested_by.get_username() if result.requested_by else "automatic"),
+        "confidence": confidence, "user": "" if deid else _requester(result),
         "patient_name": name, "patient_id": pid, "study": study,
         "sop_uid": result.instance.sop_instance_uid, "series_uid": result.instance.series.series_instance_uid,
     }
+
+
+def _requester(result: Any) -> str:
+    """Who asked for an analysis; "on upload" when the archive queued it at ingest."""
+    job = getattr(result, "job", None)
+    automatic = getattr(job, "trigger", "") == "ingest"
+    name = result.requested_by.get_username() if result.requested_by else ""
+    if automatic:
+        return f"on upload ({name})" if name else "on upload"
+    return name or "—"
 
 
 # --- Upload ------------------------------------------------------------------------------
