@@ -249,7 +249,12 @@ def card_markdown(card: dict) -> str:
         f"({card['training']['threads']} threads)",
         f"- CPU latency (ONNX Runtime, batch 1, 1 thread, median): "
         f"{card['onnx']['cpu_latency_ms_batch1_1thread_median']} ms; ONNX vs PyTorch max diff "
-        f"{card['onnx']['onnxruntime_vs_pytorch_max_abs_diff']:.1e}",
+        f"{card['onnx']['onnxruntime_vs_pytorch_max_abs_diff']:.1e}"
+        + (f" (measured on {card['onnx']['cpu_latency_measured_on']}; on the 2-core machine "
+           f"under load: {card['onnx']['cpu_latency_this_2core_machine']['onnxruntime_batch1_1thread_p50_ms']}"
+           f" ms p50, whole analyse() path "
+           f"{card['onnx']['cpu_latency_this_2core_machine']['analyse_path_p50_ms']} ms)"
+           if "cpu_latency_this_2core_machine" in card["onnx"] else ""),
         "",
         "## Data and duplicates",
         "",
