@@ -60,7 +60,7 @@ def torch_model(card: dict):  # type: ignore[no-untyped-def]
     from medvault.training.nets import CompactNet, ExportWrapper
 
     net = CompactNet(len(card["labels"]), tuple(card["architecture"]["widths"]),
-                     card["outputs"].get("embed_dim", 128))
+                     int(card["outputs"].get("embedding_dim", 128)))
     return ExportWrapper(net.eval(), float(card["outputs"]["temperature"])).eval(), torch
 
 

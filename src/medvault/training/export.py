@@ -145,6 +145,7 @@ def export_model(net: CompactNet, result: dict, out_dir: Path, calib_x: np.ndarr
             "probabilities": "N x C calibrated class probabilities = softmax(logits / T)",
             "logits": "N x C raw logits",
             "temperature": result["temperature"],
+            "embedding_dim": int(net.proj[-1].out_features),
             "embedding": f"N x {net.proj[-1].out_features} L2-normalised retrieval embedding "
                          "(projection head trained with a supervised contrastive loss)",
             "cam": "N x C x h x w class activation maps (classifier weights x last feature "
