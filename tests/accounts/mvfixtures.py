@@ -122,3 +122,18 @@ def stored_sample(group: Group, user: Any = None, name: str = "CT_small.dcm"):
     [result] = upload_store(name=name, data=sample_bytes(name), source="test", user=user, group=group)
     assert result.status in ("stored", "duplicate"), result.reason
     return result.instance
+
+
+def png_bytes(size: int = 64) -> bytes:
+    """A synthetic 8-bit grey PNG (a gradient with a bright disc)."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    y, x = np.mgrid[0:size, 0:size]
+    image = (x * 200 // size).astype(np.uint8)
+    image[(x - size // 2) ** 2 + (y - size // 2) ** 2 < (size // 5) ** 2] = 250
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG")
+    return buffer.getvalue()

@@ -96,10 +96,3 @@ class Shots:
 def shot():
     target = os.environ.get("MEDVAULT_SCREENSHOT_DIR")
     return Shots(Path(target) if target else None)
-
-
-def login(page, base: str, username: str, password: str) -> None:
-    page.goto(base + "/accounts/login/")
-    page.fill("#id_username", username)
-    page.fill("#id_password", password)
-    page.click("#login-button")

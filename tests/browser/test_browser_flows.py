@@ -7,11 +7,17 @@ import re
 
 import numpy as np
 import pytest
-from conftest import login
 from mvfixtures import PASSWORD, make_user, sample_bytes, stored_sample
 from PIL import Image
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+
+def login(page, base: str, username: str, password: str) -> None:
+    page.goto(base + "/accounts/login/")
+    page.fill("#id_username", username)
+    page.fill("#id_password", password)
+    page.click("#login-button")
 
 
 def synthetic_png(path) -> None:

@@ -6,10 +6,9 @@ import json
 import time
 
 import pytest
-from conftest import png_bytes, sample_bytes
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
-from mvfixtures import PASSWORD, make_study, make_user
+from mvfixtures import PASSWORD, make_study, make_user, png_bytes, sample_bytes
 
 from medvault.accounts.models import AuditRecord
 

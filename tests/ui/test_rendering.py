@@ -82,7 +82,7 @@ def test_multiframe_series_scrolls_through_every_frame(shared_data, blob_dir, gr
 
 @pytest.mark.django_db
 def test_png_upload_renders_with_full_8bit_range(blob_dir, group_a, clinician_a):
-    from conftest import png_bytes
+    from mvfixtures import png_bytes
 
     from medvault.archive.services import upload_store
 

@@ -57,7 +57,7 @@ def test_unauthenticated_requests_are_refused_everywhere():
 
 @pytest.mark.django_db
 def test_group_a_user_gets_404_for_group_b_objects(blob_dir, group_a, group_b, clinician_a, clinician_b):
-    from conftest import sample_bytes
+    from mvfixtures import sample_bytes
 
     from medvault.archive.services import upload_store
 
@@ -97,7 +97,7 @@ def test_group_a_user_gets_404_for_group_b_objects(blob_dir, group_a, group_b, c
 def test_researcher_sees_no_identifiers_at_any_url(blob_dir, group_a, clinician_a, researcher_a):
     """Every URL of every app, given the UIDs of a study the researcher may see, answers
     without the patient's name, ID, birth date or accession number."""
-    from conftest import sample_bytes
+    from mvfixtures import sample_bytes
 
     from medvault.archive.services import upload_store
 
