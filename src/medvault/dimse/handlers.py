@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from django.db import OperationalError, close_old_connections, connections
+from django.db import OperationalError, close_old_connections, connection, connections
 from django.db.models import QuerySet
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
@@ -72,6 +72,13 @@ def connection_close(event: Event) -> None:
     connections.close_all()
 
 
+def _db_fresh() -> None:
+    """Drop this thread's database connection if it is broken or past its age (as Django does
+    per request). Not inside a transaction: there the caller owns the connection."""
+    if not connection.in_atomic_block:
+        close_old_connections()
+
+
 def handle_echo(event: Event) -> int:
     return int(Status.SUCCESS)
 
@@ -94,7 +101,7 @@ def _store_retrying(data: bytes, group: Any, attempts: int = 8) -> Any:
 
 
 def handle_store(event: Event) -> int | Dataset:
-    close_old_connections()
+    _db_fresh()
     ae = calling_ae(event)
     if ae is not None and not ae.may_store:
         _audit(event, "upload", "denied", detail="C-STORE not allowed")
@@ -198,7 +205,7 @@ def _response(identifier: Dataset, level: Level, row: Any, local_ae: str) -> Dat
 
 
 def handle_find(event: Event) -> Iterator[tuple[int, Dataset | None]]:
-    close_old_connections()
+    _db_fresh()
     ae = calling_ae(event)
     if ae is None or not ae.may_query:
         _audit(event, "search", "denied", detail="C-FIND not allowed")
@@ -275,7 +282,7 @@ def _sub_operations(
 
 
 def handle_get(event: Event) -> Iterator[Any]:
-    close_old_connections()
+    _db_fresh()
     ae = calling_ae(event)
     if ae is None or not ae.may_retrieve:
         _audit(event, "download", "denied", detail="C-GET not allowed")
@@ -310,7 +317,7 @@ def move_contexts(instances: list[Instance]) -> list[Any]:
 
 
 def handle_move(event: Event) -> Iterator[Any]:
-    close_old_connections()
+    _db_fresh()
     ae = calling_ae(event)
     destination_title = str(event.move_destination).strip()
     if ae is None or not ae.may_retrieve:
