@@ -457,3 +457,24 @@ def test_bare_dataset_with_known_syntax_is_stored(shared_data, blob_dir):
     assert np.array_equal(selectors.instance_pixels(instance=result.instance), pydicom.dcmread(path).pixel_array)
     # The same instance as a Part 10 file is a duplicate of it.
     assert _store(path).status == "duplicate"
+
+
+def test_structured_report_without_pixels_is_accepted(shared_data, blob_dir):
+    """SR documents have no pixels by definition; they are filed with their study."""
+    ds = pydicom.dcmread(shared_data / "dicom/single_ct/CT_small.dcm")
+    for keyword in ("PixelData", "Rows", "Columns", "BitsAllocated", "BitsStored", "HighBit",
+                    "PixelRepresentation", "SamplesPerPixel", "PhotometricInterpretation"):
+        delattr(ds, keyword)
+    ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.88.11"  # Basic Text SR
+    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    ds.SOPInstanceUID = generate_uid()
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    ds.SeriesInstanceUID = generate_uid()
+    ds.Modality = "SR"
+    data = dataset_to_part10(ds)
+    result = services.instance_store(data=data, source="test")
+    assert result.status == "stored", result.reason
+    inst = result.instance
+    assert (inst.rows, inst.raw_pixel_bytes, inst.pixel_sha256) == (None, 0, "")
+    assert selectors.instance_part10_bytes(instance=inst) == data
+    assert "7FE00010" not in inst.metadata
