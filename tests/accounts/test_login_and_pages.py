@@ -299,3 +299,25 @@ def test_django_admin_is_a_second_door_and_audit_is_read_only(client, admin_user
     assert page.status_code == 200 and 'name="_save"' not in page.content.decode()
     assert client.post(f"/admin/accounts/auditrecord/{record.pk}/delete/", {"post": "yes"}).status_code == 403
     assert AuditRecord.objects.filter(pk=record.pk).exists()
+
+
+@pytest.mark.django_db
+def test_lockout_counts_the_real_client_behind_the_proxy(client, clinician_a):
+    """Behind nginx every request comes from 127.0.0.1; X-Forwarded-For names the client."""
+    for i in range(5):
+        client.post("/accounts/login/", {"username": f"x{i}", "password": "bad"},
+                    REMOTE_ADDR="127.0.0.1", HTTP_X_FORWARDED_FOR="203.0.113.9")
+    locked = client.post("/accounts/login/", {"username": "cla", "password": PASSWORD},
+                         REMOTE_ADDR="127.0.0.1", HTTP_X_FORWARDED_FOR="203.0.113.9")
+    assert "Too many failed" in locked.content.decode()
+    other = client.post("/accounts/login/", {"username": "cla", "password": PASSWORD},
+                        REMOTE_ADDR="127.0.0.1", HTTP_X_FORWARDED_FOR="198.51.100.7")
+    assert other.status_code == 302
+    # A client that is not a trusted proxy cannot choose its address with the header.
+    assert AuditRecord.objects.filter(remote_addr="203.0.113.9", outcome="denied").count() >= 5
+    from django.test import RequestFactory
+
+    from medvault.accounts.audit import client_address
+
+    spoof = RequestFactory().get("/", REMOTE_ADDR="192.0.2.1", HTTP_X_FORWARDED_FOR="10.1.1.1")
+    assert client_address(spoof) == "192.0.2.1"

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
+
 from medvault.accounts.models import AuditRecord
 
 # Actions in use; free text is allowed so other apps can add their own.
@@ -19,10 +21,22 @@ OUTCOMES = ("ok", "denied", "error")
 
 
 def client_address(request: Any) -> str:
-    """The peer address Django saw (a proxy must be configured to pass the real one)."""
+    """The client's address: the peer, or behind a trusted proxy (nginx on the same host by
+    default, ``MEDVAULT_TRUSTED_PROXIES``) the last X-Forwarded-For hop that is not a proxy.
+
+    Without this every request behind nginx would come from 127.0.0.1, and the per-address
+    login lockout would lock everybody out at once.
+    """
     if request is None:
         return ""
-    return str(request.META.get("REMOTE_ADDR", ""))[:64]
+    remote = str(request.META.get("REMOTE_ADDR", ""))
+    trusted = set(getattr(settings, "MEDVAULT_TRUSTED_PROXIES", ["127.0.0.1", "::1"]))
+    if remote in trusted:
+        hops = [h.strip() for h in str(request.META.get("HTTP_X_FORWARDED_FOR", "")).split(",")]
+        for hop in reversed([h for h in hops if h]):
+            if hop not in trusted:
+                return hop[:64]
+    return remote[:64]
 
 
 def audit_record(

@@ -13,10 +13,14 @@ from medvault.accounts.audit import audit_record, client_address
 from medvault.accounts.lockout import login_attempt_record, login_locked
 from medvault.accounts.models import AccountStatus, Role
 
-LOCKED_MESSAGE = (
-    "Too many failed login attempts for this account or from this address. "
-    "For your security, logging in is blocked for 15 minutes. Try again later."
-)
+def locked_message() -> str:
+    from django.conf import settings
+
+    minutes = max(1, round(int(getattr(settings, "MEDVAULT_LOGIN_LOCKOUT_SECONDS", 900)) / 60))
+    return (
+        "Too many failed login attempts for this account or from this address. "
+        f"For your security, logging in is blocked for {minutes} minutes. Try again later."
+    )
 STATUS_MESSAGES = {
     AccountStatus.PENDING: (
         "Your account is waiting for approval by an administrator. "
@@ -47,7 +51,7 @@ class MedVaultLoginForm(AuthenticationForm):
         if login_locked(username=username, remote_addr=address):
             audit_record(user=None, action="login", outcome="denied", request=self.request,
                          detail=f"locked out: {username}")
-            raise forms.ValidationError(LOCKED_MESSAGE, code="locked")
+            raise forms.ValidationError(locked_message(), code="locked")
         self.user_cache = authenticate(self.request, username=username, password=password)
         if self.user_cache is None:
             reason = self._status_reason(username, password)
