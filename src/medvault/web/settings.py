@@ -114,6 +114,8 @@ AUTHENTICATION_BACKENDS = ["medvault.accounts.backends.ApprovedUserBackend"]
 # Lockout: this many failed logins per account or per address lock it for this long.
 MEDVAULT_LOGIN_MAX_FAILURES = envint("MEDVAULT_LOGIN_MAX_FAILURES", 5)
 MEDVAULT_LOGIN_LOCKOUT_SECONDS = envint("MEDVAULT_LOGIN_LOCKOUT_SECONDS", 15 * 60)
+# Reverse proxies whose X-Forwarded-For is believed (client address for audit and lockout).
+MEDVAULT_TRUSTED_PROXIES = envlist("MEDVAULT_TRUSTED_PROXIES", ["127.0.0.1", "::1"])
 LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "/"
