@@ -44,3 +44,7 @@ def login_attempt_record(*, username: str, remote_addr: str, succeeded: bool) ->
     LoginAttempt.objects.create(
         username=username[:150], remote_addr=remote_addr[:64], succeeded=succeeded
     )
+    # Attempts older than the window (and a day) no longer count: keep the table small.
+    # (Logins are also in the audit trail, which is never pruned.)
+    _, window = _limits()
+    LoginAttempt.objects.filter(created_at__lt=timezone.now() - max(window, timedelta(days=1))).delete()
