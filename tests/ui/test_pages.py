@@ -228,3 +228,32 @@ def test_history_and_home_list_visible_analyses(stored_ct, clinician_a, clinicia
     research = login(researcher_a).get("/history/").content.decode()
     assert "adenocarcinoma" in research and stored_ct.series.study.patient.patient_id not in research
     assert ">cla<" not in research
+
+
+@pytest.mark.django_db
+def test_upload_target_group_must_be_chosen_among_several(blob_dir, group_a, group_b, technician_a):
+    technician_a.groups.add(group_b)
+    client = login(technician_a)
+    page = client.get("/upload/").content.decode()
+    assert "Radiology A" in page and "Radiology B" in page
+    r = client.post("/upload/file", {"file": SimpleUploadedFile("CT_small.dcm", sample_bytes())})
+    assert r.status_code == 400 and "Choose the group" in r.json()["error"]
+    r = client.post("/upload/file", {"file": SimpleUploadedFile("CT_small.dcm", sample_bytes()), "group": group_b.pk})
+    assert r.json()["results"][0]["status"] == "stored"
+    from medvault.archive.models import Study
+
+    study = Study.objects.get()
+    assert study.group == group_b
+    # The technician sees what they uploaded, and nothing else of their groups.
+    assert client.get(f"/studies/{study.study_instance_uid}/").status_code == 200
+    other = make_study(group_b, patient_name="Not^Theirs")
+    assert client.get(f"/studies/{other.study_instance_uid}/").status_code == 404
+
+
+@pytest.mark.django_db
+def test_user_without_group_is_told_to_ask_for_one(blob_dir, db):
+    lonely = make_user("lonely", "clinician")
+    client = login(lonely)
+    assert "not a member of any group" in client.get("/upload/").content.decode()
+    r = client.post("/upload/file", {"file": SimpleUploadedFile("CT_small.dcm", sample_bytes())})
+    assert r.status_code == 400 and "administrator" in r.json()["error"]
