@@ -101,6 +101,11 @@ def test_register_approve_upload_search_view_logout(mv_server, new_page, shot, t
     page.goto(base + "/studies/")
     assert page.locator("#study-table .study-link").count() == 2
     shot(page, "06-studies")
+    # Responsive: on a phone-sized screen the page does not scroll sideways (tables do, inside).
+    page.set_viewport_size({"width": 390, "height": 844})
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1")
+    shot(page, "06b-studies-phone")
+    page.set_viewport_size({"width": 1366, "height": 860})
     page.fill("#id_patient_name", "compressed*")
     page.click("#search-button")
     page.locator("#study-table .study-link").first.click()
