@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import threading
 import time
 from collections import deque
 from collections.abc import Iterator
@@ -150,22 +151,32 @@ class Command(BaseCommand):
             return
 
         def work(path: Path) -> list[StoreResult]:
+            return list(self._ingest_one(path, image_fields, common))
+
+        barrier = threading.Barrier(jobs)
+
+        def close_connections(_: int) -> None:
+            # Each worker thread has its own database connections; the barrier makes every
+            # thread take exactly one of these tasks, so all of them are closed.
             try:
-                return list(self._ingest_one(path, image_fields, common))
-            finally:
-                # Each worker thread has its own database connection; don't leak them.
-                connections.close_all()
+                barrier.wait(timeout=30)
+            except threading.BrokenBarrierError:
+                pass
+            connections.close_all()
 
         with ThreadPoolExecutor(max_workers=jobs) as pool:
-            pending: deque[tuple[Path, Future[list[StoreResult]]]] = deque()
-            for path in files:
-                pending.append((path, pool.submit(work, path)))
-                if len(pending) >= 2 * jobs:
+            try:
+                pending: deque[tuple[Path, Future[list[StoreResult]]]] = deque()
+                for path in files:
+                    pending.append((path, pool.submit(work, path)))
+                    if len(pending) >= 2 * jobs:
+                        done_path, future = pending.popleft()
+                        yield done_path, future.result()
+                while pending:
                     done_path, future = pending.popleft()
                     yield done_path, future.result()
-            while pending:
-                done_path, future = pending.popleft()
-                yield done_path, future.result()
+            finally:
+                list(pool.map(close_connections, range(jobs)))
 
     def _ingest_one(
         self, path: Path, image_fields: dict[str, str], common: dict[str, Any]
