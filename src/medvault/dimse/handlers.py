@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from django.db import OperationalError, close_old_connections, connection, connections
@@ -53,8 +53,8 @@ def _peer(event: Event) -> str:
 def _audit(event: Event, action: str, outcome: str = "ok", **fields: str) -> None:
     title = str(event.assoc.requestor.ae_title).strip()
     detail = fields.pop("detail", "")
-    audit_record(user=None, action=action, outcome=outcome, remote_addr=_peer(event),
-                 detail=f"DIMSE AE {title}: {detail}"[:500], **fields)
+    _retrying(lambda: audit_record(user=None, action=action, outcome=outcome, remote_addr=_peer(event),
+                                   detail=f"DIMSE AE {title}: {detail}"[:500], **fields))
 
 
 def nodelay_set(event: Event) -> None:
@@ -83,21 +83,25 @@ def handle_echo(event: Event) -> int:
     return int(Status.SUCCESS)
 
 
-def _store_retrying(data: bytes, group: Any, attempts: int = 8) -> Any:
-    """``instance_store``, tried again when the database is momentarily locked.
+def _retrying(write: Callable[[], Any], attempts: int = 8) -> Any:
+    """Run a database write, again when the database is momentarily locked.
 
     Concurrent associations write at the same time; SQLite (and its shared-cache test
-    database in particular) can refuse a write lock instead of waiting. The store is atomic
-    and idempotent (a repeat is a duplicate), so trying again is safe.
+    database in particular) can refuse a write lock instead of waiting. The writes used here
+    are atomic and idempotent (a repeated store is a duplicate), so trying again is safe.
     """
     for attempt in range(attempts):
         try:
-            return instance_store(data=data, source="c-store", user=None, group=group)
+            return write()
         except OperationalError:
             if attempt == attempts - 1:
                 raise
             time.sleep(0.05 * 2**attempt)
     raise AssertionError("unreachable")
+
+
+def _store_retrying(data: bytes, group: Any) -> Any:
+    return _retrying(lambda: instance_store(data=data, source="c-store", user=None, group=group))
 
 
 def handle_store(event: Event) -> int | Dataset:
