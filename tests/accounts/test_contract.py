@@ -121,6 +121,8 @@ def test_api_login_required_answers_401_json(clinician_a):
     clinician_a.is_active = False
     clinician_a.save()
     assert view(rf.get("/api/v1/x", HTTP_AUTHORIZATION=f"Token {key}")).status_code == 401
+    # Refused credentials leave a trace; a request without any does not flood the trail.
+    assert AuditRecord.objects.filter(action="api-auth", outcome="denied").count() == 1
 
 
 @pytest.mark.django_db

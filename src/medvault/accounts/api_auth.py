@@ -91,6 +91,13 @@ def api_login_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpR
     def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         user = api_user(request)
         if user is None:
+            if request.META.get("HTTP_AUTHORIZATION"):
+                # Wrong or revoked credentials: worth a trace (token guessing, stale clients).
+                from medvault.accounts.audit import audit_record
+
+                scheme = request.META["HTTP_AUTHORIZATION"].split(" ", 1)[0][:16]
+                audit_record(user=None, action="api-auth", outcome="denied", request=request,
+                             detail=f"{scheme} credentials refused: {request.method} {request.path[:200]}")
             return unauthorized()
         if getattr(request, "medvault_auth", "") == "session" and request.method not in (
             "GET", "HEAD", "OPTIONS", "TRACE"
