@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import socket
 import threading
 import time
 from typing import Any
@@ -49,6 +50,10 @@ def test_echo_and_unknown_ae_rejected(scp: dict[str, Any]) -> None:
     assoc = _associate(ae, scp["port"])
     assert assoc.is_established
     assert assoc.send_c_echo().Status == Status.SUCCESS
+    # Nagle's algorithm is off on the SCP's side of the association.
+    (server_side,) = scp["server"].active_associations
+    sock = server_side.dul.socket.socket
+    assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
     assoc.release()
 
     stranger = _scu("STRANGER")
