@@ -262,3 +262,15 @@ def test_colour_photograph_as_secondary_capture_is_refused(brain):
     ds.PixelData = rgb.tobytes()
     out = analyse(brain, ds)
     assert out.refused and "colour" in out.reason
+
+
+def test_broken_dicom_is_refused_not_raised(shared_data, brain):
+    no_pixels = pydicom.Dataset()
+    no_pixels.Modality = "MR"
+    out = analyse(brain, no_pixels)
+    assert out.refused and "no image pixel data" in out.reason
+    truncated = pydicom.dcmread(shared_data / "dicom" / "invalid" / "MR_truncated.dcm", force=True)
+    out = analyse(brain, truncated)
+    assert out.refused and "decode" in out.reason
+    with pytest.raises(ValueError):
+        analyse(brain, np.zeros((64, 64), np.float32))

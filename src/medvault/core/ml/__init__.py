@@ -213,9 +213,17 @@ def _to_uint8(ds_or_image: Any) -> tuple[np.ndarray, Any | None]:
         if arr.dtype != np.uint8:
             raise ValueError(f"images must be uint8 (PNG/JPEG as given), got {arr.dtype}")
         return arr, None
-    if hasattr(ds_or_image, "PixelData") or hasattr(ds_or_image, "pixel_array"):
+    from pydicom.dataset import Dataset
+
+    if isinstance(ds_or_image, Dataset):
+        if "PixelData" not in ds_or_image and "FloatPixelData" not in ds_or_image:
+            raise _NoPixels()
         return pp.dicom_to_uint8(ds_or_image, keep_colour=True), ds_or_image
-    raise ValueError("expected a pydicom Dataset with pixel data or a uint8 numpy image")
+    raise ValueError("expected a pydicom Dataset or a uint8 numpy image")
+
+
+class _NoPixels(Exception):
+    pass
 
 
 def _refused(model: LoadedModel, reason: str, t0: float, extra: dict | None = None) -> AnalysisOutput:
@@ -243,8 +251,12 @@ def analyse(model: LoadedModel, ds_or_image: Any) -> AnalysisOutput:
     try:
         img, _ds = _to_uint8(ds_or_image)
         gray = pp.to_gray(img)
+    except _NoPixels:
+        return _refused(model, "the DICOM object has no image pixel data", t0)
     except ValueError:
-        raise
+        if isinstance(ds_or_image, np.ndarray) or not hasattr(ds_or_image, "Modality"):
+            raise
+        return _refused(model, "cannot decode pixel data", t0)
     except Exception as exc:  # undecodable pixel data
         return _refused(model, f"cannot decode pixel data: {exc}", t0)
     if gray.size == 0 or min(gray.shape) < 8:

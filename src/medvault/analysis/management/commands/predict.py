@@ -30,9 +30,12 @@ def read_input(path: Path):  # type: ignore[no-untyped-def]
     except (UnidentifiedImageError, OSError):
         pass
     try:  # raw DICOM dataset without the Part 10 preamble
-        return pydicom.dcmread(path, force=True)
+        ds = pydicom.dcmread(path, force=True)
     except Exception as exc:
         raise ValueError(f"not a DICOM, PNG or JPEG file: {exc}") from exc
+    if "PixelData" not in ds or "Rows" not in ds:
+        raise ValueError("not a DICOM, PNG or JPEG file")
+    return ds
 
 
 class Command(BaseCommand):
