@@ -116,7 +116,7 @@ def _accept_json(request: HttpRequest) -> None:
     raise not_acceptable(f"QIDO-RS answers {DICOM_JSON}; Accept was {accept[:100]!r}")
 
 
-@require_http_methods(["GET", "POST"])
+@require_http_methods(["GET"])
 @dicomweb_view("search")
 def _studies_get(request: HttpRequest) -> HttpResponse:
     return _qido(request, Level.STUDY)
