@@ -197,6 +197,9 @@ class ManagedIndex:
             self.index.remove(gone)
             self.catalog.remove(gone)
             self._dirty = True
+        if missing.size > _CHUNK:
+            self.rebuild()  # many rows appeared below max_id (e.g. a restore): start over
+            return
         if missing.size:
             self._add_rows(_rows(self.model_name, self.model_version, ids=missing.tolist()))
             self._dirty = True
