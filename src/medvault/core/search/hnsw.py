@@ -40,7 +40,7 @@ class HnswParams:
     """Graph and search parameters (see docs/benchmarks.md for how they were chosen)."""
 
     connectivity: int = 32
-    expansion_add: int = 128
+    expansion_add: int = 256
     expansion_search: int = 256
     # Storage precision of the vectors inside the graph: "f16", "f32" or "i8".
     dtype: str = "f16"
