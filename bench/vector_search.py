@@ -280,7 +280,8 @@ def main() -> None:
         print(f"\n## POST /api/v1/similar, {api['archive_instances']:,} instances, SQLite, k=12")
         for who in ("clinician (1 of 4 groups)", "administrator (all)"):
             a = api[who]
-            print(f"{who}: p50 {a['p50_ms']} ms, p95 {a['p95_ms']} ms (first call, building the index: {a['first_call_ms']} ms)")
+            print(f"{who}: p50 {a['p50_ms']} ms, p95 {a['p95_ms']} ms (its first call: {a['first_call_ms']} ms; "
+                  "the process's first call builds the index)")
     print(json.dumps(results))
 
 
