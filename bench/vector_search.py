@@ -226,6 +226,12 @@ def bench_api(n: int, dim: int, requests: int) -> dict:
             assert r.status_code == 200 and len(r.json()["matches"]) == 12, r.content
         p50, p95 = percentiles(lat)
         out[who] = {"first_call_ms": round(first_ms, 1), "p50_ms": round(p50, 2), "p95_ms": round(p95, 2)}
+    from django.db import connections
+
+    connections.close_all()
+    import shutil
+
+    shutil.rmtree(tmp, ignore_errors=True)
     return out
 
 
