@@ -109,6 +109,35 @@ def _crops(images: list[np.ndarray], n: int, rng: np.random.Generator) -> list[n
     return out
 
 
+def composites(images: list[np.ndarray], n: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """"Object on a plain background" photographs: a natural crop pasted at a random scale and
+    place onto a flat or gradient background (the look that a chest CT slice also has)."""
+    out = []
+    for i in range(n):
+        img = images[int(rng.integers(0, len(images)))]
+        h, w = img.shape
+        s = int(min(h, w) * rng.uniform(0.2, 0.8))
+        y, x = int(rng.integers(0, h - s + 1)), int(rng.integers(0, w - s + 1))
+        crop = img[y : y + s, x : x + s]
+        side = int(rng.integers(128, 384))
+        bw, bh = int(side * rng.uniform(0.7, 1.3)), side
+        base = float(rng.uniform(0, 255))
+        yy, xx = np.mgrid[0:bh, 0:bw]
+        grad = rng.uniform(-60, 60) * (xx / bw) + rng.uniform(-60, 60) * (yy / bh)
+        canvas = np.clip(base + grad + rng.normal(0, rng.uniform(0, 6), (bh, bw)), 0, 255)
+        obj = int(min(bh, bw) * rng.uniform(0.3, 0.9))
+        resized = np.asarray(Image.fromarray(crop).resize((obj, obj), Image.Resampling.BILINEAR))
+        oy, ox = int(rng.integers(0, bh - obj + 1)), int(rng.integers(0, bw - obj + 1))
+        if rng.random() < 0.5:  # round object (cup, plate, clock...)
+            m = ((np.mgrid[0:obj, 0:obj] - obj / 2) ** 2).sum(0) <= (obj / 2) ** 2
+            region = canvas[oy : oy + obj, ox : ox + obj]
+            region[m] = resized[m]
+        else:
+            canvas[oy : oy + obj, ox : ox + obj] = resized
+        out.append(canvas.astype(np.uint8))
+    return out
+
+
 def synthetic(n: int, rng: np.random.Generator) -> list[np.ndarray]:
     """Noise, gradients, text, shapes, checkerboards, near-blank frames."""
     out: list[np.ndarray] = []
@@ -178,12 +207,19 @@ def build_sets(data_dir: Path, cache_dir: Path, smoke: bool = False) -> dict:
             np.zeros((0, SIZE, SIZE), np.uint8)
 
     n_syn = 60 if smoke else 1200
+    natural = _load_natural(NATURAL_TRAIN)
     other_train = (_medmnist(data_dir, "train")[: 100 if smoke else None]
-                   + _crops(_load_natural(NATURAL_TRAIN) + _lfw(True), 80 if smoke else 1500, rng)
+                   + _crops(natural + _lfw(True), 80 if smoke else 1500, rng)
+                   + natural * (1 if smoke else 20)  # full frames (augmented when sampled)
+                   + [255 - im for im in natural] * (1 if smoke else 5)
+                   + composites(natural, 40 if smoke else 1500, rng)
                    + synthetic(n_syn, rng))
     other_test_parts = {
         "medmnist_breast_ultrasound_and_pneumonia_xray_test": _medmnist(data_dir, "test"),
         "natural_images_skimage_heldout_files": _crops(_load_natural(NATURAL_TEST), 300, rng),
+        "natural_images_skimage_heldout_full_frames": _load_natural(NATURAL_TEST),
+        "object_on_background_composites_of_heldout_files": composites(
+            _load_natural(NATURAL_TEST), 200, np.random.default_rng(SEED + 2)),
         "faces_lfw_heldout": _lfw(False),
         "synthetic_noise_gradients_text_shapes": synthetic(400, np.random.default_rng(SEED + 1)),
     }
@@ -255,7 +291,7 @@ def train_domain(out_dir: Path = Path("models"), smoke: bool = False, threads: i
     path = out_dir / f"domain{suffix}.onnx"
     export_onnx(DomainExport(net), SIZE, path, ["probabilities", "logits"])
     card = {
-        "name": "domain", "version": "1.0.0", "file": path.name, "sha256": sha256_file(path),
+        "name": "domain", "version": "1.1.0", "file": path.name, "sha256": sha256_file(path),
         "size_bytes": path.stat().st_size,
         "intended_use": "Gate in front of the lung-ct and brain-mri models: decides whether an "
                         "image is a chest CT slice, a brain MRI slice or something else, so that "
@@ -273,6 +309,7 @@ def train_domain(out_dir: Path = Path("models"), smoke: bool = False, threads: i
                     "the domain is < min_domain_probability",
             "min_domain_probability": MIN_DOMAIN_PROBABILITY,
             "blank_std_threshold": BLANK_STD,
+            "max_colour_chroma": 12.0,
         },
         "training": {"command": "medvault train domain", "epochs": epochs,
                      "train_per_class": dict(zip(CLASSES, counts.tolist(), strict=True)),
@@ -280,8 +317,10 @@ def train_domain(out_dir: Path = Path("models"), smoke: bool = False, threads: i
                      "train_seconds": round(train_seconds, 1), "threads": threads,
                      "negatives": "MedMNIST v2 breastmnist + pneumoniamnist train splits (CC BY "
                                   "4.0, Yang et al. 2023); random crops of scikit-image sample "
-                                  f"images {NATURAL_TRAIN} and LFW faces 0-99; synthetic noise, "
-                                  "gradients, text, shapes, checkerboards, near-blank frames",
+                                  f"images {NATURAL_TRAIN} (also full frames, inverted frames "
+                                  "and 'object on plain background' composites) and LFW faces "
+                                  "0-99; synthetic noise, gradients, text, shapes, "
+                                  "checkerboards, near-blank frames",
                      "positives": "training splits of chest_ct and brain_mri (same leakage-free "
                                   "split as the models)"},
     }

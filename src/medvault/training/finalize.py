@@ -70,6 +70,8 @@ def finalize_cards(models_dir: Path, refusal: dict, progress: Callable[[dict], N
               f"{card['training']['train_per_class']}",
               f"- Negatives: {card['training']['negatives']}",
               f"- Positives: {card['training']['positives']}"]
+        if card.get("history"):
+            md += ["", f"History: {card['history']}"]
         (models_dir / "domain.md").write_text("\n".join(md) + "\n" + refusal_markdown(refusal))
     progress({"event": "refusal-evaluated", **{k: v for k, v in refusal.items()
                                                  if not isinstance(v, dict) or k == "targets"}})
