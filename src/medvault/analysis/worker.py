@@ -36,6 +36,9 @@ class WorkerStats:
     outcomes: list[services.JobOutcome] = field(default_factory=list)
 
 
+_ONCE_DB_RETRIES = 3
+
+
 def poll_seconds() -> float:
     return max(0.01, int(getattr(settings, "MEDVAULT_WORKER_POLL_MS", 100)) / 1000.0)
 
@@ -56,10 +59,11 @@ def worker_run(
     engine = backend or analysis_backend()
     stats = WorkerStats()
     backoff = poll_seconds()
+    db_errors = 0
     _preload(engine)
     while not stop.is_set():
         try:
-            close_old_connections()
+            _refresh_connections()
             job = services.job_claim(worker_id=wid)
             if job is None:
                 if once:
@@ -70,11 +74,17 @@ def worker_run(
                 services.job_release(job=job, worker_id=wid)
                 break
             outcome = services.job_run(job=job, worker_id=wid, backend=engine)
-            backoff = poll_seconds()
+            backoff, db_errors = poll_seconds(), 0
         except DatabaseError as exc:
             # The database went away (restart, failover): drop the connection and retry.
+            # A one-shot run (--once) gives up after a few tries instead of waiting forever.
+            db_errors += 1
+            if once and db_errors >= _ONCE_DB_RETRIES:
+                raise
             log.warning("worker %s: database error (%s); retrying in %.1f s", wid, exc, backoff)
-            for conn in connections.all():
+            for conn in connections.all(initialized_only=True):
+                if conn.in_atomic_block:
+                    continue
                 try:
                     conn.close()
                 except DatabaseError:
@@ -97,6 +107,15 @@ def worker_run(
     return stats
 
 
+def _refresh_connections() -> None:
+    """Drop stale or broken connections between jobs, as Django does between requests.
+
+    Not inside a transaction (a caller's, e.g. a test's): closing there would break it.
+    """
+    if not any(conn.in_atomic_block for conn in connections.all(initialized_only=True)):
+        close_old_connections()
+
+
 def _preload(engine: AnalysisBackend) -> None:
     """Load the installed models up front, so the first job does not pay for it."""
     load = getattr(engine, "model", None)
@@ -111,13 +130,17 @@ def _preload(engine: AnalysisBackend) -> None:
             log.warning("worker: could not load model %s: %s", name, exc)
 
 
-def install_stop_handlers(stop: threading.Event) -> None:
+def install_stop_handlers(stop: threading.Event) -> dict[int, Any]:
+    """SIGTERM and SIGINT set ``stop``; returns the handlers they replaced."""
+
     def handler(signum: int, frame: Any) -> None:
         log.info("worker %s: signal %s, stopping after the current job", os.getpid(), signum)
         stop.set()
 
-    signal.signal(signal.SIGTERM, handler)
-    signal.signal(signal.SIGINT, handler)
+    previous = {}
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        previous[signum] = signal.signal(signum, handler)
+    return previous
 
 
 def worker_pool(*, concurrency: int, once: bool, extra_args: list[str] | None = None) -> int:

@@ -32,8 +32,12 @@ class Command(BaseCommand):
             help="a few steps on a small subset (CI); writes <name>-smoke.*",
         )
         parser.add_argument("--data", type=Path, help="data folder (default ../shared/data)")
-        parser.add_argument("--work", type=Path, default=Path("var/ml"),
-                            help="checkpoints and pixel cache (default var/ml, never committed)")
+        parser.add_argument(
+            "--work",
+            type=Path,
+            default=Path("var/ml"),
+            help="checkpoints and pixel cache (default var/ml, never committed)",
+        )
         parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
         parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import threading
 from typing import Any
 
@@ -43,8 +44,13 @@ class Command(BaseCommand):
                 raise CommandError(f"a worker process exited with status {status}")
             return
         stop = threading.Event()
-        install_stop_handlers(stop)
-        stats = worker_run(stop=stop, once=options["once"])
+        previous = install_stop_handlers(stop)
+        try:
+            stats = worker_run(stop=stop, once=options["once"])
+        finally:
+            # Called in-process (call_command), leave the caller's handlers as they were.
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
         if options["once"] or options["verbosity"] > 1:
             self.stdout.write(
                 f"medvault worker {os.getpid()}: {stats.done} done, {stats.failed} failed, "
