@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from django.db import OperationalError, close_old_connections, connection, connections
+from django.db import OperationalError, connection, connections
 from django.db.models import QuerySet
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
@@ -73,10 +73,19 @@ def connection_close(event: Event) -> None:
 
 
 def _db_fresh() -> None:
-    """Drop this thread's database connection if it is broken or past its age (as Django does
-    per request). Not inside a transaction: there the caller owns the connection."""
-    if not connection.in_atomic_block:
-        close_old_connections()
+    """Drop this thread's database connection if an error left it unusable.
+
+    Unlike Django's per-request ``close_old_connections`` this keeps a healthy connection for
+    the whole association (closed in ``connection_close``) instead of reconnecting for every
+    message when ``CONN_MAX_AGE`` is 0. Not inside a transaction: there the caller owns it.
+    """
+    if connection.in_atomic_block or connection.connection is None:
+        return
+    if connection.errors_occurred:
+        if connection.is_usable():
+            connection.errors_occurred = False
+        else:
+            connection.close()
 
 
 def handle_echo(event: Event) -> int:
