@@ -4,7 +4,6 @@ search, retrieve instances, metadata, frames and rendered images; pixels bit-exa
 from __future__ import annotations
 
 import io
-import time
 from pathlib import Path
 from typing import Any
 
@@ -128,19 +127,16 @@ def test_dicomweb_client_round_trip(live_server, shared_data, transactional_db, 
     assert ct.SOPInstanceUID in {m["00080018"]["Value"][0] for m in series_meta}
 
 
-def test_series_metadata_of_100_instances_under_100_ms(live_server, transactional_db, blob_dir, no_analysis, clinician_a) -> None:
+def test_series_metadata_of_100_instances_matches_what_was_stored(live_server, transactional_db, blob_dir, no_analysis, clinician_a) -> None:
     client = _client(live_server, clinician_a.token)
     files = [pydicom.dcmread(io.BytesIO(f)) for f in ct_series(100, seed=11)]
     client.store_instances(files)
     study, series = files[0].StudyInstanceUID, files[0].SeriesInstanceUID
-    client.retrieve_series_metadata(study, series)  # warm
-    timings = []
-    for _ in range(7):
-        start = time.perf_counter()
-        metas = client.retrieve_series_metadata(study, series)
-        timings.append(time.perf_counter() - start)
+    metas = client.retrieve_series_metadata(study, series)
     assert len(metas) == 100
-    # Best of 7, end to end through HTTP (1.2 MB of JSON) and the client's JSON parsing, on a
-    # shared machine: a loose bound here; the server's own time is held to 100 ms in
-    # tests/dicomweb/test_metadata_speed.py.
-    assert min(timings) < 0.250, timings
+    by_uid = {m["00080018"]["Value"][0]: m for m in metas}
+    assert set(by_uid) == {f.SOPInstanceUID for f in files}
+    for f in files[:5]:
+        meta = by_uid[f.SOPInstanceUID]
+        assert meta["00200013"]["Value"][0] == f.InstanceNumber
+        assert meta["00280010"]["Value"][0] == f.Rows

@@ -1,9 +1,11 @@
-"""Series metadata comes from the index, never from blobs: 100 instances in under 100 ms."""
+"""Series metadata comes from the index, never from blobs.
+
+Its speed (a 100-instance series) is measured in bench/versus_orthanc.py, not asserted here.
+"""
 
 from __future__ import annotations
 
 import io
-import time
 
 import pydicom
 import pytest
@@ -15,7 +17,7 @@ from .helpers import stow
 
 
 @pytest.mark.django_db
-def test_series_metadata_100_instances_fast_and_blob_free(blob_dir, no_analysis, client, clinician_a, monkeypatch) -> None:
+def test_series_metadata_of_100_instances_reads_no_blob(blob_dir, no_analysis, client, clinician_a, monkeypatch) -> None:
     files = ct_series(100, seed=12)
     assert stow(client, clinician_a.headers, files).status_code == 200
     ds = pydicom.dcmread(io.BytesIO(files[0]), stop_before_pixels=True)
@@ -28,13 +30,9 @@ def test_series_metadata_100_instances_fast_and_blob_free(blob_dir, no_analysis,
         raise AssertionError("metadata read a blob")
 
     monkeypatch.setattr(archive_selectors, "instance_blob", no_blobs)
-    client.get(url, **clinician_a.headers)
-    timings = []
-    for _ in range(7):
-        start = time.perf_counter()
-        response = client.get(url, **clinician_a.headers)
-        timings.append(time.perf_counter() - start)
-        assert response.status_code == 200
+    response = client.get(url, **clinician_a.headers)
+    assert response.status_code == 200
     metas = response.json()
     assert len(metas) == Instance.objects.count() == 100
-    assert min(timings) < 0.100, timings
+    sent = {pydicom.dcmread(io.BytesIO(f), stop_before_pixels=True).SOPInstanceUID for f in files}
+    assert {m["00080018"]["Value"][0] for m in metas} == sent
