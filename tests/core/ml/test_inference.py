@@ -24,12 +24,12 @@ MODELS = Path(__file__).resolve().parents[3] / "models"
 # Validation-split images (never trained on), checked once against the ground-truth label.
 FIXED = {
     "lung-ct": ("chest_ct", [
-        ("train/adenocarcinoma/000000_6.png", "adenocarcinoma"),
         ("train/adenocarcinoma/000009_7.png", "adenocarcinoma"),
+        ("train/adenocarcinoma/000018_5.png", "adenocarcinoma"),
         ("train/large_cell_carcinoma/000002.png", "large_cell_carcinoma"),
         ("train/large_cell_carcinoma/000009_3.png", "large_cell_carcinoma"),
+        ("train/squamous_cell_carcinoma/000002_4.png", "squamous_cell_carcinoma"),
         ("train/squamous_cell_carcinoma/000004_5.png", "squamous_cell_carcinoma"),
-        ("train/squamous_cell_carcinoma/000015_5.png", "squamous_cell_carcinoma"),
         ("train/normal/17_Copy_2.png", "normal"),
         ("train/normal/18.png", "normal"),
     ]),
