@@ -283,7 +283,7 @@ def analyse(model: LoadedModel, ds_or_image: Any) -> AnalysisOutput:
         best = gate.classes[int(np.argmax(gp))]
         if best != want or domain_probs[want] < gate.min_probability:
             what = {"chest_ct": "a chest CT", "brain_mri": "a brain MRI",
-                    "other": "not a chest CT or brain MRI"}.get(best, best)
+                    "other": "something other than a chest CT or brain MRI"}.get(best, best)
             return _refused(
                 model,
                 f"out of domain: the image looks like {what} (domain classifier p={domain_probs[best]:.2f}); "
