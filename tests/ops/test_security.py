@@ -23,6 +23,8 @@ def test_check_deploy_is_clean_with_production_settings(tmp_path: Path) -> None:
         MEDVAULT_ALLOWED_HOSTS="medvault.example.org",
     )
     env.pop("DATABASE_URL", None)
+    # The browser tests' Playwright loop needs this in the test process; production never has it.
+    env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
     result = subprocess.run(
         [MEDVAULT, "check", "--deploy", "--fail-level", "WARNING"],
         env=env, capture_output=True, text=True, timeout=180,
