@@ -150,3 +150,15 @@ def test_corrupted_bytes_give_a_reason_never_a_crash(shared_data, sample):
             parse_instance(bytes(data))
         except DicomRejected as exc:
             assert exc.reason
+
+
+def test_unknown_vr_in_the_file_meta_is_rejected_not_raised(shared_data):
+    """Regression (found by the ingest fuzzer): a corrupt VR in a file meta element used to
+    raise NotImplementedError when the file meta was rewritten."""
+    ds = ct_small(shared_data)
+    ds.file_meta.SourceApplicationEntityTitle = "MODALITY1"
+    data = part10(ds)
+    element = b"\x02\x00\x16\x00AE"
+    assert data.count(element) == 1
+    with pytest.raises(DicomRejected, match="File Meta Information is malformed"):
+        parse_instance(data.replace(element, b"\x02\x00\x16\x00A\xba"))

@@ -262,6 +262,13 @@ def parse_instance(
     """
     ds = _read(data, transfer_syntax_uid)
     meta = getattr(ds, "file_meta", None) or FileMetaDataset()
+    try:
+        # Iterating converts every raw element now, so a corrupt one (say an unknown VR) is
+        # rejected here instead of raising later, when the file meta is rewritten.
+        for _element in meta:
+            pass
+    except _READ_ERRORS as exc:
+        raise DicomRejected(f"the File Meta Information is malformed: {exc}") from None
     if str(meta.get("MediaStorageSOPClassUID", "")) == MEDIA_STORAGE_DIRECTORY or (
         "DirectoryRecordSequence" in ds
     ):
