@@ -20,17 +20,17 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import os
 import shutil
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
 sys.path.insert(0, str(ROOT / "bench"))
+
+from throwaway import bench_clinician, throwaway_installation  # noqa: E402
 
 
 def summary(values: list[float]) -> dict[str, float]:
@@ -47,35 +47,17 @@ def main() -> None:
     parser.add_argument("--instances", type=int, default=100)
     parser.add_argument("--repeat", type=int, default=15)
     args = parser.parse_args()
-    tmp = Path(tempfile.mkdtemp(prefix="mv-bench-metadata-"))
-    os.environ.update({
-        "DJANGO_SETTINGS_MODULE": "medvault.web.settings",
-        "MEDVAULT_DATA_DIR": str(tmp / "var"),
-        "MEDVAULT_BLOB_DIR": str(tmp / "blobs"),
-        "DATABASE_URL": f"sqlite:///{tmp / 'bench.sqlite3'}",
-        "MEDVAULT_AUTO_ANALYSE": "0",
-        "MEDVAULT_LOG_LEVEL": "WARNING",
-        "MEDVAULT_ALLOWED_HOSTS": "testserver",
-    })
-    import django
-
-    django.setup()
+    tmp = throwaway_installation("mv-bench-metadata-")
     import pydicom
-    from django.contrib.auth.models import Group
-    from django.core.management import call_command
     from django.test import Client
 
     from ingest import generate_series  # bench/ingest.py: the realistic CT generator
-    from medvault.accounts.models import User
     from medvault.accounts.tokens import token_create
     from medvault.archive.models import Instance
     from medvault.archive.selectors import instance_dataset
     from medvault.core.dicom.multipart import boundary_new, multipart_build, multipart_content_type
 
-    call_command("migrate", verbosity=0)
-    group = Group.objects.create(name="bench")
-    user = User.objects.create_user("bench", password="x" * 12, role="clinician", status="approved")
-    user.groups.add(group)
+    user, _group = bench_clinician()
     _, key = token_create(user=user, name="bench")
     headers = {"HTTP_AUTHORIZATION": f"Token {key}"}
 

@@ -24,15 +24,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
+import shutil
 import statistics
-import tempfile
+import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
 SAMPLE = SHARED / "dicom" / "multiframe" / "eCT_Supplemental.dcm"
+sys.path.insert(0, str(ROOT / "bench"))
+
+from throwaway import bench_clinician, throwaway_installation  # noqa: E402
 
 
 def summary(values: list[float]) -> dict[str, float]:
@@ -51,31 +54,13 @@ def main() -> None:
     args = parser.parse_args()
     if not SAMPLE.is_file():
         raise SystemExit(f"real data not found at {SAMPLE}")
-    tmp = Path(tempfile.mkdtemp(prefix="mv-bench-viewer-"))
-    os.environ.update({
-        "DJANGO_SETTINGS_MODULE": "medvault.web.settings",
-        "MEDVAULT_DATA_DIR": str(tmp / "var"),
-        "MEDVAULT_BLOB_DIR": str(tmp / "blobs"),
-        "DATABASE_URL": f"sqlite:///{tmp / 'bench.sqlite3'}",
-        "MEDVAULT_AUTO_ANALYSE": "0",
-        "MEDVAULT_LOG_LEVEL": "WARNING",
-        "MEDVAULT_ALLOWED_HOSTS": "testserver",
-    })
-    import django
-
-    django.setup()
-    from django.contrib.auth.models import Group
-    from django.core.management import call_command
+    tmp = throwaway_installation("mv-bench-viewer-")
     from django.test import Client
 
-    from medvault.accounts.models import User
     from medvault.archive.services import upload_store
     from medvault.ui import rendering
 
-    call_command("migrate", verbosity=0)
-    group = Group.objects.create(name="bench")
-    user = User.objects.create_user("bench", password="x" * 12, role="clinician", status="approved")
-    user.groups.add(group)
+    user, group = bench_clinician()
     [result] = upload_store(name=SAMPLE.name, data=SAMPLE.read_bytes(), source="bench", user=user, group=group)
     assert result.status == "stored", result.reason
     instance = result.instance
@@ -110,6 +95,7 @@ def main() -> None:
         "ratio_uncached_over_warm_new_p50": round(statistics.median(uncached) / statistics.median(warm_new), 1),
     }
     print(json.dumps(out, indent=2))
+    shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":
