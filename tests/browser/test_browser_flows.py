@@ -85,6 +85,10 @@ def test_register_approve_upload_search_view_logout(mv_server, new_page, shot, t
     page.select_option("#modality", "CT")
     page.fill("#body_part", "CHEST")
     page.fill("#study_description", "Synthetic test image")
+    # Enter in a patient field must not submit the form (patient data would land in the URL).
+    page.press("#patient_id", "Enter")
+    page.wait_for_timeout(300)
+    assert "SYN-0001" not in page.url and page.url.rstrip("/").endswith("/upload")
     page.click("#start-upload")
     page.wait_for_selector("#upload-form[data-finished='1']")
     assert "2 stored, 0 duplicate, 1 rejected" in page.locator("#summary").inner_text()

@@ -14,6 +14,10 @@
   var busy = false;
   var IMAGE = /\.(png|jpe?g)$/i;
 
+  // Enter in a patient field must not submit the form as a GET: that would put the patient's
+  // ID and name into the URL (and the access log). Uploads go only through the button below.
+  form.addEventListener("submit", function (e) { e.preventDefault(); });
+
   function el(tag, cls, text) {
     var node = document.createElement(tag);
     if (cls) node.className = cls;
