@@ -253,3 +253,53 @@ def test_viewer_heatmap_overlay_toggle(mv_server, new_page, blob_dir, group_a, c
     assert not page.locator("#overlay").is_visible()
     page.click("#overlay-toggle")
     assert page.locator("#overlay").is_visible()
+
+
+def test_find_similar_from_results_and_viewer(mv_server, new_page, shot, settings, tmp_path, blob_dir,
+                                              group_a, group_b, clinician_a, clinician_b):
+    """"Find similar" on the previous-results page and in the viewer's analysis panel leads to
+    the grid; the grid never shows another group's image; compare is one click."""
+    from mvfixtures import make_study
+
+    from medvault.analysis.models import AnalysisJob, AnalysisResult
+    from medvault.retrieval.index import reset_registry
+    from medvault.retrieval.services import embedding_store
+
+    settings.MEDVAULT_INDEX_DIR = tmp_path / "index"
+    settings.MEDVAULT_INDEX_CHECK_SECONDS = 0
+    reset_registry()
+    instance = stored_sample(group_a, clinician_a)
+    job = AnalysisJob.objects.create(instance=instance, model_name="lung-ct", requested_by=clinician_a, status="done")
+    AnalysisResult.objects.create(job=job, instance=instance, model_name="lung-ct", label="adenocarcinoma",
+                                  probabilities={"adenocarcinoma": 0.8}, requested_by=clinician_a)
+    rng = np.random.default_rng(0)
+    base = rng.normal(size=16).astype(np.float32)
+    embedding_store(instance=instance, model_name="lung-ct", model_version="t", vector=base, label="adenocarcinoma")
+    mine = make_study(group_a, uploaded_by=clinician_a).series.get().instances.get()
+    embedding_store(instance=mine, model_name="lung-ct", model_version="t",
+                    vector=base + 0.3 * rng.normal(size=16).astype(np.float32), label="squamous_cell_carcinoma")
+    other = make_study(group_b, uploaded_by=clinician_b).series.get().instances.get()
+    embedding_store(instance=other, model_name="lung-ct", model_version="t",
+                    vector=base + 0.01 * rng.normal(size=16).astype(np.float32), label="normal")
+
+    page = new_page()
+    login(page, mv_server.url, clinician_a.username, PASSWORD)
+    page.goto(mv_server.url + "/history/")
+    page.click("#history-table a.find-similar")
+    page.wait_for_selector(".sim-card")
+    assert other.sop_instance_uid not in page.content()
+    assert "squamous_cell_carcinoma" in page.locator("#sim-results").inner_text()
+    shot(page, "13-similar")
+    page.locator(".sim-card .sim-actions a", has_text="Compare").first.click()
+    page.wait_for_url(re.compile("/compare/"))
+    assert mine.sop_instance_uid in page.url or instance.sop_instance_uid in page.url
+
+    # The viewer: the analysis panel's link for this result, and the toolbar button.
+    study = instance.series.study
+    page.goto(mv_server.url + f"/viewer/{study.study_instance_uid}/?instance={instance.sop_instance_uid}")
+    page.wait_for_selector("#analysis-panel a.find-similar")
+    assert instance.sop_instance_uid in page.get_attribute("#find-similar", "href")
+    page.click("#analysis-panel a.find-similar")
+    page.wait_for_selector(".sim-card")
+    assert "model=lung-ct" in page.url and other.sop_instance_uid not in page.content()
+    reset_registry()

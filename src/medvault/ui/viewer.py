@@ -61,7 +61,7 @@ def viewer(request: HttpRequest, study_uid: str) -> HttpResponse:
         "presets": CT_PRESETS if current.modality == "CT" else {},
         "overlayResult": request.GET.get("result", ""),
         "canAnalyse": permissions.user_can(request.user, "analyse"),
-        "similarUrl": _similar_url(),
+        "similarUrl": _similar_url() if permissions.user_can(request.user, "search") else "",
     }
     return render(request, "ui/viewer.html", {
         "study": study, "series_list": series_list, "current": current, "config": config,

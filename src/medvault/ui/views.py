@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, time, timedelta
 from typing import Any
+from urllib.parse import quote, urlencode
 
 from django import forms
 from django.conf import settings
@@ -34,10 +35,12 @@ def home(request: HttpRequest) -> HttpResponse:
     if not permissions.is_active_user(request.user):
         return render(request, "ui/landing.html", {"nav": "home"})
     deid = permissions.is_deidentified_user(request.user)
+    similar = similar_link(request.user)
     studies = list(permissions.visible_studies(request.user).select_related("patient").order_by("-created_at")[:8])
     rows = [_study_row(s, deid) for s in studies]
     context: dict[str, Any] = {
-        "nav": "home", "studies": rows, "analyses": [_result_row(r, deid) for r in selectors.recent_analyses(request.user)],
+        "nav": "home", "studies": rows, "analyses": [_result_row(r, deid, similar)
+                                                           for r in selectors.recent_analyses(request.user)],
         "deid": deid,
     }
     if permissions.is_administrator(request.user):
@@ -58,7 +61,17 @@ def _study_row(study: Any, deid: bool) -> dict[str, Any]:
     }
 
 
-def _result_row(result: Any, deid: bool) -> dict[str, Any]:
+def similar_link(user: Any) -> str:
+    """URL template of the "Find similar" grid (``__UID__`` for the instance) when the user may
+    search and the retrieval app is installed; "" otherwise (then no button is shown)."""
+    if not permissions.user_can(user, "search"):
+        return ""
+    from medvault.ui.viewer import _similar_url
+
+    return _similar_url()
+
+
+def _result_row(result: Any, deid: bool, similar: str = "") -> dict[str, Any]:
     probabilities = result.probabilities or {}
     confidence = None
     if result.label and result.label in probabilities:
@@ -73,6 +86,9 @@ def _result_row(result: Any, deid: bool) -> dict[str, Any]:
         "confidence": confidence, "user": "" if deid else _requester(result),
         "patient_name": name, "patient_id": pid, "study": study,
         "sop_uid": result.instance.sop_instance_uid, "series_uid": result.instance.series.series_instance_uid,
+        # A refused analysis has no embedding of that model to search with.
+        "similar_url": "" if (result.refused or not similar) else
+        similar.replace("__UID__", quote(result.instance.sop_instance_uid, safe="")) + "?" + urlencode({"model": result.model_name}),
     }
 
 
@@ -221,7 +237,8 @@ def study_detail(request: HttpRequest, study_uid: str) -> HttpResponse:
     try:
         from medvault.analysis.selectors import results_for_study
 
-        analyses = [_result_row(r, deid) for r in results_for_study(study=study, user=request.user)[:50]]
+        similar = similar_link(request.user)
+        analyses = [_result_row(r, deid, similar) for r in results_for_study(study=study, user=request.user)[:50]]
     except ImportError:
         pass
     return render(request, "ui/study.html", {
@@ -326,7 +343,8 @@ def history(request: HttpRequest) -> HttpResponse:
         from medvault.analysis.selectors import results_visible_to
 
         page = Paginator(results_visible_to(request.user), 25).get_page(request.GET.get("page"))
-        rows = [_result_row(r, deid) for r in page]
+        similar = similar_link(request.user)
+        rows = [_result_row(r, deid, similar) for r in page]
     except ImportError:
         pass
     if rows:
