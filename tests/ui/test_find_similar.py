@@ -139,13 +139,26 @@ def test_role_without_search_sees_no_button(analysed, researcher_a, monkeypatch)
     assert client.get(_expected_link(analysed["instance"])).status_code == 404
 
 
-def test_viewer_script_adds_find_similar_to_each_analysed_result():
-    """The viewer's analysis panel is built by viewer.js from /api/v1/analyses: each result
-    that is not refused gets a "Find similar" link for its model (checked in the browser
-    tests where a browser is available; here: the script has the hook)."""
+def test_analysis_api_gives_the_similar_link_the_viewer_panel_shows(analysed, clinician_a, researcher_a,
+                                                                   clinician_b, monkeypatch):
+    """The viewer's analysis panel (viewer.js) shows "Find similar" from ``similar_url`` of
+    /api/v1/analyses: set for results with an embedding, null for refused ones and for roles
+    that may not search; another group gets no result at all."""
+    uid = analysed["instance"].sop_instance_uid
+    ok, refused = analysed["ok"].pk, analysed["refused"].pk
+    for user in (clinician_a, researcher_a):
+        client = login(user)
+        listing = {r["id"]: r for r in client.get("/api/v1/analyses", {"instance": uid}).json()["results"]}
+        assert listing[ok]["similar_url"] == _expected_link(analysed["instance"])
+        assert listing[refused]["similar_url"] is None
+        assert client.get(f"/api/v1/analyses/{ok}").json()["similar_url"] == _expected_link(analysed["instance"])
+    assert login(clinician_b).get(f"/api/v1/analyses/{ok}").status_code == 404
+    monkeypatch.setitem(permissions._ROLE_ACTIONS, Role.RESEARCHER, frozenset({"view"}))  # noqa: SLF001
+    assert login(researcher_a).get(f"/api/v1/analyses/{ok}").json()["similar_url"] is None
+
     from pathlib import Path
 
     import medvault.ui
 
     js = (Path(medvault.ui.__file__).parent / "static" / "ui" / "viewer.js").read_text()
-    assert 'link.textContent = "Find similar"' in js and "!r.refused && cfg.similarUrl" in js
+    assert "r.similar_url" in js and 'link.textContent = "Find similar"' in js

@@ -2,7 +2,7 @@
 
 POST /api/v1/analyses                      queue a job -> 202 {"job": {...}}
 GET  /api/v1/analyses?study=|instance=|job=  results and job states the user may see
-GET  /api/v1/analyses/<id>                 one result
+GET  /api/v1/analyses/<id>                 one result (with ``similar_url``, the "Find similar" page)
 GET  /api/v1/analyses/<id>/heatmap.png     the overlay (transparent PNG, image size)
 POST /api/v1/analyses/<id>/export          store a Secondary Capture with the overlay burned in
 """
@@ -26,6 +26,25 @@ _LIST_LIMIT = 500
 
 def _error(message: str, status: int) -> JsonResponse:
     return JsonResponse({"error": message}, status=status)
+
+
+def _with_similar_link(data: dict[str, Any], user: Any) -> dict[str, Any]:
+    """Add ``similar_url``: the "Find similar" grid for the analysed image, searched with this
+    result's model; null when the analysis was refused (no embedding), the user's role may
+    not search, or the retrieval pages are not installed."""
+    data["similar_url"] = None
+    if data.get("refused") or not user_can(user, "search"):
+        return data
+    from urllib.parse import urlencode
+
+    from django.urls import NoReverseMatch, reverse
+
+    try:
+        url = reverse("retrieval_pages:similar", args=[data["sop_instance_uid"]])
+    except NoReverseMatch:
+        return data
+    data["similar_url"] = f"{url}?{urlencode({'model': data['model']})}"
+    return data
 
 
 def _method_not_allowed(allowed: str) -> JsonResponse:
@@ -129,7 +148,7 @@ def _analysis_list(request: HttpRequest) -> HttpResponse:
         {
             "disclaimer": DISCLAIMER,
             "results": [
-                selectors.result_as_json(r, deidentified=deidentified)
+                _with_similar_link(selectors.result_as_json(r, deidentified=deidentified), user)
                 for r in results[:_LIST_LIMIT]
             ],
             "jobs": [selectors.job_as_json(j) for j in jobs[:_LIST_LIMIT]],
@@ -144,9 +163,8 @@ def analysis_detail(request: HttpRequest, result_id: int) -> HttpResponse:
     result = selectors.result_visible(user=request.user, result_id=result_id)
     if result is None:
         return _error("no such analysis", 404)
-    return JsonResponse(
-        selectors.result_as_json(result, deidentified=is_deidentified_user(request.user))
-    )
+    return JsonResponse(_with_similar_link(
+        selectors.result_as_json(result, deidentified=is_deidentified_user(request.user)), request.user))
 
 
 @api_login_required

@@ -257,11 +257,12 @@
           var small = document.createElement("div"); small.className = "muted"; small.style.fontSize = ".75rem";
           small.textContent = (data.disclaimer || "") + " · " + (r.created_at || "").slice(0, 16).replace("T", " ");
           div.appendChild(small);
-          if (!r.refused && cfg.similarUrl) {
-            // The similar-images grid for this image, searched with this result's model.
+          if (r.similar_url) {
+            // The similar-images grid for this image, searched with this result's model (the
+            // server leaves it out for refused results and for roles that may not search).
             var link = document.createElement("a");
             link.className = "find-similar";
-            link.href = cfg.similarUrl.replace("__UID__", encodeURIComponent(uid)) + "?model=" + encodeURIComponent(r.model || "");
+            link.href = r.similar_url;
             link.textContent = "Find similar";
             link.title = "Find similar images in the archive";
             div.appendChild(link);
