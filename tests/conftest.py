@@ -23,3 +23,13 @@ def blob_dir(settings, tmp_path: Path) -> Path:
     path = tmp_path / "blobs"
     settings.MEDVAULT_BLOB_DIR = path
     return path
+
+
+@pytest.fixture(autouse=True)
+def compression_inline(settings) -> None:
+    """Compress inside ingest, as most tests check what is stored at once.
+
+    The default (deferred: the worker compresses later) is tested in
+    tests/archive/test_compression.py, which turns it back on.
+    """
+    settings.MEDVAULT_COMPRESSION_DEFERRED = False

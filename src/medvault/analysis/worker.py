@@ -1,6 +1,7 @@
 """The analysis worker loop (``medvault worker``), kept out of the command so tests call it.
 
-One process runs one job at a time. ``worker_pool`` starts N such processes and forwards
+One process runs one job at a time. When no analysis job is waiting it runs deferred
+compression tasks (``medvault.archive.compression``), one at a time, between polls. ``worker_pool`` starts N such processes and forwards
 SIGTERM/SIGINT to them. On SIGTERM a worker finishes the job in hand (inference takes well
 under a second), then exits; a job it had claimed but not started goes back to the queue.
 """
@@ -23,6 +24,7 @@ from django.db import DatabaseError, close_old_connections, connections
 
 from medvault.analysis import services
 from medvault.analysis.backends import AnalysisBackend, analysis_backend
+from medvault.archive.compression import compression_step
 
 log = logging.getLogger("medvault.worker")
 
@@ -33,6 +35,7 @@ class WorkerStats:
     failed: int = 0
     retried: int = 0
     duplicates: int = 0
+    compressed: int = 0  # deferred-compression tasks run (see medvault.archive.compression)
     outcomes: list[services.JobOutcome] = field(default_factory=list)
 
 
@@ -66,6 +69,12 @@ def worker_run(
             _refresh_connections()
             job = services.job_claim(worker_id=wid)
             if job is None:
+                # Idle: compress an instance that ingest kept as received (deferred
+                # compression); analysis jobs always go first.
+                if compression_step(worker_id=wid) is not None:
+                    stats.compressed += 1
+                    backoff, db_errors = poll_seconds(), 0
+                    continue
                 if once:
                     break
                 stop.wait(poll_seconds())

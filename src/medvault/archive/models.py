@@ -120,3 +120,28 @@ class Instance(models.Model):
 
     def __str__(self) -> str:
         return self.sop_instance_uid
+
+
+class CompressionTask(models.Model):
+    """An instance kept as received until the worker re-encodes it losslessly.
+
+    Written in the same transaction as the instance's row (deferred compression,
+    ``MEDVAULT_COMPRESSION_DEFERRED``), so a queued task is as durable as the instance. A
+    worker owns a claimed task until ``lease_until``; a task whose worker died is claimed
+    again after that. ``error`` keeps the reason of the last failed attempt.
+    """
+
+    instance = models.OneToOneField(
+        Instance, on_delete=models.CASCADE, related_name="compression_task"
+    )
+    lease_until = models.DateTimeField(null=True, blank=True)
+    worker_id = models.CharField(max_length=128, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["attempts", "lease_until"], name="archive_compress_claim")]
+
+    def __str__(self) -> str:
+        return f"compress {self.instance_id}"

@@ -8,13 +8,14 @@ from typing import Any
 import numpy as np
 import pydicom
 from django.db.models import Count, QuerySet, Sum
-from pydicom.dataset import Dataset
+from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import UID, ExplicitVRLittleEndian
 
 from medvault.archive.models import Instance, Patient, PatientConflict, Series, Study
 from medvault.archive.blobstore import blob_store
+from medvault.core.blobs import BlobNotFound
 from medvault.core.codecs import decode_frame, decode_pixels, decompress_dataset
-from medvault.core.dicom.parse import dataset_to_part10
+from medvault.core.dicom.parse import dataset_to_part10, splice_native_pixels
 
 # Syntaxes we can produce on request: the stored one, or native explicit little endian.
 TRANSCODABLE = {ExplicitVRLittleEndian}
@@ -25,8 +26,27 @@ class TransferSyntaxUnavailable(ValueError):
 
 
 def instance_blob(*, instance: Instance) -> bytes:
-    """The stored Part 10 bytes, exactly as kept in the blob store."""
-    return blob_store().get(instance.blob_key)
+    """The stored Part 10 bytes, exactly as kept in the blob store.
+
+    Deferred compression may swap the blob between loading ``instance`` and reading it; then
+    the old blob is gone, the row is read again (``instance`` is updated in place, syntax
+    and size included) and the new blob returned.
+    """
+    store = blob_store()
+    try:
+        return store.get(instance.blob_key)
+    except BlobNotFound:
+        fresh = (
+            Instance.objects.filter(pk=instance.pk)
+            .values("blob_key", "transfer_syntax_uid", "stored_bytes")
+            .first()
+        )
+        if fresh is None or fresh["blob_key"] == instance.blob_key:
+            raise
+        instance.blob_key = fresh["blob_key"]
+        instance.transfer_syntax_uid = fresh["transfer_syntax_uid"]
+        instance.stored_bytes = fresh["stored_bytes"]
+        return store.get(instance.blob_key)
 
 
 def _stored_dataset(instance: Instance) -> Dataset:
@@ -39,7 +59,7 @@ def instance_dataset(*, instance: Instance, transfer_syntax_uid: str | None = No
     ``transfer_syntax_uid="1.2.840.10008.1.2.1"`` returns native pixel data (decompressed);
     any other syntax than the stored one raises ``TransferSyntaxUnavailable``.
     """
-    ds = _stored_dataset(instance)
+    ds = _stored_dataset(instance)  # first: it may find the row's syntax changed
     if transfer_syntax_uid in (None, "", instance.transfer_syntax_uid):
         return ds
     if transfer_syntax_uid not in TRANSCODABLE:
@@ -52,9 +72,39 @@ def instance_dataset(*, instance: Instance, transfer_syntax_uid: str | None = No
 
 def instance_part10_bytes(*, instance: Instance, transfer_syntax_uid: str | None = None) -> bytes:
     """Part 10 bytes in the stored syntax (byte-exact blob) or transcoded on request."""
+    data = instance_blob(instance=instance)  # first: it may find the row's syntax changed
     if transfer_syntax_uid in (None, "", instance.transfer_syntax_uid):
-        return instance_blob(instance=instance)
-    return dataset_to_part10(instance_dataset(instance=instance, transfer_syntax_uid=transfer_syntax_uid))
+        return data
+    if transfer_syntax_uid not in TRANSCODABLE:
+        raise TransferSyntaxUnavailable(
+            f"transfer syntax {transfer_syntax_uid} is not available; stored as "
+            f"{instance.transfer_syntax_uid}, or ask for {ExplicitVRLittleEndian}"
+        )
+    ds = pydicom.dcmread(BytesIO(data))
+    spliced = _decompressed_splice(data, ds)
+    if spliced is not None:
+        return spliced
+    return dataset_to_part10(decompress_dataset(ds))
+
+
+def _decompressed_splice(data: bytes, ds: Dataset) -> bytes | None:
+    """Explicit VR Little Endian bytes of an encapsulated grey-scale instance, made by
+    swapping only its Pixel Data (re-serialising the whole data set cost more than
+    decoding it); None when the instance is not of that kind."""
+    stored = UID(str(ds.file_meta.TransferSyntaxUID))
+    if not stored.is_encapsulated or int(ds.get("SamplesPerPixel", 1) or 1) != 1:
+        return None
+    if "PixelData" not in ds or int(ds.get("BitsAllocated", 0) or 0) not in (8, 16):
+        return None
+    pixels = decode_pixels(ds)
+    if pixels.dtype.itemsize > 1:
+        pixels = pixels.astype(pixels.dtype.newbyteorder("<"))
+    native = np.ascontiguousarray(pixels).tobytes()
+    if len(native) % 2:
+        native += b"\x00"
+    meta = FileMetaDataset(ds.file_meta)
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    return splice_native_pixels(data, meta, native, "OW" if int(ds.BitsAllocated) > 8 else "OB")
 
 
 def instance_pixels(*, instance: Instance, frame: int | None = 0) -> np.ndarray:

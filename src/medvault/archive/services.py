@@ -22,7 +22,14 @@ from django.db.models import F
 from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 
-from medvault.archive.models import Instance, Patient, PatientConflict, Series, Study
+from medvault.archive.models import (
+    CompressionTask,
+    Instance,
+    Patient,
+    PatientConflict,
+    Series,
+    Study,
+)
 from medvault.archive.blobstore import blob_store
 from medvault.core.codecs import CODECS, recompress
 from medvault.core.dicom.parse import (
@@ -174,7 +181,43 @@ def _compare_existing(existing: Instance, parsed: ParsedInstance, path: str) -> 
 # --- storage form ----------------------------------------------------------------------
 
 
-def _storage_bytes(parsed: ParsedInstance, data: bytes) -> tuple[bytes, str]:
+def _target_codec() -> str:
+    codec = str(getattr(settings, "MEDVAULT_COMPRESSION", "none") or "none").lower()
+    if codec != "none" and codec not in CODECS:
+        raise ImproperlyConfigured(
+            f"MEDVAULT_COMPRESSION={codec!r}; use one of {', '.join(['none', *CODECS])}"
+        )
+    return codec
+
+
+def compression_deferred() -> bool:
+    """True when ingest keeps what arrived and the worker compresses later."""
+    return bool(getattr(settings, "MEDVAULT_COMPRESSION_DEFERRED", False))
+
+
+def compression_applies(parsed: ParsedInstance) -> bool:
+    """True when ``MEDVAULT_COMPRESSION`` would re-encode this instance's pixels.
+
+    Lossy input, pixels that do not reproduce the stored bytes exactly and instances
+    already in the target syntax are never re-encoded.
+    """
+    target = CODECS.get(_target_codec())
+    return (
+        target is not None
+        and parsed.pixels is not None
+        and parsed.pixels_exact
+        and not parsed.lossy
+        and parsed.received_transfer_syntax_uid != target.transfer_syntax_uid
+    )
+
+
+def _as_received(parsed: ParsedInstance, data: bytes) -> bytes:
+    if len(data) >= 132 and data[128:132] == b"DICM":
+        return data
+    return dataset_to_part10(parsed.dataset)
+
+
+def storage_bytes(parsed: ParsedInstance, data: bytes) -> tuple[bytes, str]:
     """Return the Part 10 bytes to keep and their transfer syntax.
 
     Lossless input is re-encoded with ``MEDVAULT_COMPRESSION`` and verified pixel by pixel;
@@ -182,19 +225,10 @@ def _storage_bytes(parsed: ParsedInstance, data: bytes) -> tuple[bytes, str]:
     received, byte for byte when it arrived as a Part 10 file.
     """
     ts = parsed.received_transfer_syntax_uid
-    codec = str(getattr(settings, "MEDVAULT_COMPRESSION", "none") or "none").lower()
-    if codec != "none" and codec not in CODECS:
-        raise ImproperlyConfigured(
-            f"MEDVAULT_COMPRESSION={codec!r}; use one of {', '.join(['none', *CODECS])}"
-        )
-    target = CODECS.get(codec)
-    if (
-        target is not None
-        and parsed.pixels is not None
-        and parsed.pixels_exact
-        and not parsed.lossy
-        and ts != target.transfer_syntax_uid
-    ):
+    codec = _target_codec()
+    if compression_applies(parsed):
+        target = CODECS[codec]
+        assert parsed.pixels is not None
         new, why = recompress(parsed.dataset, parsed.pixels, codec)
         if new is not None:
             encoded = None
@@ -208,9 +242,7 @@ def _storage_bytes(parsed: ParsedInstance, data: bytes) -> tuple[bytes, str]:
                 return encoded, target.transfer_syntax_uid
             why = f"{codec} ({len(encoded)} bytes) is no smaller than the input"
         logger.info("%s kept as received: %s", parsed.sop_instance_uid, why)
-    if len(data) >= 132 and data[128:132] == b"DICM":
-        return data, ts
-    return dataset_to_part10(parsed.dataset), ts
+    return _as_received(parsed, data), ts
 
 
 # --- index -----------------------------------------------------------------------------
@@ -302,6 +334,7 @@ def _index(
     source: str,
     user: Any,
     group: Group | None,
+    compress_later: bool = False,
 ) -> Instance:
     ds = parsed.dataset
     patient, conflicts = _patient_for(ds)
@@ -347,9 +380,17 @@ def _index(
         changes["number_of_series"] = F("number_of_series") + 1
         changes["modalities_in_study"] = "\\".join(modalities)[:128]
     Study.objects.filter(pk=study.pk).update(**changes)
-    # Hand back fresh counts (the rows were updated with F() expressions above).
-    study.refresh_from_db()
-    series.refresh_from_db()
+    if compress_later:
+        CompressionTask.objects.create(instance=instance)
+    # The counts in hand are exact without reading them back: the study row is locked
+    # (select_for_update; SQLite's IMMEDIATE transaction locks the whole database) and the
+    # series row was read after that lock was taken.
+    series.number_of_instances += 1
+    study.number_of_instances += 1
+    if series_created:
+        study.number_of_series += 1
+        study.modalities_in_study = changes["modalities_in_study"]
+    study.patient = patient
     series.study = study
     instance.series = series
     for hook in list(_stored_hooks):
@@ -364,7 +405,13 @@ def _store_parsed(
     existing = Instance.objects.filter(sop_instance_uid=uid).first()
     if existing is not None:
         return _compare_existing(existing, parsed, path)
-    blob, stored_ts = _storage_bytes(parsed, data)
+    compress_later = compression_deferred() and compression_applies(parsed)
+    if compress_later:
+        # Deferred compression: keep what arrived now; the worker re-encodes it later
+        # (``medvault.archive.compression``) and swaps the blob once verified.
+        blob, stored_ts = _as_received(parsed, data), parsed.received_transfer_syntax_uid
+    else:
+        blob, stored_ts = storage_bytes(parsed, data)
     # Durable before visible: the blob is on disk before the row that points at it commits.
     key = blob_store().put(blob)
     resolved_group = _resolve_group(group)
@@ -379,6 +426,7 @@ def _store_parsed(
                 source=source,
                 user=user,
                 group=resolved_group,
+                compress_later=compress_later,
             )
     except _AlreadyStored:
         # A concurrent writer won; the blob we wrote is either shared (same bytes) or an
@@ -423,10 +471,36 @@ def instance_store(
     path
         A display name for the result only; it never becomes a filesystem path.
     """
+    parsed = instance_parse(data=data, transfer_syntax_uid=transfer_syntax_uid, path=path)
+    if isinstance(parsed, StoreResult):
+        return parsed
+    return parsed_store(parsed=parsed, data=data, source=source, user=user, group=group, path=path)
+
+
+def instance_parse(
+    *, data: bytes, transfer_syntax_uid: str | None = None, path: str = ""
+) -> ParsedInstance | StoreResult:
+    """The first half of ``instance_store``: the parsed instance, or the rejection.
+
+    For callers that must look at the data set before it is stored (STOW-RS checks the
+    study in its URL) without reading it twice.
+    """
     try:
-        parsed = parse_instance(data, transfer_syntax_uid=transfer_syntax_uid, **_limits())
+        return parse_instance(data, transfer_syntax_uid=transfer_syntax_uid, **_limits())
     except DicomRejected as exc:
         return StoreResult(REJECTED, exc.sop_instance_uid, exc.reason, None, path)
+
+
+def parsed_store(
+    *,
+    parsed: ParsedInstance,
+    data: bytes,
+    source: str,
+    user: Any = None,
+    group: Group | str | None = None,
+    path: str = "",
+) -> StoreResult:
+    """The second half of ``instance_store``, for an instance from ``instance_parse``."""
     return _store_parsed(parsed, data=data, source=source, user=user, group=group, path=path)
 
 

@@ -178,6 +178,9 @@ MEDVAULT_S3_ACCESS_KEY_ID = envstr("MEDVAULT_S3_ACCESS_KEY_ID", "")
 MEDVAULT_S3_SECRET_ACCESS_KEY = envstr("MEDVAULT_S3_SECRET_ACCESS_KEY", "")
 # Lossless transfer syntax that pixel data is re-encoded into ("none" keeps what arrived).
 MEDVAULT_COMPRESSION = envstr("MEDVAULT_COMPRESSION", "jpegls")
+# Deferred: ingest stores what arrived (durable, bit-exact) and the worker compresses it
+# later; false compresses inside ingest, before the sender gets its answer.
+MEDVAULT_COMPRESSION_DEFERRED = envbool("MEDVAULT_COMPRESSION_DEFERRED", True)
 # Limits on what one upload may expand to.
 MEDVAULT_MAX_UPLOAD_BYTES = envint("MEDVAULT_MAX_UPLOAD_BYTES", 2 * 1024**3)
 MEDVAULT_MAX_IMAGE_PIXELS = envint("MEDVAULT_MAX_IMAGE_PIXELS", 64 * 1024 * 1024)

@@ -1,0 +1,200 @@
+"""Deferred compression: the worker re-encodes instances that ingest kept as received.
+
+With ``MEDVAULT_COMPRESSION_DEFERRED`` on, ingest writes the received bytes (durable,
+indexed, visible, bit-exact) and queues a ``CompressionTask`` in the same transaction. A
+worker (``medvault worker`` when it has no analysis job, or ``medvault compress``) then:
+
+1. claims the task with a conditional ``UPDATE`` (a lease, as analysis jobs do);
+2. reads the stored blob and checks that it still decodes to the indexed pixels
+   (``pixel_sha256``);
+3. re-encodes it with ``MEDVAULT_COMPRESSION`` exactly as inline ingest would
+   (``storage_bytes``: encode, decode, compare every pixel);
+4. decodes the new Part 10 file once more, independently, and compares its pixel hash;
+5. writes the new blob durably, then swaps the row to it in one transaction whose
+   ``UPDATE`` only matches while the row still points at the old blob, and deletes the task;
+6. deletes the old blob when no row or other app refers to it any more.
+
+A crash at any step leaves the row pointing at the original blob, which is only deleted
+after the swap has committed; a new blob written before a crash is an orphan that
+``medvault scrub --repair`` removes. A reader that loaded the row just before a swap and
+finds the old blob gone reads the row again (``archive.selectors.instance_blob``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from dataclasses import dataclass, field
+from datetime import timedelta
+from io import BytesIO
+
+import pydicom
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from medvault.archive.blobstore import blob_store
+from medvault.archive.models import CompressionTask, Instance
+from medvault.archive.services import (
+    _limits,
+    _referenced_elsewhere,
+    storage_bytes,
+)
+from medvault.core.blobs import BlobNotFound
+from medvault.core.codecs import decode_pixels
+from medvault.core.dicom.parse import DicomRejected, parse_instance, pixel_sha256
+
+log = logging.getLogger(__name__)
+
+COMPRESSED = "compressed"  # the blob was swapped for its lossless re-encoding
+KEPT = "kept"  # nothing to gain (codec refused, not smaller, setting is "none"): as received
+FAILED = "failed"  # this attempt failed; the original blob is untouched
+GONE = "gone"  # the instance was deleted or changed under us
+
+
+@dataclass
+class CompressionStats:
+    compressed: int = 0
+    kept: int = 0
+    failed: int = 0
+    bytes_before: int = 0
+    bytes_after: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+def _lease_seconds() -> int:
+    return int(getattr(settings, "MEDVAULT_JOB_LEASE_SECONDS", 300))
+
+
+def _max_attempts() -> int:
+    return int(getattr(settings, "MEDVAULT_JOB_MAX_ATTEMPTS", 3))
+
+
+def _claimable(now: object) -> Q:
+    return Q(lease_until__isnull=True) | Q(lease_until__lt=now)
+
+
+def compression_pending() -> int:
+    """Tasks still to do (failed ones that ran out of attempts are not counted)."""
+    return CompressionTask.objects.filter(attempts__lt=_max_attempts()).count()
+
+
+def compression_claim(*, worker_id: str, batch: int = 8) -> CompressionTask | None:
+    """Claim the oldest claimable task for ``worker_id``, or None when there is none."""
+    now = timezone.now()
+    limit = _max_attempts()
+    candidates = list(
+        CompressionTask.objects.filter(_claimable(now), attempts__lt=limit)
+        .order_by("id")
+        .values_list("id", flat=True)[:batch]
+    )
+    for task_id in candidates:
+        claimed = CompressionTask.objects.filter(
+            _claimable(now), id=task_id, attempts__lt=limit
+        ).update(
+            lease_until=now + timedelta(seconds=_lease_seconds()),
+            worker_id=worker_id[:128],
+            attempts=F("attempts") + 1,
+        )
+        if claimed == 1:
+            return CompressionTask.objects.select_related("instance").get(id=task_id)
+    return None
+
+
+def _fail(task: CompressionTask, error: str) -> str:
+    """Record the failed attempt; the task is claimable again once its lease is dropped."""
+    log.warning("compression of instance %s failed: %s", task.instance_id, error)
+    CompressionTask.objects.filter(pk=task.pk, worker_id=task.worker_id).update(
+        lease_until=None, error=error[:2000]
+    )
+    return FAILED
+
+
+def compression_run(*, task: CompressionTask) -> tuple[str, int, int]:
+    """Re-encode one claimed task's instance; returns (outcome, bytes before, bytes after).
+
+    Never raises for a bad blob or codec: the attempt is recorded as failed and the
+    original blob stays in place.
+    """
+    instance = Instance.objects.filter(pk=task.instance_id).first()
+    if instance is None:
+        return GONE, 0, 0
+    store = blob_store()
+    old_key, old_ts = instance.blob_key, instance.transfer_syntax_uid
+    try:
+        data = store.get(old_key)
+    except BlobNotFound:
+        return _fail(task, f"stored blob {old_key} is missing"), 0, 0
+    try:
+        parsed = parse_instance(data, **_limits())
+    except DicomRejected as exc:
+        return _fail(task, f"stored blob no longer parses: {exc.reason}"), 0, 0
+    if parsed.pixel_sha256 != instance.pixel_sha256:
+        return _fail(task, "stored blob does not decode to the indexed pixels; left as is"), 0, 0
+    try:
+        blob, new_ts = storage_bytes(parsed, data)
+    except (ValueError, RuntimeError, MemoryError) as exc:
+        return _fail(task, f"re-encoding failed: {exc}"), 0, 0
+    if new_ts == old_ts or blob is data:
+        CompressionTask.objects.filter(pk=task.pk).delete()
+        return KEPT, len(data), len(data)
+    # An independent check of the file that will be kept, as a reader will decode it.
+    try:
+        check = decode_pixels(pydicom.dcmread(BytesIO(blob)))
+    except (ValueError, RuntimeError, TypeError, AttributeError, KeyError, EOFError) as exc:
+        return _fail(task, f"the re-encoded file does not decode: {exc}"), 0, 0
+    if parsed.pixels is None or pixel_sha256(check.reshape(parsed.pixels.shape)) != instance.pixel_sha256:
+        return _fail(task, "the re-encoded file decodes to different pixels; left as is"), 0, 0
+    try:
+        new_key = store.put(blob)
+    except OSError as exc:
+        return _fail(task, f"writing the re-encoded blob failed: {exc}"), 0, 0
+    with transaction.atomic():
+        swapped = Instance.objects.filter(pk=instance.pk, blob_key=old_key).update(
+            blob_key=new_key, transfer_syntax_uid=new_ts, stored_bytes=len(blob)
+        )
+        CompressionTask.objects.filter(pk=task.pk).delete()
+    if not swapped:
+        # Changed or deleted meanwhile; the new blob, if unreferenced, is left to scrub.
+        return GONE, 0, 0
+    if (
+        old_key != new_key
+        and not Instance.objects.filter(blob_key=old_key).exists()
+        and not _referenced_elsewhere(old_key)
+    ):
+        store.delete(old_key)
+    return COMPRESSED, len(data), len(blob)
+
+
+def compression_step(*, worker_id: str) -> str | None:
+    """Claim and run one task; None when there was nothing to claim."""
+    task = compression_claim(worker_id=worker_id)
+    if task is None:
+        return None
+    return compression_run(task=task)[0]
+
+
+def compression_drain(*, worker_id: str | None = None, limit: int | None = None) -> CompressionStats:
+    """Run tasks until none is claimable (or ``limit`` were run); for ``medvault compress``."""
+    wid = worker_id or f"{socket.gethostname()}:{os.getpid()}:compress"
+    stats = CompressionStats()
+    done = 0
+    while limit is None or done < limit:
+        task = compression_claim(worker_id=wid)
+        if task is None:
+            break
+        outcome, before, after = compression_run(task=task)
+        done += 1
+        if outcome == COMPRESSED:
+            stats.compressed += 1
+            stats.bytes_before += before
+            stats.bytes_after += after
+        elif outcome == KEPT:
+            stats.kept += 1
+        elif outcome == FAILED:
+            stats.failed += 1
+            task.refresh_from_db()
+            stats.errors.append(f"instance {task.instance_id}: {task.error}")
+    return stats

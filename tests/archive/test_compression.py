@@ -1,0 +1,167 @@
+"""Deferred compression: ingest keeps what arrived, the worker re-encodes it later.
+
+Real codecs, real blob store, real database; the only stand-in is a blob store whose
+writes fail (a full disk), to show that a failed re-encoding leaves the original.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pydicom
+import pytest
+
+from medvault.archive import selectors, services
+from medvault.archive.compression import (
+    COMPRESSED,
+    compression_claim,
+    compression_drain,
+    compression_pending,
+    compression_run,
+)
+from medvault.archive.models import CompressionTask, Instance
+from medvault.core.blobs import FilesystemBlobStore
+
+from .helpers import ct_series, read_pixels
+
+pytestmark = pytest.mark.django_db
+
+JPEG_LS = "1.2.840.10008.1.2.4.80"
+EXPLICIT_LE = "1.2.840.10008.1.2.1"
+
+
+@pytest.fixture
+def deferred(settings, blob_dir) -> Path:
+    settings.MEDVAULT_COMPRESSION_DEFERRED = True
+    settings.MEDVAULT_COMPRESSION = "jpegls"
+    return blob_dir
+
+
+def _ingest(files: list[bytes]) -> list[Instance]:
+    results = [services.instance_store(data=f, source="test") for f in files]
+    assert all(r.status == services.STORED for r in results), [r.reason for r in results]
+    return [r.instance for r in results]
+
+
+def _blob_files(blob_dir: Path) -> set[str]:
+    return {p.name for p in blob_dir.rglob("*") if p.is_file() and "tmp" not in p.parts}
+
+
+def test_deferred_ingest_keeps_the_received_bytes_and_queues_a_task(shared_data, deferred):
+    files = ct_series(shared_data, 3, seed=11)
+    instances = _ingest(files)
+    for inst, data in zip(instances, files):
+        assert inst.transfer_syntax_uid == EXPLICIT_LE
+        assert selectors.instance_blob(instance=inst) == data  # bit-exact, as received
+    assert CompressionTask.objects.count() == 3
+    assert compression_pending() == 3
+
+
+def test_inline_compression_queues_nothing(shared_data, settings, blob_dir):
+    settings.MEDVAULT_COMPRESSION_DEFERRED = False
+    inst = _ingest(ct_series(shared_data, 1, seed=12))[0]
+    assert inst.transfer_syntax_uid == JPEG_LS
+    assert not CompressionTask.objects.exists()
+
+
+def test_drain_swaps_to_bit_exact_jpegls_and_deletes_the_old_blob(shared_data, deferred):
+    files = ct_series(shared_data, 3, seed=13)
+    instances = _ingest(files)
+    old_keys = {inst.blob_key for inst in instances}
+    stats = compression_drain()
+    assert (stats.compressed, stats.failed, stats.kept) == (3, 0, 0)
+    assert stats.bytes_after < stats.bytes_before
+    assert not CompressionTask.objects.exists()
+    for inst, data in zip(instances, files):
+        inst.refresh_from_db()
+        assert inst.transfer_syntax_uid == JPEG_LS
+        assert inst.stored_bytes < inst.received_bytes
+        assert np.array_equal(selectors.instance_pixels(instance=inst), read_pixels(data))
+        native = selectors.instance_part10_bytes(instance=inst, transfer_syntax_uid=EXPLICIT_LE)
+        assert np.array_equal(read_pixels(native), read_pixels(data))
+    # The originals are gone, and scrub finds nothing missing, corrupt or orphaned.
+    assert not (old_keys & _blob_files(deferred))
+    report = services.blob_scrub(min_age_s=0)
+    assert (report["missing"], report["corrupt"], report["orphans"]) == ([], [], [])
+
+
+def test_resend_after_compression_is_still_a_duplicate(shared_data, deferred):
+    files = ct_series(shared_data, 1, seed=14)
+    _ingest(files)
+    compression_drain()
+    again = services.instance_store(data=files[0], source="test")
+    assert again.status == services.DUPLICATE
+
+
+def full_disk_store(settings: Any) -> FilesystemBlobStore:
+    """A filesystem store that cannot write (ENOSPC) but reads what is there."""
+
+    class FullDisk(FilesystemBlobStore):
+        def put(self, data: bytes) -> str:
+            raise OSError(28, "No space left on device")
+
+    return FullDisk(settings.MEDVAULT_BLOB_DIR)
+
+
+def test_failed_transcode_leaves_the_original(shared_data, deferred, settings):
+    files = ct_series(shared_data, 1, seed=15)
+    inst = _ingest(files)[0]
+    before = _blob_files(deferred)
+    settings.MEDVAULT_BLOB_BACKEND = f"{__name__}:full_disk_store"
+    stats = compression_drain()
+    assert stats.compressed == 0 and stats.failed >= 1
+    task = CompressionTask.objects.get(instance=inst)
+    assert "No space left" in task.error
+    inst.refresh_from_db()
+    assert inst.transfer_syntax_uid == EXPLICIT_LE
+    assert selectors.instance_blob(instance=inst) == files[0]
+    assert _blob_files(deferred) == before
+
+
+def test_a_blob_that_no_longer_matches_its_pixels_is_not_recompressed(shared_data, deferred):
+    files = ct_series(shared_data, 1, seed=16)
+    inst = _ingest(files)[0]
+    path = next(p for p in deferred.rglob(inst.blob_key))
+    damaged = bytearray(path.read_bytes())
+    start = bytes(damaged).rfind(b"\xe0\x7f\x10\x00OW") + 12  # Pixel Data's value
+    damaged[start + 1000] ^= 0xFF
+    path.write_bytes(bytes(damaged))
+    stats = compression_drain()
+    assert stats.compressed == 0 and stats.failed >= 1
+    inst.refresh_from_db()
+    assert inst.blob_key == path.name and inst.transfer_syntax_uid == EXPLICIT_LE
+    assert path.read_bytes() == bytes(damaged)  # left for scrub to report, never replaced
+    assert "indexed pixels" in CompressionTask.objects.get(instance=inst).error
+
+
+def test_a_reader_holding_the_row_from_before_the_swap_gets_the_new_blob(shared_data, deferred):
+    files = ct_series(shared_data, 1, seed=17)
+    stale = _ingest(files)[0]  # loaded before the swap, like a WADO request in flight
+    task = compression_claim(worker_id="test")
+    assert task is not None
+    assert compression_run(task=task)[0] == COMPRESSED
+    native = selectors.instance_part10_bytes(instance=stale, transfer_syntax_uid=EXPLICIT_LE)
+    assert pydicom.dcmread(__import__("io").BytesIO(native)).file_meta.TransferSyntaxUID == EXPLICIT_LE
+    assert np.array_equal(read_pixels(native), read_pixels(files[0]))
+    assert stale.transfer_syntax_uid == JPEG_LS  # the row was read again
+
+
+def test_a_claimed_task_is_not_claimed_twice_until_its_lease_ends(shared_data, deferred):
+    _ingest(ct_series(shared_data, 1, seed=18))
+    assert compression_claim(worker_id="a") is not None
+    assert compression_claim(worker_id="b") is None
+    CompressionTask.objects.update(lease_until=None)  # as if the lease had run out
+    assert compression_claim(worker_id="b") is not None
+
+
+def test_the_worker_compresses_when_it_has_no_analysis_job(shared_data, deferred, settings):
+    from medvault.analysis.worker import worker_run
+
+    settings.MEDVAULT_AUTO_ANALYSE = False
+    _ingest(ct_series(shared_data, 2, seed=19))
+    stats = worker_run(stop=threading.Event(), once=True, backend=object())  # type: ignore[arg-type]
+    assert stats.compressed == 2
+    assert set(Instance.objects.values_list("transfer_syntax_uid", flat=True)) == {JPEG_LS}
