@@ -386,3 +386,57 @@ def _is_trailing_padding(data: bytes, offset: int) -> bool:
     if data[offset : offset + 8] != b"\xfc\xff\xfc\xffOB\x00\x00":
         return False
     return offset + 12 + int.from_bytes(data[offset + 8 : offset + 12], "little") == len(data)
+
+
+_ENCAPSULATED_PIXEL_LE = _PIXEL_TAG_LE + b"OB\x00\x00\xff\xff\xff\xff"
+_ITEM = b"\xfe\xff\x00\xe0"
+_SEQUENCE_DELIMITER = b"\xfe\xff\xdd\xe0"
+
+
+def splice_native_pixels(
+    data: bytes, file_meta: FileMetaDataset, native: bytes, vr: str
+) -> bytes | None:
+    """Part 10 bytes = ``data`` (encapsulated) with native Pixel Data and new file meta.
+
+    The reverse of ``splice_encapsulated_pixels``, for decompressing on retrieval: the data
+    set of every encapsulated syntax is Explicit VR Little Endian, so only the file meta and
+    the top-level Pixel Data element change, and the rest is copied as stored instead of
+    re-serialising the whole data set. ``native`` is the little-endian pixel bytes (even
+    length), ``vr`` "OW" or "OB". Returns ``None`` when ``data`` does not have that shape
+    (the caller then writes the data set in full).
+    """
+    from pydicom.filebase import DicomBytesIO
+    from pydicom.filewriter import write_file_meta_info
+
+    if vr not in ("OW", "OB") or len(native) % 2 or len(native) >= 0xFFFFFFFF:
+        return None
+    if len(data) < 144 or data[128:132] != b"DICM" or data[132:136] != b"\x02\x00\x00\x00":
+        return None
+    if data[136:138] != b"UL":
+        return None
+    body_start = 144 + int.from_bytes(data[140:144], "little")
+    position = data.rfind(_ENCAPSULATED_PIXEL_LE, body_start)
+    if position < body_start:
+        return None
+    # Walk the items to the Sequence Delimitation Item: this also proves that ``position``
+    # is an element header and not bytes inside a compressed frame.
+    cursor = position + 12
+    end = -1
+    while cursor + 8 <= len(data):
+        tag = data[cursor : cursor + 4]
+        length = int.from_bytes(data[cursor + 4 : cursor + 8], "little")
+        if tag == _SEQUENCE_DELIMITER:
+            end = cursor + 8
+            break
+        if tag != _ITEM or length == 0xFFFFFFFF:
+            return None
+        cursor += 8 + length
+    if end < 0 or not (end == len(data) or _is_trailing_padding(data, end)):
+        return None
+    meta = DicomBytesIO()
+    meta.is_little_endian, meta.is_implicit_VR = True, False
+    write_file_meta_info(meta, file_meta, enforce_standard=True)
+    element = _PIXEL_TAG_LE + vr.encode() + b"\x00\x00" + len(native).to_bytes(4, "little")
+    return b"".join(
+        (data[:128], b"DICM", meta.getvalue(), data[body_start:position], element, native, data[end:])
+    )
