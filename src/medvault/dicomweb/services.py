@@ -11,7 +11,8 @@ import pydicom
 from pydicom.errors import InvalidDicomError
 
 from medvault.accounts.audit import audit_record
-from medvault.archive.services import instance_store
+from medvault.archive.services import StoreResult, instance_parse, parsed_store
+from medvault.core.dicom.parse import ParsedInstance
 from medvault.core.dicom.multipart import Part, media_type_parse
 
 
@@ -67,8 +68,18 @@ def stow_store(
     studies: set[str] = set()
     for part in parts:
         ctype = media_type_parse(part.content_type or "application/dicom")
-        sop_class, sop_uid, part_study = _uids(part.content)
         failure: tuple[FailureReason, str] | None = None
+        parsed: ParsedInstance | StoreResult | None = None
+        if ctype.type == "application/dicom":
+            # Parsed once: the UIDs for the response come from the data set that is stored.
+            parsed = instance_parse(data=part.content)
+        if isinstance(parsed, ParsedInstance):
+            ds = parsed.dataset
+            sop_class, sop_uid = parsed.sop_class_uid, parsed.sop_instance_uid
+            part_study = str(ds.StudyInstanceUID)
+        else:
+            # Not stored: read what UIDs can be read, for the FailedSOPSequence.
+            sop_class, sop_uid, part_study = _uids(part.content)
         if ctype.type != "application/dicom":
             failure = (FailureReason.UNSUPPORTED_MEDIA_TYPE, f"part media type {ctype.type!r} is not application/dicom")
         elif study_uid is not None and part_study and part_study != study_uid:
@@ -77,7 +88,13 @@ def stow_store(
                 f"StudyInstanceUID {part_study} differs from the study {study_uid} in the URL",
             )
         else:
-            result = instance_store(data=part.content, source="stow", user=user, group=group)
+            if isinstance(parsed, ParsedInstance):
+                result = parsed_store(
+                    parsed=parsed, data=part.content, source="stow", user=user, group=group
+                )
+            else:
+                assert parsed is not None
+                result = parsed
             if result.status in ("stored", "duplicate") and result.instance is not None:
                 inst = result.instance
                 series = inst.series
