@@ -51,9 +51,19 @@ def is_deidentified_user(user: Any) -> bool:
     return is_active_user(user) and not is_administrator(user) and user.role == Role.RESEARCHER
 
 
+def user_group_ids(user: Any) -> list[int]:
+    """The ids of ``user``'s groups, read once per user object (that is, once per request:
+    every request authenticates a fresh one), however many checks ask."""
+    cached: list[int] | None = getattr(user, "_medvault_group_ids", None)
+    if cached is None:
+        cached = list(user.groups.values_list("id", flat=True))
+        user._medvault_group_ids = cached
+    return cached
+
+
 def active_shares_q(user: Any, prefix: str = "shares__") -> Q:
     now = timezone.now()
-    group_ids = list(user.groups.values_list("id", flat=True))
+    group_ids = user_group_ids(user)
     return Q(**{f"{prefix}revoked_at__isnull": True, f"{prefix}expires_at__gt": now}) & (
         Q(**{f"{prefix}shared_with_user": user}) | Q(**{f"{prefix}shared_with_group__in": group_ids})
     )
@@ -72,8 +82,7 @@ def visible_studies(user: Any) -> QuerySet[Any]:
     if user.role == Role.TECHNICIAN:
         own = Study.objects.filter(series__instances__uploaded_by=user).values("pk")
         return Study.objects.filter(Q(pk__in=own) | Q(pk__in=shared))
-    group_ids = list(user.groups.values_list("id", flat=True))
-    return Study.objects.filter(Q(group_id__in=group_ids) | Q(pk__in=shared))
+    return Study.objects.filter(Q(group_id__in=user_group_ids(user)) | Q(pk__in=shared))
 
 
 def study_access_via_share(user: Any, study: Any) -> bool:
