@@ -74,6 +74,28 @@ def dicomweb_view(permission: str) -> Callable[[Callable[..., HttpResponse]], Ca
     return decorate
 
 
+def with_options(view: Callable[..., HttpResponse], methods: str) -> Callable[..., HttpResponse]:
+    """Answer ``OPTIONS`` on a DICOMweb resource with the methods it allows (PS3.18 8.9).
+
+    Unauthenticated, like a CORS pre-flight: it names methods only, never data.
+    """
+
+    allow = ", ".join([*methods.split(), "OPTIONS"])
+
+    @csrf_exempt
+    @functools.wraps(view)
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if request.method == "OPTIONS":
+            response = HttpResponse(status=200)
+            response["Allow"] = allow
+            if "POST" in allow:
+                response["Accept-Post"] = 'multipart/related; type="application/dicom"'
+            return response
+        return view(request, *args, **kwargs)
+
+    return wrapper
+
+
 def _base_url(request: HttpRequest) -> str:
     return request.build_absolute_uri("/dicomweb").rstrip("/")
 
@@ -477,6 +499,67 @@ def frame_rendered(request: HttpRequest, study: str, series: str, instance: str,
 @dicomweb_view("view")
 def instance_thumbnail(request: HttpRequest, study: str, series: str, instance: str) -> HttpResponse:
     return _render(request, _one_instance(request, study, series, instance), 1, True)
+
+
+def _rendered_many(request: HttpRequest, instances: list[Instance]) -> HttpResponse:
+    """Rendered study or series (PS3.18 10.4.1): every frame of every instance, one part each,
+    as multipart/related of image/jpeg (default) or image/png."""
+    accept = request.GET.get("accept") or request.META.get("HTTP_ACCEPT", "") or "*/*"
+    media_type = ""
+    for media in accept_parse(accept):
+        inner = media.params.get("type", "").strip('"').lower() if media.type == "multipart/related" else media.type
+        if inner in ("image/jpeg", "image/png"):
+            media_type = inner
+            break
+        if inner in ("", "*/*", "image/*") and media.type in ("multipart/related", "*/*", "image/*"):
+            media_type = "image/jpeg"
+            break
+    if not media_type:
+        raise not_acceptable(
+            'rendered studies and series are multipart/related; type="image/jpeg" or '
+            f'type="image/png"; Accept was {accept[:100]!r}'
+        )
+    try:
+        window = window_parse(request.GET["window"]) if request.GET.get("window") else None
+        viewport = viewport_parse(request.GET["viewport"]) if request.GET.get("viewport") else None
+        quality = int(request.GET.get("quality", "90"))
+    except (RenderError, ValueError) as exc:
+        raise bad_request(str(exc)) from None
+    metas = dict(Instance.objects.filter(pk__in=[i.pk for i in instances]).values_list("pk", "metadata"))
+    first = instances[0]
+    audit_record(user=request.user, action="view", request=request,
+                 study_uid=first.series.study.study_instance_uid,
+                 series_uid=first.series.series_instance_uid if len({i.series_id for i in instances}) == 1 else "",
+                 detail=f"WADO-RS rendered {len(instances)} instances")
+    boundary = boundary_new()
+
+    def parts() -> Iterator[tuple[bytes, str]]:
+        for inst in instances:
+            for index in range(inst.number_of_frames or 1):
+                pixels = instance_pixels(instance=inst, frame=index)
+                try:
+                    data = frame_render(pixels, metas[inst.pk], window=window, viewport=viewport,
+                                        media_type=media_type, quality=quality)
+                except RenderError:
+                    continue  # an image that cannot be rendered (e.g. no pixels) is left out
+                yield data, media_type
+
+    return StreamingHttpResponse(
+        multipart_build(parts(), boundary),
+        content_type=multipart_content_type(boundary, media_type),
+    )
+
+
+@require_http_methods(["GET"])
+@dicomweb_view("view")
+def series_rendered(request: HttpRequest, study: str, series: str) -> HttpResponse:
+    return _rendered_many(request, list(instances_select(user=request.user, study_uid=study, series_uid=series)))
+
+
+@require_http_methods(["GET"])
+@dicomweb_view("view")
+def study_rendered(request: HttpRequest, study: str) -> HttpResponse:
+    return _rendered_many(request, list(instances_select(user=request.user, study_uid=study)))
 
 
 def _middle(qs: Any) -> Instance:
