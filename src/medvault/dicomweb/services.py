@@ -49,6 +49,97 @@ def _uids(data: bytes) -> tuple[str, str, str]:
         return "", "", ""
 
 
+@dataclass(frozen=True)
+class JsonFailure:
+    """An instance of a JSON STOW-RS request that could not be turned into a data set."""
+
+    sop_class_uid: str
+    sop_instance_uid: str
+    reason: str
+
+
+class StowJsonError(ValueError):
+    """The request as a whole is malformed (400): no JSON part, or JSON that is not an array
+    of DICOM JSON objects."""
+
+
+class _BulkRefused(Exception):
+    """A BulkDataURI with no matching part, or bulk data we do not take."""
+
+
+def _json_value(item: dict[str, Any], tag: str) -> str:
+    element = item.get(tag)
+    if isinstance(element, dict) and isinstance(element.get("Value"), list) and element["Value"]:
+        return str(element["Value"][0])[:64]
+    return ""
+
+
+def stow_json_parts(parts: list[Part]) -> tuple[list[Part], list[JsonFailure]]:
+    """``multipart/related; type="application/dicom+json"`` (PS3.18 10.5.1.2.2) as Part 10
+    parts for ``stow_store``.
+
+    The first part is a JSON array of DICOM JSON data sets; the other parts are bulk data whose
+    ``Content-Location`` a ``BulkDataURI`` names (``InlineBinary`` works too). Bulk data must
+    be uncompressed (``application/octet-stream``); the data set is written in Explicit VR
+    Little Endian. Data sets that cannot be built come back as failures.
+    """
+    import json
+
+    from pydicom import Dataset
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian
+
+    from medvault.core.dicom.parse import dataset_to_part10
+
+    if not parts or media_type_parse(parts[0].content_type).type != "application/dicom+json":
+        raise StowJsonError("the first part must be the application/dicom+json metadata")
+    try:
+        items = json.loads(parts[0].content)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise StowJsonError(f"the metadata part is not JSON: {exc}") from None
+    if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+        raise StowJsonError("the metadata part must be a JSON array of DICOM JSON objects")
+    bulk: dict[str, Part] = {}
+    for part in parts[1:]:
+        location = part.headers.get("content-location", "").strip()
+        if location:
+            bulk[location] = part
+    out: list[Part] = []
+    failures: list[JsonFailure] = []
+    for item in items:
+        sop_class, sop_uid = _json_value(item, "00080016"), _json_value(item, "00080018")
+
+        def bulk_data(uri: str) -> bytes:
+            found = bulk.get(uri)
+            if found is None:
+                raise _BulkRefused(f"no bulk data part has Content-Location {uri[:100]}")
+            kind = media_type_parse(found.content_type or "application/octet-stream")
+            if kind.type != "application/octet-stream" or kind.params.get("transfer-syntax"):
+                raise _BulkRefused(
+                    f"send compressed images as application/dicom, not as bulk data "
+                    f"({found.content_type[:60]})"
+                )
+            return found.content
+
+        try:
+            ds = Dataset.from_json(item, bulk_data_uri_handler=bulk_data)
+            meta = FileMetaDataset()
+            meta.MediaStorageSOPClassUID = sop_class
+            meta.MediaStorageSOPInstanceUID = sop_uid
+            meta.TransferSyntaxUID = ExplicitVRLittleEndian
+            ds.file_meta = meta
+            ds.set_original_encoding(False, True)
+            data = dataset_to_part10(ds)
+        except _BulkRefused as exc:
+            failures.append(JsonFailure(sop_class, sop_uid, str(exc)))
+            continue
+        except (KeyError, ValueError, TypeError, AttributeError, OverflowError) as exc:
+            failures.append(JsonFailure(sop_class, sop_uid, f"cannot build the data set: {exc}"))
+            continue
+        out.append(Part({"content-type": "application/dicom"}, data))
+    return out, failures
+
+
 def _uid_element(value: str) -> dict[str, Any]:
     return {"vr": "UI", "Value": [value]} if value else {"vr": "UI"}
 
@@ -61,11 +152,27 @@ def stow_store(
     study_uid: str | None,
     base_url: str,
     request: Any = None,
+    failures: list[JsonFailure] | None = None,
 ) -> StowOutcome:
-    """Store each ``application/dicom`` part; build the PS3.18 store response."""
+    """Store each ``application/dicom`` part; build the PS3.18 store response.
+
+    ``failures`` are instances that failed before they became parts (from
+    ``stow_json_parts``); they are reported and audited like the others.
+    """
     referenced: list[dict[str, Any]] = []
     failed: list[dict[str, Any]] = []
     studies: set[str] = set()
+    for item in failures or []:
+        failed.append({
+            "00081150": _uid_element(item.sop_class_uid),
+            "00081155": _uid_element(item.sop_instance_uid),
+            "00081197": {"vr": "US", "Value": [int(FailureReason.CANNOT_UNDERSTAND)]},
+            "00000902": {"vr": "LO", "Value": [item.reason[:64]]},
+        })
+        audit_record(
+            user=user, action="upload", outcome="error", request=request,
+            sop_uid=item.sop_instance_uid, detail=f"STOW-RS rejected: {item.reason}"[:500],
+        )
     for part in parts:
         ctype = media_type_parse(part.content_type or "application/dicom")
         failure: tuple[FailureReason, str] | None = None

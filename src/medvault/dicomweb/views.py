@@ -46,7 +46,7 @@ from medvault.dicomweb.selectors import (
     qido_search,
     uid_check,
 )
-from medvault.dicomweb.services import stow_store
+from medvault.dicomweb.services import JsonFailure, StowJsonError, stow_json_parts, stow_store
 
 EXPLICIT_LE = "1.2.840.10008.1.2.1"
 # Transfer syntaxes few peers decode (JPEG XL, added in 2024): "*" sends these decompressed.
@@ -89,7 +89,10 @@ def with_options(view: Callable[..., HttpResponse], methods: str) -> Callable[..
             response = HttpResponse(status=200)
             response["Allow"] = allow
             if "POST" in allow:
-                response["Accept-Post"] = 'multipart/related; type="application/dicom"'
+                response["Accept-Post"] = (
+                    'multipart/related; type="application/dicom", '
+                    'multipart/related; type="application/dicom+json"'
+                )
             return response
         return view(request, *args, **kwargs)
 
@@ -223,20 +226,27 @@ def stow(request: HttpRequest, study: str | None = None) -> HttpResponse:
         raise unsupported_media_type(
             f"STOW-RS takes multipart/related; type=\"application/dicom\", not {media.type or 'nothing'!r}"
         )
-    part_type = media.params.get("type", "application/dicom").lower()
-    if part_type != "application/dicom":
+    part_type = media.params.get("type", "application/dicom").strip('"').lower()
+    if part_type not in ("application/dicom", DICOM_JSON):
         raise unsupported_media_type(
-            f"STOW-RS here takes application/dicom parts only, not {part_type!r}"
+            f"STOW-RS takes application/dicom parts, or {DICOM_JSON} metadata with bulk data "
+            f"parts; not {part_type!r}"
         )
     body = _request_body(request)
     try:
         parts = multipart_parse(body, content_type)
     except MultipartError as exc:
         raise bad_request(f"malformed multipart body: {exc}") from None
+    failures: list[JsonFailure] = []
+    if part_type == DICOM_JSON:
+        try:
+            parts, failures = stow_json_parts(parts)
+        except StowJsonError as exc:
+            raise bad_request(str(exc)) from None
     group = request.user.groups.order_by("name").first()
     outcome = stow_store(
         parts=parts, user=request.user, group=group, study_uid=study,
-        base_url=_base_url(request), request=request,
+        base_url=_base_url(request), request=request, failures=failures,
     )
     return _dicom_json(outcome.body, status=outcome.status)
 
