@@ -87,7 +87,9 @@ def test_stow_conflicting_resend_and_wrong_study(blob_dir, no_analysis, client, 
     "ctype, body, status",
     [
         ("application/dicom", b"DICM", 415),
-        ('multipart/related; type="application/dicom+json"; boundary=x', b"--x\r\n\r\n{}\r\n--x--", 415),
+        # JSON STOW is supported; a metadata part that is not a JSON array is a bad request.
+        ('multipart/related; type="application/dicom+json"; boundary=x', b"--x\r\n\r\n{}\r\n--x--", 400),
+        ('multipart/related; type="image/png"; boundary=x', b"--x\r\n\r\n{}\r\n--x--", 415),
         ('multipart/related; type="application/dicom"; boundary=x', b"--x\r\nContent-Type: application/dicom\r\n\r\nno end", 400),
         ('multipart/related; type="application/dicom"', b"--x--", 400),
     ],
