@@ -102,3 +102,18 @@ def test_echo_and_syntax_choice() -> None:
     assert handlers.syntax_choose({jpegls, explicit}, jpegls) == jpegls
     assert handlers.syntax_choose({explicit}, jpegls) == explicit
     assert handlers.syntax_choose({"1.2.840.10008.1.2.4.110"}, "1.2.840.10008.1.2.4.110") == explicit
+
+
+def test_the_calling_ae_is_looked_up_once_per_association(blob_dir: Any, settings: Any) -> None:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    settings.MEDVAULT_AUTO_ANALYSE = False
+    RemoteAE.objects.create(ae_title="MODALITY", host="127.0.0.1", port=104)
+    event = FakeEvent("MODALITY")
+    with CaptureQueriesContext(connection) as ctx:
+        for seed in range(3):
+            (event._data,) = ct_series(1, patient_id="ONCE", patient_name="Once^Only", seed=seed)
+            assert handlers.handle_store(event) == Status.SUCCESS
+    lookups = [q for q in ctx.captured_queries if "dimse_remoteae" in q["sql"]]
+    assert len(lookups) == 1

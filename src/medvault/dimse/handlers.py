@@ -40,9 +40,21 @@ _PATIENT_ROOT = {"1.2.840.10008.5.1.4.1.2.1.1", "1.2.840.10008.5.1.4.1.2.1.2", "
 _NOT_MATCHING = {0x00080005, 0x00080052, 0x00080054, 0x00080056, 0x00081190}
 
 
+_NOT_LOOKED_UP = object()
+
+
 def calling_ae(event: Event) -> RemoteAE | None:
-    title = str(event.assoc.requestor.ae_title).strip()
-    return RemoteAE.objects.filter(ae_title=title).select_related("group").first()
+    """The configured remote AE of this association, looked up once per association
+    (not once per C-STORE: a modality sends hundreds on one association)."""
+    found = getattr(event.assoc, "_medvault_remote_ae", _NOT_LOOKED_UP)
+    if found is _NOT_LOOKED_UP:
+        title = str(event.assoc.requestor.ae_title).strip()
+        found = RemoteAE.objects.filter(ae_title=title).select_related("group").first()
+        try:
+            event.assoc._medvault_remote_ae = found
+        except AttributeError:
+            pass  # an association object that takes no attributes: look it up every time
+    return found  # type: ignore[return-value]
 
 
 def _peer(event: Event) -> str:
