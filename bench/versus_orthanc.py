@@ -4,13 +4,19 @@
 
 Both servers run inside a private network namespace (``unshare --net``, loopback only;
 Orthanc 1.10 cannot bind one address). MedVault: gunicorn (4 workers) + ``medvault
-dicomserver``, SQLite, lossless compression as configured (default JPEG-LS). Orthanc:
-Debian's 1.10 with the DICOMweb plugin, default settings (no storage compression).
+dicomserver``, SQLite, lossless compression as configured (default JPEG-LS, deferred: ingest
+keeps what arrived and ``medvault compress`` re-encodes it afterwards; ``--inline`` compresses
+inside ingest instead). Orthanc: Debian's 1.10 with the DICOMweb plugin, default settings
+(no storage compression).
 
 Measured, each phase on fresh SOP Instance UIDs so that nothing is a duplicate:
 * STOW-RS ingest with 1 client and with 4 clients (one instance per request);
 * C-STORE ingest (pynetdicom SCU on one association, TCP_NODELAY on the SCU side);
-* disk bytes used by the stored series against the input bytes;
+* with deferred compression: the time ``medvault compress`` takes to re-encode the three
+  stored series, and from it the sustained rate of each ingest phase including its share of
+  compression (1 / (1/acknowledged + compression seconds per instance)); both are reported;
+* disk bytes used by the stored series against the input bytes (after compression; with
+  deferred compression also before it);
 * WADO-RS retrieval of one whole series;
 * QIDO-RS by PatientID after filling both archives to ``--fill`` more studies (small
   instances, one per study), p50 and p95 over 200 queries.
@@ -184,7 +190,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     base = generate_series(args.instances, seed=5)
     input_bytes = sum(len(f) for f in base)
     result: dict[str, Any] = {"instances": args.instances, "input_bytes_per_series": input_bytes}
-    with Peers(work, gunicorn_workers=4, known_aes=("BENCHSCU",)) as peers:
+    mv_env = {"MEDVAULT_COMPRESSION_DEFERRED": "false" if args.inline else "true"}
+    if args.codec:
+        mv_env["MEDVAULT_COMPRESSION"] = args.codec
+    result["medvault_compression"] = f"{args.codec or 'jpegls'}, {'inline' if args.inline else 'deferred'}"
+    with Peers(work, gunicorn_workers=4, known_aes=("BENCHSCU",), medvault_env=mv_env) as peers:
         mv = Target("MedVault", f"{peers.mv}/dicomweb/studies", f"{peers.mv}/dicomweb/studies", peers.mv_auth)
         orth = Target("Orthanc", f"{peers.orthanc}/dicom-web/studies", f"{peers.orthanc}/dicom-web/studies", None)
         for clients in (1, 4):
@@ -200,6 +210,19 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             print(f"C-STORE {name}: {rate:.1f}/s", file=sys.stderr)
         # Three copies of the series are stored on each side by now.
         stored_input = 3 * input_bytes
+        if not args.inline:
+            before = dir_bytes(work / "medvault" / "blobs")
+            result["disk_ratio_before_compression_MedVault"] = round(before / stored_input, 3)
+            start = time.perf_counter()
+            subprocess.run([str(Path(sys.executable).parent / "medvault"), "compress"], env=peers.env,
+                           cwd=ROOT, check=False, stdout=subprocess.DEVNULL)
+            seconds = time.perf_counter() - start
+            per_instance = seconds / (3 * args.instances)
+            result["compress_drain_per_s_MedVault"] = round(3 * args.instances / seconds, 1)
+            print(f"deferred compression of {3 * args.instances} instances: {seconds:.1f} s", file=sys.stderr)
+            for key in [k for k in result if k.endswith("_per_s_MedVault") and not k.startswith("compress")]:
+                sustained = 1 / (1 / result[key] + per_instance)
+                result[key.replace("_per_s_", "_sustained_per_s_")] = round(sustained, 1)
         mv_bytes = dir_bytes(work / "medvault" / "blobs")
         or_bytes = dir_bytes(work / "orthanc" / "db", skip_suffixes=("index", "index-wal", "index-shm"))
         result["disk_ratio_MedVault"] = round(mv_bytes / stored_input, 3)
@@ -242,8 +265,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     ratios = {}
     for key, value in list(result.items()):
         if key.endswith("_MedVault"):
-            other = result.get(key[: -len("MedVault")] + "Orthanc")
-            if other:
+            # Sustained MedVault rates compare with Orthanc's plain ones (it does not compress).
+            other = result.get(key.replace("_sustained", "")[: -len("MedVault")] + "Orthanc")
+            if other and not isinstance(value, str):
                 ratios[key[: -len("_MedVault")]] = round(value / other, 2)
     result["ratios_medvault_over_orthanc"] = ratios
     subprocess.run(["rm", "-rf", str(work)], check=False)
@@ -255,6 +279,8 @@ def main() -> None:
     parser.add_argument("--instances", type=int, default=500)
     parser.add_argument("--fill", type=int, default=10000)
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--inline", action="store_true", help="compress inside ingest (not deferred)")
+    parser.add_argument("--codec", default="", help="MEDVAULT_COMPRESSION for MedVault (default jpegls)")
     args = parser.parse_args()
     if os.environ.get("MV_BENCH_NETNS") != "1":
         reason = orthanc_available()
