@@ -214,7 +214,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             before = dir_bytes(work / "medvault" / "blobs")
             result["disk_ratio_before_compression_MedVault"] = round(before / stored_input, 3)
             start = time.perf_counter()
-            subprocess.run([str(Path(sys.executable).parent / "medvault"), "compress"], env=peers.env,
+            # --keep 0: nothing else runs (no backup), so replaced blobs go at once.
+            subprocess.run([str(Path(sys.executable).parent / "medvault"), "compress", "--keep", "0"], env=peers.env,
                            cwd=ROOT, check=False, stdout=subprocess.DEVNULL)
             seconds = time.perf_counter() - start
             per_instance = seconds / (3 * args.instances)

@@ -11,13 +11,17 @@ worker (``medvault worker`` when it has no analysis job, or ``medvault compress`
    (``storage_bytes``: encode, decode, compare every pixel);
 4. decodes the new Part 10 file once more, independently, and compares its pixel hash;
 5. writes the new blob durably, then swaps the row to it in one transaction whose
-   ``UPDATE`` only matches while the row still points at the old blob, and deletes the task;
-6. deletes the old blob when no row or other app refers to it any more.
+   ``UPDATE`` only matches while the row still points at the old blob, and marks the task
+   swapped (keeping the old blob's key);
+6. once the swap is ``MEDVAULT_COMPRESSION_KEEP_SECONDS`` old, deletes the old blob (when no
+   row or other app refers to it) and the task.
 
-A crash at any step leaves the row pointing at the original blob, which is only deleted
-after the swap has committed; a new blob written before a crash is an orphan that
-``medvault scrub --repair`` removes. A reader that loaded the row just before a swap and
-finds the old blob gone reads the row again (``archive.selectors.instance_blob``).
+A crash at any step leaves the row pointing at a complete blob: the original until the swap
+commits, the verified re-encoding after it. A new blob written before a crash is an orphan that
+``medvault scrub --repair`` removes. The old blob is kept a while after the swap so that a
+backup whose database copy was taken just before the swap still finds every blob it names;
+until then scrub counts it as referenced. A reader that loaded the row before a swap and finds
+the old blob gone reads the row again (``archive.selectors.instance_blob``).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 from io import BytesIO
@@ -61,6 +66,7 @@ class CompressionStats:
     failed: int = 0
     bytes_before: int = 0
     bytes_after: int = 0
+    superseded_deleted: int = 0
     errors: list[str] = field(default_factory=list)
 
 
@@ -72,13 +78,58 @@ def _max_attempts() -> int:
     return int(getattr(settings, "MEDVAULT_JOB_MAX_ATTEMPTS", 3))
 
 
+def _keep_seconds() -> int:
+    return int(getattr(settings, "MEDVAULT_COMPRESSION_KEEP_SECONDS", 3600))
+
+
 def _claimable(now: object) -> Q:
-    return Q(lease_until__isnull=True) | Q(lease_until__lt=now)
+    return Q(swapped_at__isnull=True) & (Q(lease_until__isnull=True) | Q(lease_until__lt=now))
 
 
 def compression_pending() -> int:
     """Tasks still to do (failed ones that ran out of attempts are not counted)."""
-    return CompressionTask.objects.filter(attempts__lt=_max_attempts()).count()
+    return CompressionTask.objects.filter(
+        swapped_at__isnull=True, attempts__lt=_max_attempts()
+    ).count()
+
+
+def superseded_blob_refs() -> list[tuple[str, str]]:
+    """(key, label) of old blobs kept after a swap; scrub counts them as referenced."""
+    return [
+        (key, f"superseded by compression of instance {instance_id}")
+        for key, instance_id in CompressionTask.objects.filter(swapped_at__isnull=False)
+        .exclude(old_blob_key="")
+        .values_list("old_blob_key", "instance_id")
+    ]
+
+
+def compression_cleanup(*, keep_seconds: float | None = None) -> int:
+    """Delete old blobs whose swap is older than ``keep_seconds``, and their tasks.
+
+    Returns how many tasks were finished. A blob another row still refers to is kept.
+    """
+    keep = _keep_seconds() if keep_seconds is None else keep_seconds
+    cutoff = timezone.now() - timedelta(seconds=keep)
+    store = blob_store()
+    finished = 0
+    for task_id, old_key in list(
+        CompressionTask.objects.filter(swapped_at__isnull=False, swapped_at__lte=cutoff)
+        .values_list("id", "old_blob_key")[:500]
+    ):
+        # The task row goes first: from then on scrub may call the blob an orphan, and it is.
+        if not CompressionTask.objects.filter(id=task_id).delete()[0]:
+            continue  # another worker finished it
+        finished += 1
+        if (
+            old_key
+            and not Instance.objects.filter(blob_key=old_key).exists()
+            and not _referenced_elsewhere(old_key)
+        ):
+            try:
+                store.delete(old_key)
+            except OSError as exc:
+                log.warning("could not delete superseded blob %s: %s (scrub will)", old_key, exc)
+    return finished
 
 
 def compression_claim(*, worker_id: str, batch: int = 8) -> CompressionTask | None:
@@ -155,29 +206,45 @@ def compression_run(*, task: CompressionTask) -> tuple[str, int, int]:
         swapped = Instance.objects.filter(pk=instance.pk, blob_key=old_key).update(
             blob_key=new_key, transfer_syntax_uid=new_ts, stored_bytes=len(blob)
         )
-        CompressionTask.objects.filter(pk=task.pk).delete()
+        if swapped:
+            CompressionTask.objects.filter(pk=task.pk).update(
+                old_blob_key=old_key if old_key != new_key else "",
+                swapped_at=timezone.now(), lease_until=None, error="",
+            )
+        else:
+            CompressionTask.objects.filter(pk=task.pk).delete()
     if not swapped:
         # Changed or deleted meanwhile; the new blob, if unreferenced, is left to scrub.
         return GONE, 0, 0
-    if (
-        old_key != new_key
-        and not Instance.objects.filter(blob_key=old_key).exists()
-        and not _referenced_elsewhere(old_key)
-    ):
-        store.delete(old_key)
     return COMPRESSED, len(data), len(blob)
 
 
+_CLEANUP_EVERY_S = 60.0
+_last_cleanup = float("-inf")
+
+
 def compression_step(*, worker_id: str) -> str | None:
-    """Claim and run one task; None when there was nothing to claim."""
+    """Claim and run one task; None when there was nothing to claim.
+
+    With nothing to claim, superseded blobs whose keeping time is over are deleted.
+    """
+    global _last_cleanup
     task = compression_claim(worker_id=worker_id)
     if task is None:
+        now = time.monotonic()
+        if now - _last_cleanup >= _CLEANUP_EVERY_S:  # not on every idle poll
+            _last_cleanup = now
+            compression_cleanup()
         return None
     return compression_run(task=task)[0]
 
 
-def compression_drain(*, worker_id: str | None = None, limit: int | None = None) -> CompressionStats:
-    """Run tasks until none is claimable (or ``limit`` were run); for ``medvault compress``."""
+def compression_drain(
+    *, worker_id: str | None = None, limit: int | None = None, keep_seconds: float | None = None
+) -> CompressionStats:
+    """Run tasks until none is claimable (or ``limit`` were run), then delete superseded
+    blobs older than ``keep_seconds`` (default MEDVAULT_COMPRESSION_KEEP_SECONDS); for
+    ``medvault compress``."""
     wid = worker_id or f"{socket.gethostname()}:{os.getpid()}:compress"
     stats = CompressionStats()
     done = 0
@@ -197,4 +264,5 @@ def compression_drain(*, worker_id: str | None = None, limit: int | None = None)
             stats.failed += 1
             task.refresh_from_db()
             stats.errors.append(f"instance {task.instance_id}: {task.error}")
+    stats.superseded_deleted = compression_cleanup(keep_seconds=keep_seconds)
     return stats

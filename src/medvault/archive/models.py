@@ -139,6 +139,11 @@ class CompressionTask(models.Model):
     attempts = models.PositiveIntegerField(default=0)
     error = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    # After the swap: the blob the row pointed at before, kept until ``swapped_at`` is older
+    # than MEDVAULT_COMPRESSION_KEEP_SECONDS (a backup that copied the database just before
+    # the swap still finds it), then deleted together with this row.
+    old_blob_key = models.CharField(max_length=64, blank=True)
+    swapped_at = models.DateTimeField(null=True, blank=True, db_index=True)
 
     class Meta:
         indexes = [models.Index(fields=["attempts", "lease_until"], name="archive_compress_claim")]

@@ -21,15 +21,21 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--limit", type=int, default=None, help="stop after N tasks")
+        parser.add_argument(
+            "--keep", type=float, default=None, metavar="SECONDS",
+            help="delete the blobs replaced at least this long ago (default "
+            "MEDVAULT_COMPRESSION_KEEP_SECONDS; 0 when no backup is running)",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        stats = compression_drain(limit=options["limit"])
+        stats = compression_drain(limit=options["limit"], keep_seconds=options["keep"])
         report = {
             "compressed": stats.compressed,
             "kept_as_received": stats.kept,
             "failed": stats.failed,
             "bytes_before": stats.bytes_before,
             "bytes_after": stats.bytes_after,
+            "superseded_blobs_deleted": stats.superseded_deleted,
             "pending": compression_pending(),
             "errors": stats.errors[:100],
         }
