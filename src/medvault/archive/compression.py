@@ -78,6 +78,9 @@ def _max_attempts() -> int:
     return int(getattr(settings, "MEDVAULT_JOB_MAX_ATTEMPTS", 3))
 
 
+CLEANUP_BATCH = 500  # superseded blobs deleted per ``compression_cleanup`` call
+
+
 def _keep_seconds() -> int:
     return int(getattr(settings, "MEDVAULT_COMPRESSION_KEEP_SECONDS", 3600))
 
@@ -114,7 +117,7 @@ def compression_cleanup(*, keep_seconds: float | None = None) -> int:
     finished = 0
     for task_id, old_key in list(
         CompressionTask.objects.filter(swapped_at__isnull=False, swapped_at__lte=cutoff)
-        .values_list("id", "old_blob_key")[:500]
+        .values_list("id", "old_blob_key")[:CLEANUP_BATCH]
     ):
         # The task row goes first: from then on scrub may call the blob an orphan, and it is.
         if not CompressionTask.objects.filter(id=task_id).delete()[0]:
@@ -264,5 +267,9 @@ def compression_drain(
             stats.failed += 1
             task.refresh_from_db()
             stats.errors.append(f"instance {task.instance_id}: {task.error}")
-    stats.superseded_deleted = compression_cleanup(keep_seconds=keep_seconds)
+    while True:  # cleanup works in batches
+        finished = compression_cleanup(keep_seconds=keep_seconds)
+        stats.superseded_deleted += finished
+        if not finished:
+            break
     return stats
