@@ -7,9 +7,9 @@ worker (``medvault worker`` when it has no analysis job, or ``medvault compress`
 1. claims the task with a conditional ``UPDATE`` (a lease, as analysis jobs do);
 2. reads the stored blob and checks that it still decodes to the indexed pixels
    (``pixel_sha256``);
-3. re-encodes it with ``MEDVAULT_COMPRESSION`` exactly as inline ingest would
-   (``storage_bytes``: encode, decode, compare every pixel);
-4. decodes the new Part 10 file once more, independently, and compares its pixel hash;
+3. re-encodes it with ``MEDVAULT_COMPRESSION`` as inline ingest would (``storage_bytes``);
+4. decodes the new Part 10 file, as a reader will, and compares the hash of every pixel
+   with the index (inline ingest compares the in-memory frames instead);
 5. writes the new blob durably, then swaps the row to it in one transaction whose
    ``UPDATE`` only matches while the row still points at the old blob, and marks the task
    swapped (keeping the old blob's key);
@@ -182,13 +182,14 @@ def compression_run(*, task: CompressionTask) -> tuple[str, int, int]:
     except BlobNotFound:
         return _fail(task, f"stored blob {old_key} is missing"), 0, 0
     try:
-        parsed = parse_instance(data, **_limits())
+        parsed = parse_instance(data, with_metadata=False, **_limits())
     except DicomRejected as exc:
         return _fail(task, f"stored blob no longer parses: {exc.reason}"), 0, 0
     if parsed.pixel_sha256 != instance.pixel_sha256:
         return _fail(task, "stored blob does not decode to the indexed pixels; left as is"), 0, 0
     try:
-        blob, new_ts = storage_bytes(parsed, data)
+        # The in-memory round trip is skipped: the file itself is decoded just below.
+        blob, new_ts = storage_bytes(parsed, data, verify=False)
     except (ValueError, RuntimeError, MemoryError) as exc:
         return _fail(task, f"re-encoding failed: {exc}"), 0, 0
     if new_ts == old_ts or blob is data:

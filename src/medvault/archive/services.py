@@ -217,19 +217,21 @@ def _as_received(parsed: ParsedInstance, data: bytes) -> bytes:
     return dataset_to_part10(parsed.dataset)
 
 
-def storage_bytes(parsed: ParsedInstance, data: bytes) -> tuple[bytes, str]:
+def storage_bytes(parsed: ParsedInstance, data: bytes, *, verify: bool = True) -> tuple[bytes, str]:
     """Return the Part 10 bytes to keep and their transfer syntax.
 
     Lossless input is re-encoded with ``MEDVAULT_COMPRESSION`` and verified pixel by pixel;
     anything else (lossy input, a codec that refused, a failed round trip) is kept as
-    received, byte for byte when it arrived as a Part 10 file.
+    received, byte for byte when it arrived as a Part 10 file. ``verify=False`` skips the
+    in-memory round trip, for a caller that decodes the returned file itself (deferred
+    compression) before it replaces anything.
     """
     ts = parsed.received_transfer_syntax_uid
     codec = _target_codec()
     if compression_applies(parsed):
         target = CODECS[codec]
         assert parsed.pixels is not None
-        new, why = recompress(parsed.dataset, parsed.pixels, codec)
+        new, why = recompress(parsed.dataset, parsed.pixels, codec, verify=verify)
         if new is not None:
             encoded = None
             if ts == "1.2.840.10008.1.2.1" and "PlanarConfiguration" not in parsed.dataset:

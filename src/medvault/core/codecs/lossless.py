@@ -182,11 +182,14 @@ def encapsulated_pixel_data(ds: Dataset) -> bytes:
     return bytes(ds.PixelData)
 
 
-def recompress(ds: Dataset, pixels: np.ndarray, codec: str) -> tuple[Dataset | None, str]:
+def recompress(
+    ds: Dataset, pixels: np.ndarray, codec: str, *, verify: bool = True
+) -> tuple[Dataset | None, str]:
     """Re-encode ``pixels`` losslessly and verify it decodes to exactly ``pixels``.
 
     Returns the new data set, or ``None`` with the reason when the pixels stay as received
-    (codec refused them, or the round trip differed in any pixel).
+    (codec refused them, or the round trip differed in any pixel). ``verify=False`` skips the
+    round trip, for a caller that decodes the final file itself before keeping it.
     """
     spec = CODECS[codec]
     samples = int(ds.get("SamplesPerPixel", 1) or 1)
@@ -202,6 +205,8 @@ def recompress(ds: Dataset, pixels: np.ndarray, codec: str) -> tuple[Dataset | N
     new = _with_pixels(ds, spec.transfer_syntax_uid, ("OB", encapsulate(frames, has_bot=True)))
     if samples == 3:
         new.add_new(0x00280006, "US", 0)  # PlanarConfiguration: interleaved, as encoded
+    if not verify:
+        return new, ""
     try:
         decoded = _decode_encapsulated(spec.transfer_syntax_uid, new)
     except (ValueError, RuntimeError, TypeError, CodecError) as exc:

@@ -246,6 +246,7 @@ def parse_instance(
     transfer_syntax_uid: str | None = None,
     max_image_pixels: int = 64 * 1024 * 1024,
     max_decoded_bytes: int = 2 * 1024**3,
+    with_metadata: bool = True,
 ) -> ParsedInstance:
     """Read, validate and decode one instance.
 
@@ -259,6 +260,9 @@ def parse_instance(
         Largest Rows x Columns of one frame.
     max_decoded_bytes
         Largest decoded size of all frames together.
+    with_metadata
+        False leaves ``metadata`` empty and ``content_sha256`` blank (for re-reading a stored
+        instance whose index already holds both).
     """
     ds = _read(data, transfer_syntax_uid)
     meta = getattr(ds, "file_meta", None) or FileMetaDataset()
@@ -287,14 +291,14 @@ def parse_instance(
     if not ts:
         raise DicomRejected("File Meta Information has no TransferSyntaxUID", sop_instance_uid=sop_uid)
     try:
-        metadata = dataset_to_json(ds)
+        metadata = dataset_to_json(ds) if with_metadata else {}
     except _READ_ERRORS as exc:
         raise DicomRejected(f"cannot convert the data set to DICOM JSON: {exc}", sop_instance_uid=sop_uid) from None
     parsed = ParsedInstance(
         dataset=ds,
         received_transfer_syntax_uid=ts,
         metadata=metadata,
-        content_sha256=canonical_sha256(metadata),
+        content_sha256=canonical_sha256(metadata) if with_metadata else "",
     )
     has_pixels = any(k in ds for k in PIXEL_KEYWORDS)
     sop_class = str(ds.SOPClassUID)
