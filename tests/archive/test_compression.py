@@ -188,3 +188,18 @@ def test_the_replaced_blob_is_kept_for_backups_in_flight_and_counted_by_scrub(sh
     assert old_key not in _blob_files(deferred)
     assert not CompressionTask.objects.exists()
     assert services.blob_scrub(min_age_s=0)["orphans"] == []
+
+
+def test_jpegxl_effort_setting_makes_smaller_bit_exact_files(shared_data, settings, blob_dir):
+    settings.MEDVAULT_COMPRESSION_DEFERRED = False
+    settings.MEDVAULT_COMPRESSION = "jpegxl"
+    path = shared_data / "dicom/tcia/PROSTATE-MRI_MR.dcm"  # unsigned, as JPEG-XL needs
+    sizes = {}
+    for effort in (1, 7):
+        settings.MEDVAULT_JPEGXL_EFFORT = effort
+        Instance.objects.all().delete()
+        inst = services.instance_store(data=path.read_bytes(), source="test").instance
+        assert inst.transfer_syntax_uid == "1.2.840.10008.1.2.4.110"
+        assert np.array_equal(selectors.instance_pixels(instance=inst), pydicom.dcmread(path).pixel_array)
+        sizes[effort] = inst.stored_bytes
+    assert sizes[7] < sizes[1]

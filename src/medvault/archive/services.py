@@ -231,7 +231,10 @@ def storage_bytes(parsed: ParsedInstance, data: bytes, *, verify: bool = True) -
     if compression_applies(parsed):
         target = CODECS[codec]
         assert parsed.pixels is not None
-        new, why = recompress(parsed.dataset, parsed.pixels, codec, verify=verify)
+        new, why = recompress(
+            parsed.dataset, parsed.pixels, codec, verify=verify,
+            jpegxl_effort=int(getattr(settings, "MEDVAULT_JPEGXL_EFFORT", 3)),
+        )
         if new is not None:
             encoded = None
             if ts == "1.2.840.10008.1.2.1" and "PlanarConfiguration" not in parsed.dataset:

@@ -183,6 +183,8 @@ MEDVAULT_COMPRESSION = envstr("MEDVAULT_COMPRESSION", "jpegls")
 MEDVAULT_COMPRESSION_DEFERRED = envbool("MEDVAULT_COMPRESSION_DEFERRED", True)
 # How long a blob replaced by its compressed form is kept (a backup in flight may need it).
 MEDVAULT_COMPRESSION_KEEP_SECONDS = envint("MEDVAULT_COMPRESSION_KEEP_SECONDS", 3600)
+# JPEG-XL encoder effort 1-9 (MEDVAULT_COMPRESSION=jpegxl): higher is smaller and slower.
+MEDVAULT_JPEGXL_EFFORT = envint("MEDVAULT_JPEGXL_EFFORT", 3)
 # Limits on what one upload may expand to.
 MEDVAULT_MAX_UPLOAD_BYTES = envint("MEDVAULT_MAX_UPLOAD_BYTES", 2 * 1024**3)
 MEDVAULT_MAX_IMAGE_PIXELS = envint("MEDVAULT_MAX_IMAGE_PIXELS", 64 * 1024 * 1024)
