@@ -15,6 +15,9 @@ Measured, each phase on fresh SOP Instance UIDs so that nothing is a duplicate:
 * with deferred compression: the time ``medvault compress`` (one process per core) takes to
   re-encode the three stored series, and from it the sustained rate of each ingest phase including its share of
   compression (1 / (1/acknowledged + compression seconds per instance)); both are reported;
+* with deferred compression, measured: STOW-RS with 4 clients while ``medvault worker`` runs
+  beside it (as in production), acknowledged rate and rate until the last instance is
+  compressed;
 * disk bytes used by the stored series against the input bytes (after compression; with
   deferred compression also before it);
 * WADO-RS retrieval of one whole series;
@@ -154,6 +157,40 @@ def cstore_rate(port: int, called: str, files: list[bytes]) -> float:
     return len(files) / elapsed
 
 
+def stow_with_worker(target: Target, files: list[bytes], peers: Any, work: Path,
+                     processes: int) -> tuple[float, float]:
+    """(acknowledged rate, rate until the compression queue is empty) of 4-client STOW-RS while
+    ``medvault worker`` runs beside the app server, as in production."""
+    import signal
+    import sqlite3
+
+    worker = subprocess.Popen([str(Path(sys.executable).parent / "medvault"), "worker", "--concurrency",
+                               str(processes)], env=peers.env, cwd=ROOT, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(8)  # let the worker processes start (and load their models) first
+        start = time.perf_counter()
+        with ThreadPoolExecutor(4) as pool:
+            list(pool.map(target.stow, [[f] for f in files]))
+        acked = time.perf_counter() - start
+        db = sqlite3.connect(str(work / "medvault" / "medvault.sqlite3"), timeout=60)
+        while db.execute("SELECT COUNT(*) FROM archive_compressiontask WHERE swapped_at IS NULL "
+                         "AND attempts < 3").fetchone()[0]:
+            if worker.poll() is not None or time.perf_counter() - start > 900:
+                raise RuntimeError("medvault worker stopped, or the queue did not drain in 15 min")
+            time.sleep(0.2)
+        total = time.perf_counter() - start
+        db.close()
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        try:
+            worker.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.wait()
+    return len(files) / acked, len(files) / total
+
+
 def dir_bytes(path: Path, skip_suffixes: tuple[str, ...] = ()) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and not p.name.endswith(skip_suffixes))
 
@@ -234,6 +271,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         result["disk_ratio_MedVault"] = round(mv_bytes / stored_input, 3)
         result["disk_ratio_Orthanc"] = round(or_bytes / stored_input, 3)
         print(f"disk: MedVault {mv_bytes / stored_input:.3f}x, Orthanc {or_bytes / stored_input:.3f}x", file=sys.stderr)
+
+        if not args.inline:
+            # Measured, not estimated: STOW-RS with 4 clients while `medvault worker` (one
+            # process per core) compresses alongside, until the last instance is compressed.
+            files = reuid(base, "SUSTAINED-MedVault")
+            acked, total = stow_with_worker(mv, files, peers, work, args.compress_processes)
+            result["stow_4_client_with_worker_acked_per_s_MedVault"] = round(acked, 1)
+            result["stow_4_client_with_worker_compressed_per_s_MedVault"] = round(total, 1)
+            print(f"STOW-RS 4 clients with the worker compressing: acknowledged {acked:.1f}/s, "
+                  f"all compressed {total:.1f}/s", file=sys.stderr)
 
         # WADO-RS of one whole series (the C-STORE copy) from each.
         for name, root, auth in (("MedVault", f"{peers.mv}/dicomweb", peers.mv_auth),
