@@ -478,3 +478,26 @@ def test_structured_report_without_pixels_is_accepted(shared_data, blob_dir):
     assert (inst.rows, inst.raw_pixel_bytes, inst.pixel_sha256) == (None, 0, "")
     assert selectors.instance_part10_bytes(instance=inst) == data
     assert "7FE00010" not in inst.metadata
+
+
+def test_ingest_command_compresses_before_it_returns_even_when_deferred_is_the_default(
+    shared_data, blob_dir, settings
+):
+    """A bulk import has no peer waiting: the archive is compressed when the command ends."""
+    from medvault.archive.models import CompressionTask
+
+    settings.MEDVAULT_COMPRESSION_DEFERRED = True
+    settings.MEDVAULT_COMPRESSION = "jpegls"
+    out = io.StringIO()
+    call_command("ingest", str(shared_data / "dicom/single_ct/CT_small.dcm"), stdout=out, stderr=io.StringIO())
+    uid = json.loads(out.getvalue().splitlines()[0])["sop_instance_uid"]
+    assert Instance.objects.get(sop_instance_uid=uid).transfer_syntax_uid == "1.2.840.10008.1.2.4.80"
+    assert not CompressionTask.objects.exists()
+
+    settings.MEDVAULT_COMPRESSION_DEFERRED = True
+    out = io.StringIO()
+    call_command("ingest", "--defer-compression", str(shared_data / "dicom/single_mr/MR_small.dcm"),
+                 stdout=out, stderr=io.StringIO())
+    uid = json.loads(out.getvalue().splitlines()[0])["sop_instance_uid"]
+    assert Instance.objects.get(sop_instance_uid=uid).transfer_syntax_uid != "1.2.840.10008.1.2.4.80"
+    assert CompressionTask.objects.filter(instance__sop_instance_uid=uid).exists()

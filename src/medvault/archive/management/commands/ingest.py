@@ -17,6 +17,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TextIO
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 from django.db import connection, connections
 from pydicom.uid import generate_uid
@@ -94,9 +95,18 @@ class Command(BaseCommand):
             help="files in flight at once (threads; overlaps fsync waits with decoding). "
             "Output order stays the input order. Default 2",
         )
+        parser.add_argument(
+            "--defer-compression", action="store_true",
+            help="queue compression for the worker (MEDVAULT_COMPRESSION_DEFERRED) instead of "
+            "compressing before the command returns, which is the default for a bulk import: "
+            "no peer is waiting for an answer, and `medvault stats` is right at once",
+        )
         parser.add_argument("--source", default="cli", help=argparse_hidden())
 
     def handle(self, *args: Any, **options: Any) -> None:
+        # A command-line import compresses inline unless asked otherwise (one process, its
+        # own settings: nothing else in this process reads the flag).
+        settings.MEDVAULT_COMPRESSION_DEFERRED = bool(options["defer_compression"])
         files = list(_walk(options["paths"]))
         total_bytes = 0
         for path in files:
