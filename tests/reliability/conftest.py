@@ -7,10 +7,12 @@ database (mv_ops_cluster, dropped and created afresh), its own ports and data di
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,6 +74,21 @@ class Cluster:
     def medvault(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
         return subprocess.run([str(ROOT / ".venv" / "bin" / "medvault"), *args], env=self.env,
                               capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+
+    def settle_compression(self, timeout: float = 300) -> None:
+        """Finish the deferred-compression queue (alongside the cluster's worker).
+
+        Until then a worker may have written a re-encoded blob that its row does not point
+        to yet: ``scrub --min-age 0`` would call it an orphan, and ``--repair`` would delete
+        it under the worker (the default --min-age of an hour is what protects it).
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            done = self.medvault("compress", timeout=timeout)
+            if json.loads(done.stdout)["pending"] == 0:
+                return
+            assert time.monotonic() < deadline, done.stdout
+            time.sleep(1)
 
 
 def _cluster(tmp_path_factory: pytest.TempPathFactory, name: str):

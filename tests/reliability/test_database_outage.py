@@ -158,6 +158,7 @@ def test_database_outage_gives_503_then_recovers_without_restart(outage, shared_
     with urllib.request.urlopen(f"{cluster.url}/healthz", timeout=10) as response:
         assert response.status == 200
 
+    cluster.settle_compression()
     scrub = cluster.medvault("scrub", "--min-age", "0")
     report = json.loads(scrub.stdout)
     assert report["missing"] == [] and report["corrupt"] == [], report
