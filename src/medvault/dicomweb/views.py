@@ -463,14 +463,20 @@ def _render_media_type(request: HttpRequest) -> str:
     raise not_acceptable(f"rendered images are image/jpeg or image/png; Accept was {accept[:100]!r}")
 
 
-def _render(request: HttpRequest, inst: Instance, frame: int, thumbnail: bool) -> HttpResponse:
-    media_type = _render_media_type(request)
+def _render_params(request: HttpRequest) -> tuple[Any, Any, int]:
+    """The ``window``, ``viewport`` and ``quality`` query parameters of a rendered request."""
     try:
         window = window_parse(request.GET["window"]) if request.GET.get("window") else None
         viewport = viewport_parse(request.GET["viewport"]) if request.GET.get("viewport") else None
         quality = int(request.GET.get("quality", "90"))
     except (RenderError, ValueError) as exc:
         raise bad_request(str(exc)) from None
+    return window, viewport, quality
+
+
+def _render(request: HttpRequest, inst: Instance, frame: int, thumbnail: bool) -> HttpResponse:
+    media_type = _render_media_type(request)
+    window, viewport, quality = _render_params(request)
     if thumbnail and viewport is None:
         viewport = (128, 128)
     if frame < 1 or frame > (inst.number_of_frames or 1):
@@ -529,12 +535,7 @@ def _rendered_many(request: HttpRequest, instances: list[Instance]) -> HttpRespo
             'rendered studies and series are multipart/related; type="image/jpeg" or '
             f'type="image/png"; Accept was {accept[:100]!r}'
         )
-    try:
-        window = window_parse(request.GET["window"]) if request.GET.get("window") else None
-        viewport = viewport_parse(request.GET["viewport"]) if request.GET.get("viewport") else None
-        quality = int(request.GET.get("quality", "90"))
-    except (RenderError, ValueError) as exc:
-        raise bad_request(str(exc)) from None
+    window, viewport, quality = _render_params(request)
     metas = dict(Instance.objects.filter(pk__in=[i.pk for i in instances]).values_list("pk", "metadata"))
     first = instances[0]
     audit_record(user=request.user, action="view", request=request,
