@@ -1,7 +1,9 @@
 """Deferred compression: ingest keeps what arrived, the worker re-encodes it later.
 
-Real codecs, real blob store, real database; the only stand-in is a blob store whose
-writes fail (a full disk), to show that a failed re-encoding leaves the original.
+Real codecs, real blob store, real database; the stand-ins are blob stores whose writes
+fail (a full disk), to show that a failed re-encoding leaves the original, and whose writes
+run a scrub, a takeover of the task or a crash right after the blob is written (the window
+before the swap).
 """
 
 from __future__ import annotations
@@ -203,3 +205,142 @@ def test_jpegxl_effort_setting_makes_smaller_bit_exact_files(shared_data, settin
         assert np.array_equal(selectors.instance_pixels(instance=inst), pydicom.dcmread(path).pixel_array)
         sizes[effort] = inst.stored_bytes
     assert sizes[7] < sizes[1]
+
+
+# --- scrub --repair --min-age 0 while a worker writes and swaps in the re-encoded blob -------
+
+_PUT_HOOK: list[Any] = []  # called after each put() of the stores below, with the key
+
+
+def hooked_store(settings: Any) -> FilesystemBlobStore:
+    """A filesystem store that runs ``_PUT_HOOK[0](key)`` right after writing a blob."""
+
+    class Hooked(FilesystemBlobStore):
+        def put(self, data: bytes) -> str:
+            key = super().put(data)
+            _PUT_HOOK[0](key)
+            return key
+
+    return Hooked(settings.MEDVAULT_BLOB_DIR)
+
+
+@pytest.fixture
+def put_hook(settings: Any) -> Any:
+    """Install ``hook(key)`` to run after the worker's put (set after ingest: ingest puts too)."""
+
+    def install(hook: Any) -> None:
+        _PUT_HOOK[:] = [hook]
+        settings.MEDVAULT_BLOB_BACKEND = f"{__name__}:hooked_store"
+
+    yield install
+    _PUT_HOOK.clear()
+
+
+class _Crash(BaseException):
+    """The worker process dies here (not an error compression_run handles)."""
+
+
+def _assert_bit_exact(inst: Instance, data: bytes) -> None:
+    from medvault.core.blobs import blob_key
+
+    inst.refresh_from_db()
+    assert inst.transfer_syntax_uid == JPEG_LS
+    blob = selectors.instance_blob(instance=inst)
+    assert blob_key(blob) == inst.blob_key
+    assert np.array_equal(selectors.instance_pixels(instance=inst), read_pixels(data))
+
+
+def test_scrub_repair_min_age_0_between_the_workers_write_and_swap_keeps_the_new_blob(
+    shared_data, deferred, put_hook
+):
+    files = ct_series(shared_data, 1, seed=21)
+    inst = _ingest(files)[0]
+    old_key = inst.blob_key
+    reports: list[dict[str, Any]] = []
+    # Scrub runs after the re-encoded blob is written and before the row is swapped to it.
+    put_hook(lambda key: reports.append(services.blob_scrub(repair=True, min_age_s=0)))
+    stats = compression_drain()
+    assert stats.compressed == 1 and len(reports) == 1
+    inst.refresh_from_db()
+    assert inst.blob_key != old_key
+    assert services.blob_store().exists(inst.blob_key)  # the row's blob was not deleted
+    _assert_bit_exact(inst, files[0])
+    report = reports[0]  # nor even reported as an orphan: it is recorded on the task
+    assert (report["missing"], report["orphans"], report["deleted"]) == ([], [], [])
+    after = services.blob_scrub(repair=True, min_age_s=0)
+    assert (after["missing"], after["corrupt"], after["orphans"]) == ([], [], [])
+
+
+def test_a_worker_dying_before_or_after_writing_the_new_blob_loses_nothing(
+    shared_data, deferred, put_hook, settings
+):
+    files = ct_series(shared_data, 1, seed=22)
+    inst = _ingest(files)[0]
+    blobs_before = _blob_files(deferred)
+
+    # 1. Dies after recording the new key, before the blob is written: nothing is missing.
+    def die_before_writing(self: FilesystemBlobStore, data: bytes) -> str:
+        raise _Crash
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(FilesystemBlobStore, "put", die_before_writing)
+        task = compression_claim(worker_id="a")
+        assert task is not None
+        with pytest.raises(_Crash):
+            compression_run(task=task)
+    recorded = CompressionTask.objects.get(instance=inst).new_blob_key
+    assert recorded and recorded not in _blob_files(deferred)
+    report = services.blob_scrub(repair=True, min_age_s=0)
+    assert (report["missing"], report["orphans"], report["deleted"]) == ([], [], [])
+    assert _blob_files(deferred) == blobs_before
+
+    # 2. The task is claimed again (lease over); this attempt dies right after the write.
+    def die(key: str) -> None:
+        raise _Crash
+
+    put_hook(die)
+    CompressionTask.objects.update(lease_until=None)
+    task = compression_claim(worker_id="b")
+    assert task is not None
+    with pytest.raises(_Crash):
+        compression_run(task=task)
+    assert recorded in _blob_files(deferred)  # deterministic encoder: the same key
+    report = services.blob_scrub(repair=True, min_age_s=0)
+    assert (report["missing"], report["orphans"], report["deleted"]) == ([], [], [])
+    assert recorded in _blob_files(deferred)  # a recorded blob is not an orphan
+
+    # 3. A third attempt finds the blob there and swaps the row to it.
+    settings.MEDVAULT_BLOB_BACKEND = "filesystem"
+    CompressionTask.objects.update(lease_until=None)
+    task = compression_claim(worker_id="c")
+    assert task is not None
+    assert compression_run(task=task)[0] == COMPRESSED
+    inst.refresh_from_db()
+    assert inst.blob_key == recorded
+    _assert_bit_exact(inst, files[0])
+    assert compression_cleanup(keep_seconds=0) == 1
+    report = services.blob_scrub(repair=True, min_age_s=0)
+    assert (report["missing"], report["corrupt"], report["orphans"]) == ([], [], [])
+
+
+def test_a_worker_whose_task_was_claimed_again_does_not_swap(shared_data, deferred, put_hook, settings):
+    files = ct_series(shared_data, 1, seed=23)
+    inst = _ingest(files)[0]
+    old_key = inst.blob_key
+    taken: list[Any] = []
+
+    def lease_runs_out_and_b_claims(key: str) -> None:
+        CompressionTask.objects.update(lease_until=None)
+        taken.append(compression_claim(worker_id="b"))
+
+    put_hook(lease_runs_out_and_b_claims)
+    slow = compression_claim(worker_id="a")
+    assert slow is not None
+    assert compression_run(task=slow)[0] == "gone"  # b owns the task now: a must not swap
+    inst.refresh_from_db()
+    assert inst.blob_key == old_key and inst.transfer_syntax_uid == EXPLICIT_LE
+    settings.MEDVAULT_BLOB_BACKEND = "filesystem"
+    assert taken[0] is not None and compression_run(task=taken[0])[0] == COMPRESSED
+    _assert_bit_exact(inst, files[0])
+    report = services.blob_scrub(repair=True, min_age_s=0)
+    assert (report["missing"], report["corrupt"], report["orphans"]) == ([], [], [])

@@ -10,18 +10,29 @@ worker (``medvault worker`` when it has no analysis job, or ``medvault compress`
 3. re-encodes it with ``MEDVAULT_COMPRESSION`` as inline ingest would (``storage_bytes``);
 4. decodes the new Part 10 file, as a reader will, and compares the hash of every pixel
    with the index (inline ingest compares the in-memory frames instead);
-5. writes the new blob durably, then swaps the row to it in one transaction whose
-   ``UPDATE`` only matches while the row still points at the old blob, and marks the task
-   swapped (keeping the old blob's key);
-6. once the swap is ``MEDVAULT_COMPRESSION_KEEP_SECONDS`` old, deletes the old blob (when no
+5. records the new blob's key (its SHA-256) on the task in a committed ``UPDATE``;
+6. writes the new blob durably, then swaps the row to it in one transaction whose ``UPDATE``
+   only matches while this attempt still owns the task (same worker, same claim) with that key
+   recorded and the row still points at the old blob, and marks the task swapped (keeping the
+   old blob's key);
+7. once the swap is ``MEDVAULT_COMPRESSION_KEEP_SECONDS`` old, deletes the old blob (when no
    row or other app refers to it) and the task.
 
 A crash at any step leaves the row pointing at a complete blob: the original until the swap
-commits, the verified re-encoding after it. A new blob written before a crash is an orphan that
-``medvault scrub --repair`` removes. The old blob is kept a while after the swap so that a
-backup whose database copy was taken just before the swap still finds every blob it names;
-until then scrub counts it as referenced. A reader that loaded the row before a swap and finds
-the old blob gone reads the row again (``archive.selectors.instance_blob``).
+commits, the verified re-encoding after it. Scrub counts the recorded new blob as referenced
+(``new_blob_refs``) from before it is written until the task row is deleted, so even
+``scrub --repair --min-age 0`` never deletes it under a worker (see ``new_blob_refs`` for
+why the order makes this safe). The record is replaced only by a later attempt of the same
+task (which, the encoder being deterministic, usually records the same key: a blob written
+before a crash stays protected and is reused) and dropped with the task row; a blob written by
+an attempt that did not swap becomes an orphan for ``medvault scrub --repair`` then. The old
+blob is kept a while after the swap so that a backup whose database copy was taken just before
+the swap still finds every blob it names; until then scrub counts it as referenced. A reader
+that loaded the row before a swap and finds the old blob gone reads the row again
+(``archive.selectors.instance_blob``).
+
+``compression_run`` must run outside ``transaction.atomic``: the record of step 5 protects the
+blob only once it is committed.
 """
 
 from __future__ import annotations
@@ -37,7 +48,7 @@ from io import BytesIO
 import pydicom
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
 from medvault.archive.blobstore import blob_store
@@ -47,7 +58,7 @@ from medvault.archive.services import (
     _referenced_elsewhere,
     storage_bytes,
 )
-from medvault.core.blobs import BlobNotFound
+from medvault.core.blobs import BlobNotFound, BlobStore, blob_key
 from medvault.core.codecs import decode_pixels
 from medvault.core.dicom.parse import DicomRejected, parse_instance, pixel_sha256
 
@@ -56,7 +67,7 @@ log = logging.getLogger(__name__)
 COMPRESSED = "compressed"  # the blob was swapped for its lossless re-encoding
 KEPT = "kept"  # nothing to gain (codec refused, not smaller, setting is "none"): as received
 FAILED = "failed"  # this attempt failed; the original blob is untouched
-GONE = "gone"  # the instance was deleted or changed under us
+GONE = "gone"  # the instance was deleted or changed under us, or another worker took the task
 
 
 @dataclass
@@ -104,6 +115,46 @@ def superseded_blob_refs() -> list[tuple[str, str]]:
         .exclude(old_blob_key="")
         .values_list("old_blob_key", "instance_id")
     ]
+
+
+def new_blob_refs() -> list[tuple[str, str]]:
+    """(key, label) of re-encoded blobs recorded on a task; scrub counts them as referenced.
+
+    Why this makes ``scrub --repair --min-age 0`` safe for a blob K that a worker writes: the
+    worker commits ``new_blob_key = K`` (time R) before ``put`` creates K (P), and swaps the
+    row to K (S) only in a transaction that still finds K recorded under its own claim; the
+    record then stays until the task row is deleted (C), at least
+    ``MEDVAULT_COMPRESSION_KEEP_SECONDS`` after S. Scrub deletes a blob only if it listed it
+    (time L), then found no ``Instance`` row on it (A) and then no referrer naming it
+    (``_referenced_elsewhere``, B), in that order: R < P < L < A < B. If B < C the record is
+    seen (and K, listed at L, still exists) and K is kept. If B > C, the Instance row pointed at K since S < C; scrub deletes K
+    only if A < S, i.e. if its two consecutive look-ups for K straddle the whole keeping time
+    after the swap (looking up the referrers first, as ``services.blob_scrub`` could, would
+    close even that). An attempt that never swaps cannot make a row point at K, so deleting
+    its blob once the record is replaced or gone is right.
+
+    What this does not cover: bytes K that already lay in the store, unrecorded, before R (an
+    orphan with the same content). A scrub may have checked K before R and delete it after
+    ``put`` found it present; scrub's check and delete are not atomic, as for ingest.
+
+    A recorded blob not (yet) written is left out before the swap, so that scrub does not
+    report it as missing (a worker between steps 5 and 6, or one that crashed there).
+    """
+    store: BlobStore | None = None
+    refs: list[tuple[str, str]] = []
+    for key, instance_id, swapped_at in CompressionTask.objects.filter(
+        new_blob_key__isnull=False
+    ).values_list("new_blob_key", "instance_id", "swapped_at"):
+        if not key:
+            continue
+        if swapped_at is None:
+            store = store or blob_store()
+            if not store.exists(key):
+                continue
+            refs.append((key, f"re-encoding of instance {instance_id} (compression in progress)"))
+        else:
+            refs.append((key, f"re-encoding of instance {instance_id} (compressed)"))
+    return refs
 
 
 def compression_cleanup(*, keep_seconds: float | None = None) -> int:
@@ -157,12 +208,22 @@ def compression_claim(*, worker_id: str, batch: int = 8) -> CompressionTask | No
     return None
 
 
-def _fail(task: CompressionTask, error: str) -> str:
-    """Record the failed attempt; the task is claimable again once its lease is dropped."""
-    log.warning("compression of instance %s failed: %s", task.instance_id, error)
-    CompressionTask.objects.filter(pk=task.pk, worker_id=task.worker_id).update(
-        lease_until=None, error=error[:2000]
+def _owned(task: CompressionTask) -> QuerySet[CompressionTask]:
+    """The task's row while this attempt still owns it: every claim counts in ``attempts``,
+    so a worker whose lease ran out and whose task was claimed again matches nothing."""
+    return CompressionTask.objects.filter(
+        pk=task.pk, worker_id=task.worker_id, attempts=task.attempts, swapped_at__isnull=True
     )
+
+
+def _fail(task: CompressionTask, error: str) -> str:
+    """Record the failed attempt; the task is claimable again once its lease is dropped.
+
+    ``new_blob_key`` is left as it is: a blob the attempt may have written stays protected
+    until the next attempt records its own key (usually the same one) or the task is deleted.
+    """
+    log.warning("compression of instance %s failed: %s", task.instance_id, error)
+    _owned(task).update(lease_until=None, error=error[:2000])
     return FAILED
 
 
@@ -202,21 +263,38 @@ def compression_run(*, task: CompressionTask) -> tuple[str, int, int]:
         return _fail(task, f"the re-encoded file does not decode: {exc}"), 0, 0
     if parsed.pixels is None or pixel_sha256(check.reshape(parsed.pixels.shape)) != instance.pixel_sha256:
         return _fail(task, "the re-encoded file decodes to different pixels; left as is"), 0, 0
+    # Record the new blob's key, committed (autocommit), before the blob exists: from here on
+    # scrub counts it as referenced (new_blob_refs), so it cannot take it for an orphan while
+    # it is written or before the row is swapped to it. The key is the content address that
+    # every store's put() returns (checked below).
+    new_key = blob_key(blob)
+    if not _owned(task).update(new_blob_key=new_key):
+        return GONE, 0, 0  # the lease ran out and another worker claimed the task, or it is done
     try:
-        new_key = store.put(blob)
+        written = store.put(blob)
     except OSError as exc:
         return _fail(task, f"writing the re-encoded blob failed: {exc}"), 0, 0
+    if written != new_key:  # a store that names blobs otherwise: nothing protects that blob
+        return _fail(task, f"the blob store stored the re-encoded blob as {written}, not {new_key}"), 0, 0
     with transaction.atomic():
-        swapped = Instance.objects.filter(pk=instance.pk, blob_key=old_key).update(
-            blob_key=new_key, transfer_syntax_uid=new_ts, stored_bytes=len(blob)
+        # The task first, and only while this attempt still owns it with new_key recorded: a
+        # worker whose lease was taken over must not swap to a blob whose record the new
+        # owner may replace. new_blob_key is kept after the swap (until the task row goes)
+        # so that the record and the row's reference to the blob overlap.
+        owned = _owned(task).filter(new_blob_key=new_key).update(
+            old_blob_key=old_key if old_key != new_key else "",
+            swapped_at=timezone.now(), lease_until=None, error="",
         )
-        if swapped:
-            CompressionTask.objects.filter(pk=task.pk).update(
-                old_blob_key=old_key if old_key != new_key else "",
-                swapped_at=timezone.now(), lease_until=None, error="",
+        swapped = 0
+        if owned:
+            swapped = Instance.objects.filter(pk=instance.pk, blob_key=old_key).update(
+                blob_key=new_key, transfer_syntax_uid=new_ts, stored_bytes=len(blob)
             )
-        else:
-            CompressionTask.objects.filter(pk=task.pk).delete()
+            if not swapped:
+                CompressionTask.objects.filter(pk=task.pk).delete()
+    if not owned:
+        # Another worker owns the task now; its record decides what happens to new_key.
+        return GONE, 0, 0
     if not swapped:
         # Changed or deleted meanwhile; the new blob, if unreferenced, is left to scrub.
         return GONE, 0, 0

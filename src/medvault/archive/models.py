@@ -144,6 +144,11 @@ class CompressionTask(models.Model):
     # the swap still finds it), then deleted together with this row.
     old_blob_key = models.CharField(max_length=64, blank=True)
     swapped_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    # The re-encoded blob's key, committed before the worker writes that blob: from then on
+    # scrub counts the blob as referenced, so that it never deletes it as an orphan before or
+    # while the row is swapped to it. Only a later attempt (which records its own key) or the
+    # deletion of this row ends that; see archive.compression. NULL: no attempt recorded one.
+    new_blob_key = models.CharField(max_length=64, null=True, blank=True)
 
     class Meta:
         indexes = [models.Index(fields=["attempts", "lease_until"], name="archive_compress_claim")]
