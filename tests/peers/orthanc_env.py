@@ -24,6 +24,9 @@ ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 ORTHANC = shutil.which("Orthanc") or "/usr/sbin/Orthanc"
 DICOMWEB_PLUGIN = Path("/usr/share/orthanc/plugins/libOrthancDicomWeb.so")
+# Debian's orthanc-gdcm: JPEG 2000 decoding and transcoding. Only the disk benchmark loads it
+# (Peers(orthanc_gdcm=True)); no test depends on it.
+GDCM_PLUGIN = Path("/usr/share/orthanc/plugins/libOrthancGdcm.so")
 
 MV_HTTP, MV_DICOM, OR_HTTP, OR_DICOM = 8000, 11112, 8042, 4242
 
@@ -52,12 +55,18 @@ def _wait_port(port: int, proc: subprocess.Popen[bytes], what: str, timeout: flo
 
 class Peers:
     def __init__(self, work: Path, *, gunicorn_workers: int = 2, orthanc_compression: bool = False,
-                 medvault_env: dict[str, str] | None = None, known_aes: tuple[str, ...] = ()) -> None:
+                 medvault_env: dict[str, str] | None = None, known_aes: tuple[str, ...] = (),
+                 orthanc_ingest_transcoding: str = "", orthanc_gdcm: bool = False) -> None:
+        """``orthanc_ingest_transcoding``: a transfer syntax UID for Orthanc's
+        ``IngestTranscoding`` (empty: store as received); ``orthanc_gdcm``: load the GDCM
+        plugin (needed to transcode to JPEG 2000)."""
         self.work = work
         self.known_aes = known_aes
         self.procs: list[subprocess.Popen[bytes]] = []
         self.gunicorn_workers = gunicorn_workers
         self.orthanc_compression = orthanc_compression
+        self.orthanc_ingest_transcoding = orthanc_ingest_transcoding
+        self.orthanc_gdcm = orthanc_gdcm
         self.env = dict(os.environ)
         self.env.update({
             "MEDVAULT_DATA_DIR": str(work / "medvault"),
@@ -137,6 +146,12 @@ class Peers:
                                          "Password": self.token}},
             },
         }
+        if self.orthanc_gdcm:
+            if not GDCM_PLUGIN.exists():
+                raise RuntimeError(f"{GDCM_PLUGIN} is missing (apt-get install orthanc-gdcm)")
+            config["Plugins"].append(str(GDCM_PLUGIN))
+        if self.orthanc_ingest_transcoding:
+            config["IngestTranscoding"] = self.orthanc_ingest_transcoding
         path = storage / "orthanc.json"
         path.write_text(json.dumps(config))
         proc = subprocess.Popen([ORTHANC, str(path)], cwd=storage, stdout=subprocess.DEVNULL,
