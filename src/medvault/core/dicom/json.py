@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from typing import Any
 
 from pydicom.dataelem import DataElement, RawDataElement
@@ -85,19 +86,19 @@ def dataset_to_json(ds: Dataset) -> dict[str, Any]:
     return result
 
 
+# In a DICOM JSON text dumped with sorted keys, "vr" is the last key of every element
+# object (upper case sorts before lower case: BulkDataURI, InlineBinary, Value, vr), and a
+# quote inside a string value is escaped, so this matches exactly the VR members.
+_VR_MEMBER = re.compile(r',?"vr":"[^"\\]*"')
+
+
 def canonical_sha256(metadata: dict[str, Any]) -> str:
     """SHA-256 of the metadata in a canonical form (sorted keys, no VR).
 
     The VR is left out because implicit-VR input gets its VRs from the dictionary while
     explicit-VR input carries them, so the same instance would otherwise hash differently.
+    The VR members are cut from the dumped text rather than from a copy of the tree: the
+    same bytes as dumping a VR-less copy, at a third of the cost (tests/core/dicom).
     """
-
-    def strip_vr(node: Any) -> Any:
-        if isinstance(node, dict):
-            return {k: strip_vr(v) for k, v in node.items() if k != "vr"}
-        if isinstance(node, list):
-            return [strip_vr(item) for item in node]
-        return node
-
-    text = json.dumps(strip_vr(metadata), sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-    return hashlib.sha256(text.encode("ascii")).hexdigest()
+    text = json.dumps(metadata, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(_VR_MEMBER.sub("", text).encode("ascii")).hexdigest()
