@@ -219,6 +219,26 @@ def test_study_of_another_patient_is_rejected(shared_data, blob_dir):
     assert archive_snapshot(blob_dir)["instances"] == before["instances"]
 
 
+def test_later_instances_of_a_series_join_it_and_keep_every_check(shared_data, blob_dir):
+    """The second and later instances of a series take the one-query lookup; what the long
+    way checks (demographic conflicts, a series UID under another study) still holds."""
+    first = _store(shared_data / "dicom/single_ct/CT_small.dcm")
+    renamed = _variant(shared_data, SOPInstanceUID=generate_uid(), PatientName="Other^Person")
+    second = services.instance_store(data=renamed, source="test")
+    assert second.status == "stored"
+    assert second.instance.series_id == first.instance.series_id
+    series = Series.objects.get(pk=first.instance.series_id)
+    assert series.number_of_instances == 2
+    assert Study.objects.get(pk=series.study_id).number_of_instances == 2
+    assert Study.objects.get(pk=series.study_id).number_of_series == 1
+    conflicts = [(c.field, c.received_value) for c in PatientConflict.objects.all()]
+    assert conflicts == [("patient_name", "Other^Person")]
+    moved = _variant(shared_data, SOPInstanceUID=generate_uid(), StudyInstanceUID=generate_uid())
+    result = services.instance_store(data=moved, source="test")
+    assert result.status == "rejected" and "another study" in result.reason
+    assert Instance.objects.count() == 2
+
+
 def test_bad_input_changes_nothing(shared_data, blob_dir):
     _store(shared_data / "dicom/single_mr/MR_small.dcm")
     before = archive_snapshot(blob_dir)

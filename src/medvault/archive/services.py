@@ -253,21 +253,25 @@ def storage_bytes(parsed: ParsedInstance, data: bytes, *, verify: bool = True) -
 # --- index -----------------------------------------------------------------------------
 
 
-def _patient_for(ds: Dataset) -> tuple[Patient, list[PatientConflict]]:
-    identity = {
+def _patient_identity(ds: Dataset) -> dict[str, str]:
+    return {
         "patient_id": _text(ds, "PatientID", 64),
         "issuer_of_patient_id": _text(ds, "IssuerOfPatientID", 64),
     }
-    received = {
+
+
+def _patient_received(ds: Dataset) -> dict[str, Any]:
+    return {
         "patient_name": _person_name(ds.get("PatientName"))[:324],
         "patient_birth_date": _date(ds.get("PatientBirthDate")),
         "patient_sex": _text(ds, "PatientSex", 16),
     }
-    patient, created = Patient.objects.get_or_create(**identity, defaults=received)
+
+
+def _patient_conflicts(patient: Patient, ds: Dataset) -> list[PatientConflict]:
+    """Demographics that differ from the stored patient's (recorded; the patient is kept)."""
     conflicts: list[PatientConflict] = []
-    if created:
-        return patient, conflicts
-    for field, value in received.items():
+    for field, value in _patient_received(ds).items():
         stored = getattr(patient, field)
         if field == "patient_name":
             stored = _person_name(stored)
@@ -281,7 +285,42 @@ def _patient_for(ds: Dataset) -> tuple[Patient, list[PatientConflict]]:
                     received_value=str(value)[:324],
                 )
             )
-    return patient, conflicts
+    return conflicts
+
+
+def _patient_for(ds: Dataset) -> tuple[Patient, list[PatientConflict]]:
+    patient, created = Patient.objects.get_or_create(
+        **_patient_identity(ds), defaults=_patient_received(ds)
+    )
+    return patient, ([] if created else _patient_conflicts(patient, ds))
+
+
+def _known_series(ds: Dataset) -> Series | None:
+    """The instance's series with its study and patient, read in one query.
+
+    The common case (the second and later instances of a series): the series is stored,
+    under this study and this patient identity. Anything else (a new series, or a UID that
+    belongs elsewhere) returns ``None`` and takes the long way, which creates what is new
+    and explains a mismatch. No row lock is needed here: the counts are incremented in SQL,
+    and only a new series (the long way, with the study locked) changes ModalitiesInStudy.
+    """
+    found = list(
+        Series.objects.select_related("study__patient").filter(
+            series_instance_uid=str(ds.SeriesInstanceUID)
+        )[:1]
+    )
+    if not found:
+        return None
+    series = found[0]
+    patient = series.study.patient
+    identity = _patient_identity(ds)
+    if (
+        series.study.study_instance_uid != str(ds.StudyInstanceUID)
+        or patient.patient_id != identity["patient_id"]
+        or patient.issuer_of_patient_id != identity["issuer_of_patient_id"]
+    ):
+        return None
+    return series
 
 
 def _study_for(ds: Dataset, patient: Patient, group: Group | None) -> Study:
@@ -342,9 +381,30 @@ def _index(
     compress_later: bool = False,
 ) -> Instance:
     ds = parsed.dataset
-    patient, conflicts = _patient_for(ds)
-    study = _study_for(ds, patient, group)
-    series, series_created = _series_for(ds, study)
+    series = _known_series(ds)
+    if series is not None:
+        study, patient = series.study, series.study.patient
+        conflicts, series_created = _patient_conflicts(patient, ds), False
+    else:
+        patient, conflicts = _patient_for(ds)
+        study = _study_for(ds, patient, group)
+        series, series_created = _series_for(ds, study)
+    # The study row is the first row this transaction locks, on both ways (the long way's
+    # select_for_update, or this UPDATE), and the series row only after it: writers to one
+    # study queue on it instead of deadlocking (PostgreSQL, InnoDB) over the series row,
+    # which the instance's foreign key check also locks.
+    changes: dict[str, Any] = {
+        "number_of_instances": F("number_of_instances") + 1,
+        "updated_at": dt.datetime.now(dt.UTC),
+    }
+    if series_created:
+        # Only a new series can add a modality.
+        modalities = sorted(
+            {m for m in Series.objects.filter(study=study).values_list("modality", flat=True) if m}
+        )
+        changes["number_of_series"] = F("number_of_series") + 1
+        changes["modalities_in_study"] = "\\".join(modalities)[:128]
+    Study.objects.filter(pk=study.pk).update(**changes)
     try:
         # No savepoint: on a clash the whole transaction is rolled back by the caller.
         instance = Instance.objects.create(
@@ -373,23 +433,11 @@ def _index(
     if conflicts:
         PatientConflict.objects.bulk_create(conflicts)
     Series.objects.filter(pk=series.pk).update(number_of_instances=F("number_of_instances") + 1)
-    changes: dict[str, Any] = {
-        "number_of_instances": F("number_of_instances") + 1,
-        "updated_at": dt.datetime.now(dt.UTC),
-    }
-    if series_created:
-        # Only a new series can add a modality.
-        modalities = sorted(
-            {m for m in Series.objects.filter(study=study).values_list("modality", flat=True) if m}
-        )
-        changes["number_of_series"] = F("number_of_series") + 1
-        changes["modalities_in_study"] = "\\".join(modalities)[:128]
-    Study.objects.filter(pk=study.pk).update(**changes)
     if compress_later:
         CompressionTask.objects.create(instance=instance)
-    # The counts in hand are exact without reading them back: the study row is locked
-    # (select_for_update; SQLite's IMMEDIATE transaction locks the whole database) and the
-    # series row was read after that lock was taken.
+    # The counts in hand are not read back: on SQLite (whose IMMEDIATE transaction locks the
+    # whole database) they are exact; elsewhere a concurrent writer to the same series may
+    # have added to them since they were read. The index rows hold the true counts.
     series.number_of_instances += 1
     study.number_of_instances += 1
     if series_created:
@@ -704,11 +752,14 @@ def blob_scrub(*, repair: bool = False, min_age_s: float = 3600.0) -> dict[str, 
             # has not committed yet: delete only when the operator asked for --min-age 0.
             aged = age is not None or min_age_s <= 0
             # Re-check at delete time: a row may have committed since the snapshot above.
+            # The referrers first, then the rows: a compression worker records its new key
+            # (a referrer) before it writes the blob and keeps it recorded until after the
+            # row points at it, so one of the two checks sees every live blob in this order.
             if (
                 repair
                 and aged
-                and not Instance.objects.filter(blob_key=key).exists()
                 and not _referenced_elsewhere(key)
+                and not Instance.objects.filter(blob_key=key).exists()
             ):
                 store.delete(key)
                 report["deleted"].append(key)
