@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -77,8 +76,9 @@ def main() -> None:
     parser.add_argument("--instances", type=int, default=20)
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
-    if hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
+    from ingest import pin_to_one_core
+
+    pin_to_one_core()
     rows: list[dict[str, Any]] = []
     for set_name, frames in _sets(args.instances).items():
         raw = sum(f.nbytes for f in frames)

@@ -69,7 +69,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from ingest import generate_series  # noqa: E402
-from peers.orthanc_env import GDCM_PLUGIN, Peers, orthanc_available  # noqa: E402
+from peers.orthanc_env import GDCM_PLUGIN, Peers, reexec_in_private_network  # noqa: E402
+from versus_orthanc import dir_bytes  # noqa: E402
 
 import medvault.core.codecs.lossless  # noqa: E402,F401  (registers pydicom's JPEG-XL decoder)
 
@@ -82,10 +83,6 @@ ORTHANC_CONFIGS: dict[str, dict[str, Any]] = {
     "j2k": {"orthanc_ingest_transcoding": J2K_LOSSLESS, "orthanc_gdcm": True},
     "jpegls": {"orthanc_ingest_transcoding": JPEGLS_LOSSLESS},
 }
-
-
-def dir_bytes(path: Path, skip: tuple[str, ...] = ()) -> int:
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and p.name not in skip)
 
 
 def pixels_of(data: bytes) -> tuple[str, np.ndarray]:
@@ -196,7 +193,7 @@ def run_orthanc(name: str, files: list[bytes], checker: Checker, work: Path, cli
             raise RuntimeError(f"Orthanc ({name}) kept stopping while its instances were read back")
     finally:
         peers.stop()
-    disk = dir_bytes(work / "orthanc" / "db", skip=("index", "index-wal", "index-shm", "index-journal"))
+    disk = dir_bytes(work / "orthanc" / "db", skip_suffixes=("index", "index-wal", "index-shm", "index-journal"))
     return {
         "system": "Orthanc", "config": name, "instances": len(files), "input_bytes": input_bytes,
         "disk_bytes": disk, "disk_ratio": round(disk / input_bytes, 4),
@@ -384,14 +381,7 @@ def main() -> None:
     parser.add_argument("--no-real", action="store_true", help="only the generated series")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
-    if os.environ.get("MV_BENCH_NETNS") != "1":
-        reason = orthanc_available()
-        if reason:
-            sys.exit(reason)
-        env = dict(os.environ, MV_BENCH_NETNS="1")
-        env.pop("DATABASE_URL", None)
-        cmd = " ".join(f"'{a}'" for a in [sys.executable, *sys.argv])
-        sys.exit(subprocess.run(["unshare", "--net", "sh", "-c", f"ip link set lo up && exec {cmd}"], env=env).returncode)
+    reexec_in_private_network()
     result = run(args)
     text = json.dumps(result, indent=2)
     print(text)

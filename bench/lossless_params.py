@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -63,10 +62,9 @@ def main() -> None:
     args = parser.parse_args()
     import pydicom
 
-    from ingest import generate_series
+    from ingest import generate_series, pin_to_one_core
 
-    if hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
+    pin_to_one_core()
     frames = [pydicom.dcmread(io.BytesIO(b)).pixel_array for b in generate_series(args.instances, seed=5)]
     raw = sum(f.nbytes for f in frames)
     rows: list[dict[str, Any]] = []

@@ -53,7 +53,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from ingest import generate_series  # noqa: E402  (bench/ingest.py: the 512x512 CT generator)
-from peers.orthanc_env import MV_DICOM, OR_DICOM, Peers, orthanc_available  # noqa: E402
+from peers.orthanc_env import MV_DICOM, OR_DICOM, Peers, reexec_in_private_network  # noqa: E402
 
 from medvault.core.dicom.multipart import (  # noqa: E402
     boundary_new,
@@ -337,14 +337,7 @@ def main() -> None:
                         help="medvault compress processes run side by side (default: one per core)")
     parser.add_argument("--codec", default="", help="MEDVAULT_COMPRESSION for MedVault (default jpegls)")
     args = parser.parse_args()
-    if os.environ.get("MV_BENCH_NETNS") != "1":
-        reason = orthanc_available()
-        if reason:
-            sys.exit(reason)
-        env = dict(os.environ, MV_BENCH_NETNS="1")
-        env.pop("DATABASE_URL", None)
-        cmd = " ".join(f"'{a}'" for a in [sys.executable, *sys.argv])
-        sys.exit(subprocess.run(["unshare", "--net", "sh", "-c", f"ip link set lo up && exec {cmd}"], env=env).returncode)
+    reexec_in_private_network()
     result = run(args)
     text = json.dumps(result, indent=2)
     print(text)

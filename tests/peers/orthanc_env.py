@@ -41,6 +41,24 @@ def orthanc_available() -> str | None:
     return None
 
 
+def reexec_in_private_network() -> None:
+    """Run this script again inside a new network namespace with only loopback up.
+
+    For the benchmarks that run Orthanc (which cannot bind one address): the first call
+    re-executes ``sys.argv`` under ``unshare --net`` and exits with its status; inside, where
+    ``MV_BENCH_NETNS=1``, it returns. Exits with the reason when that cannot be done here.
+    """
+    if os.environ.get("MV_BENCH_NETNS") == "1":
+        return
+    reason = orthanc_available()
+    if reason:
+        sys.exit(reason)
+    env = dict(os.environ, MV_BENCH_NETNS="1")
+    env.pop("DATABASE_URL", None)
+    cmd = " ".join(f"'{a}'" for a in [sys.executable, *sys.argv])
+    sys.exit(subprocess.run(["unshare", "--net", "sh", "-c", f"ip link set lo up && exec {cmd}"], env=env).returncode)
+
+
 def _wait_port(port: int, proc: subprocess.Popen[bytes], what: str, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
