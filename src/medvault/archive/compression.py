@@ -125,13 +125,11 @@ def new_blob_refs() -> list[tuple[str, str]]:
     row to K (S) only in a transaction that still finds K recorded under its own claim; the
     record then stays until the task row is deleted (C), at least
     ``MEDVAULT_COMPRESSION_KEEP_SECONDS`` after S. Scrub deletes a blob only if it listed it
-    (time L), then found no ``Instance`` row on it (A) and then no referrer naming it
-    (``_referenced_elsewhere``, B), in that order: R < P < L < A < B. If B < C the record is
-    seen (and K, listed at L, still exists) and K is kept. If B > C, the Instance row pointed at K since S < C; scrub deletes K
-    only if A < S, i.e. if its two consecutive look-ups for K straddle the whole keeping time
-    after the swap (looking up the referrers first, as ``services.blob_scrub`` could, would
-    close even that). An attempt that never swaps cannot make a row point at K, so deleting
-    its blob once the record is replaced or gone is right.
+    (time L), then found no referrer naming it (``_referenced_elsewhere``, B) and then no
+    ``Instance`` row on it (A), in that order: R < P < L < B < A. If B < C the record is seen
+    (and K, listed at L, still exists) and K is kept. If B > C, then S < C < B < A: the row
+    points at K when scrub looks it up, and K is kept. An attempt that never swaps cannot make
+    a row point at K, so deleting its blob once the record is replaced or gone is right.
 
     What this does not cover: bytes K that already lay in the store, unrecorded, before R (an
     orphan with the same content). A scrub may have checked K before R and delete it after
