@@ -197,18 +197,31 @@ class Client:
         ok = response.status_code == 200 and len(response.content) > 1000
         return response.status_code, ok, "" if ok else response.text[:200]
 
-    def _login(self) -> None:
+    def _login(self) -> tuple[int, str]:
+        """Log in to the web pages; ``(0, "")`` on success, else the failing status and detail.
+
+        Only a login that answered with its redirect and left a session cookie counts: a POST
+        cut off mid-way (e.g. its app server killed; nginx does not retry a POST) must not leave
+        the client believing it is logged in, or its later page views would fail as 302s.
+        """
         login = f"{self.run.url}/accounts/login/"
-        self.pages.get(login, timeout=30)
+        form = self.pages.get(login, timeout=30)
+        if form.status_code != 200:
+            return form.status_code, f"login form: {form.text[:160]}"
         token = self.pages.cookies.get("csrftoken", "")
-        self.pages.post(login, data={"username": "admin", "password": self.run.password,
-                                     "csrfmiddlewaretoken": token},
-                        headers={"Referer": login}, timeout=30)
+        answer = self.pages.post(login, data={"username": "admin", "password": self.run.password,
+                                              "csrfmiddlewaretoken": token},
+                                 headers={"Referer": login}, timeout=30, allow_redirects=False)
+        if answer.status_code != 302 or "sessionid" not in self.pages.cookies:
+            return answer.status_code, f"login: {answer.text[:160]}"
         self.logged_in = True
+        return 0, ""
 
     def page(self) -> tuple[int, bool, str]:
         if self.run.password and not self.logged_in:
-            self._login()
+            status, detail = self._login()
+            if status:
+                return status, False, detail
         path = self.rng.choice(["/", "/studies/"]) if self.logged_in else "/"
         response = self.pages.get(f"{self.run.url}{path}", timeout=60, allow_redirects=False)
         ok = response.status_code == 200
