@@ -513,8 +513,9 @@ def test_ingest_command_compresses_before_it_returns_even_when_deferred_is_the_d
     uid = json.loads(out.getvalue().splitlines()[0])["sop_instance_uid"]
     assert Instance.objects.get(sop_instance_uid=uid).transfer_syntax_uid == "1.2.840.10008.1.2.4.80"
     assert not CompressionTask.objects.exists()
+    # The command's choice was for its own run: the caller's setting is as it was.
+    assert settings.MEDVAULT_COMPRESSION_DEFERRED is True
 
-    settings.MEDVAULT_COMPRESSION_DEFERRED = True
     out = io.StringIO()
     call_command("ingest", "--defer-compression", str(shared_data / "dicom/single_mr/MR_small.dcm"),
                  stdout=out, stderr=io.StringIO())

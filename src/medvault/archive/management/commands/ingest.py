@@ -104,9 +104,17 @@ class Command(BaseCommand):
         parser.add_argument("--source", default="cli", help=argparse_hidden())
 
     def handle(self, *args: Any, **options: Any) -> None:
-        # A command-line import compresses inline unless asked otherwise (one process, its
-        # own settings: nothing else in this process reads the flag).
+        # A command-line import compresses inline unless asked otherwise. The flag is set for
+        # the run (the worker threads read it too) and put back afterwards, so a caller in the
+        # same process (call_command) keeps its own setting.
+        before = settings.MEDVAULT_COMPRESSION_DEFERRED
         settings.MEDVAULT_COMPRESSION_DEFERRED = bool(options["defer_compression"])
+        try:
+            self._import(options)
+        finally:
+            settings.MEDVAULT_COMPRESSION_DEFERRED = before
+
+    def _import(self, options: dict[str, Any]) -> None:
         files = list(_walk(options["paths"]))
         total_bytes = 0
         for path in files:
