@@ -13,7 +13,7 @@ from pydicom.uid import UID, ExplicitVRLittleEndian
 
 from medvault.archive.models import Instance, Patient, PatientConflict, Series, Study
 from medvault.archive.blobstore import blob_store
-from medvault.core.blobs import BlobNotFound
+from medvault.core.blobs import BlobNotFound, blob_verify
 from medvault.core.codecs import decode_frame, decode_pixels, decompress_dataset
 from medvault.core.dicom.parse import dataset_to_part10, splice_native_pixels
 
@@ -47,6 +47,16 @@ def instance_blob(*, instance: Instance) -> bytes:
         instance.transfer_syntax_uid = fresh["transfer_syntax_uid"]
         instance.stored_bytes = fresh["stored_bytes"]
         return store.get(instance.blob_key)
+
+
+def instance_blob_verified(*, instance: Instance) -> bytes:
+    """``instance_blob``, checked against the content address the archive recorded.
+
+    Raises ``BlobNotFound`` when the blob is absent and ``BlobCorrupt`` when its bytes no
+    longer hash to the row's key (the check ``blob_scrub`` makes). Nothing is altered.
+    """
+    data = instance_blob(instance=instance)
+    return blob_verify(instance.blob_key, data)
 
 
 def _stored_dataset(instance: Instance) -> Dataset:

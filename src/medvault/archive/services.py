@@ -715,8 +715,7 @@ def blob_scrub(*, repair: bool = False, min_age_s: float = 3600.0) -> dict[str, 
     ``min_age_s`` so that an ingest in flight is not counted), and ``deleted`` (orphans
     removed when ``repair``). Nothing a row points to is ever deleted.
     """
-    from medvault.core.blobs import blob_key as hash_key
-    from medvault.core.blobs import BlobNotFound
+    from medvault.core.blobs import BlobCorrupt, BlobNotFound, blob_verify
 
     store = blob_store()
     referenced: dict[str, list[str]] = {}
@@ -768,7 +767,9 @@ def blob_scrub(*, repair: bool = False, min_age_s: float = 3600.0) -> dict[str, 
             data = store.get(key)
         except BlobNotFound:
             continue
-        if hash_key(data) != key:
+        try:
+            blob_verify(key, data)
+        except BlobCorrupt:
             report["corrupt"].append({"blob_key": key, "sop_instance_uids": referenced[key]})
     for key, uids in referenced.items():
         if key not in seen and not store.exists(key):

@@ -4,7 +4,14 @@ The interface is deliberately small (put/get/exists/delete/iter_keys/size) so th
 backends (S3) can implement it. ``FilesystemBlobStore`` is the default backend.
 """
 
-from medvault.core.blobs.base import BlobCorrupt, BlobNotFound, BlobStore, blob_key, is_blob_key
+from medvault.core.blobs.base import (
+    BlobCorrupt,
+    BlobNotFound,
+    BlobStore,
+    blob_key,
+    blob_verify,
+    is_blob_key,
+)
 from medvault.core.blobs.filesystem import FilesystemBlobStore
 
 __all__ = [
@@ -13,5 +20,6 @@ __all__ = [
     "BlobStore",
     "FilesystemBlobStore",
     "blob_key",
+    "blob_verify",
     "is_blob_key",
 ]

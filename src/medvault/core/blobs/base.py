@@ -23,6 +23,17 @@ def blob_key(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def blob_verify(key: str, data: bytes) -> bytes:
+    """Return ``data`` when it still hashes to ``key``; raise ``BlobCorrupt`` otherwise.
+
+    The one integrity check of a stored blob against the content address the archive
+    recorded for it (``blob_scrub`` and storage commitment both use it).
+    """
+    if blob_key(data) != key:
+        raise BlobCorrupt(key)
+    return data
+
+
 def is_blob_key(key: str) -> bool:
     """True when ``key`` looks like a content address; anything else is never a path."""
     return bool(_KEY_RE.match(key))
