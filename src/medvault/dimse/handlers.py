@@ -376,3 +376,66 @@ def handle_move(event: Event) -> Iterator[Any]:
            detail=f"C-MOVE {len(instances)} instance(s) to {destination_title}")
     yield len(instances)
     yield from _sub_operations(event, instances, lambda: holder.get("assoc"), "C-MOVE")
+
+
+def handle_n_action(event: Event) -> tuple[int | Dataset, Dataset | None]:
+    """N-ACTION of the Storage Commitment Push Model (PS3.4 J.3.2): check and record the
+    request; the report follows on a new association (``medvault.dimse.commitment``)."""
+    from medvault.dimse.commitment import (
+        ACTION_REQUEST,
+        CommitmentRequestError,
+        commitment_record,
+        commitment_request_parse,
+    )
+    from pynetdicom.sop_class import StorageCommitmentPushModel, StorageCommitmentPushModelInstance
+
+    _db_fresh()
+    request = event.request
+    if str(getattr(request, "RequestedSOPClassUID", "")) != StorageCommitmentPushModel:
+        _audit(event, "storage-commitment", "error", detail="N-ACTION for another SOP class")
+        return int(Status.NO_SUCH_SOP_CLASS), None
+    ae = calling_ae(event)
+    if ae is None or not ae.may_store:
+        _audit(event, "storage-commitment", "denied", detail="storage commitment not allowed")
+        return int(Status.NOT_AUTHORISED), None
+    if str(getattr(request, "RequestedSOPInstanceUID", "")) != StorageCommitmentPushModelInstance:
+        _audit(event, "storage-commitment", "error", detail="N-ACTION not for the well-known SOP instance")
+        return int(Status.NO_SUCH_SOP_INSTANCE), None
+    if event.action_type != ACTION_REQUEST:
+        _audit(event, "storage-commitment", "error", detail=f"N-ACTION type {event.action_type}")
+        return int(Status.NO_SUCH_ACTION), None
+    try:
+        try:
+            info = event.action_information
+        except Exception as exc:  # undecodable data set
+            raise CommitmentRequestError(int(Status.INVALID_ARGUMENT_VALUE),
+                                         f"cannot decode Action Information: {exc}") from None
+        transaction_uid, pairs = commitment_request_parse(info)
+    except CommitmentRequestError as exc:
+        _audit(event, "storage-commitment", "error", detail=f"N-ACTION refused: {exc.comment}")
+        failure = Dataset()
+        failure.Status = exc.status
+        failure.ErrorComment = exc.comment[:64]
+        return failure, None
+    record = _retrying(lambda: commitment_record(ae=ae, transaction_uid=transaction_uid, pairs=pairs))
+    _audit(event, "storage-commitment",
+           detail=f"N-ACTION transaction {transaction_uid}: {len(pairs)} instance(s), record {record.pk}")
+    try:
+        event.assoc._medvault_commitment_requested = True
+    except AttributeError:
+        pass
+    return int(Status.SUCCESS), None
+
+
+def commitment_response_sent(event: Event) -> None:
+    """EVT_DIMSE_SENT: once an N-ACTION response has gone out, wake the report sender (the
+    report must not overtake the response)."""
+    assoc = event.assoc
+    if not getattr(assoc, "_medvault_commitment_requested", False):
+        return
+    if type(event.message).__name__ != "N_ACTION_RSP":
+        return
+    assoc._medvault_commitment_requested = False
+    sender = getattr(assoc.ae, "commitment_sender", None)
+    if sender is not None:
+        sender.wake()

@@ -11,6 +11,7 @@ from typing import Any
 
 from django.conf import settings
 from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, evt
+from pynetdicom.transport import ThreadedAssociationServer
 from pynetdicom.sop_class import (
     PatientRootQueryRetrieveInformationModelFind,
     PatientRootQueryRetrieveInformationModelGet,
@@ -18,11 +19,13 @@ from pynetdicom.sop_class import (
     StudyRootQueryRetrieveInformationModelFind,
     StudyRootQueryRetrieveInformationModelGet,
     StudyRootQueryRetrieveInformationModelMove,
+    StorageCommitmentPushModel,
     Verification,
 )
 from pynetdicom.presentation import AllStoragePresentationContexts, StoragePresentationContexts
 
 from medvault.dimse import handlers
+from medvault.dimse.commitment import CommitmentSender
 from medvault.dimse.models import RemoteAE
 
 _NOBODY = "\\"  # a calling AE title that cannot occur (backslash is not allowed in AE titles)
@@ -32,6 +35,8 @@ class MedvaultAE(AE):
     """An AE whose list of accepted calling AE titles is read from the database per association."""
 
     accept_unknown: bool = False
+    # Sends storage commitment reports; started by ``dicomserver_start``.
+    commitment_sender: CommitmentSender | None = None
 
     @property  # type: ignore[override]
     def require_calling_aet(self) -> list[str]:
@@ -43,6 +48,22 @@ class MedvaultAE(AE):
     @require_calling_aet.setter
     def require_calling_aet(self, ae_titles: list[str]) -> None:
         pass  # read from the database
+
+    def make_server(self, *args: Any, **kwargs: Any) -> Any:
+        # The non-blocking server stops the storage commitment sender when it shuts down.
+        if kwargs.get("server_class") is ThreadedAssociationServer:
+            kwargs["server_class"] = MedvaultServer
+        return super().make_server(*args, **kwargs)
+
+
+class MedvaultServer(ThreadedAssociationServer):
+    """pynetdicom's threaded server; ``shutdown`` also stops the commitment sender."""
+
+    def shutdown(self) -> None:
+        super().shutdown()
+        sender = getattr(self.ae, "commitment_sender", None)
+        if sender is not None:
+            sender.stop()
 
 
 def _audit_rejected(event: Any) -> None:
@@ -63,6 +84,8 @@ HANDLERS = [
     (evt.EVT_C_FIND, handlers.handle_find),
     (evt.EVT_C_GET, handlers.handle_get),
     (evt.EVT_C_MOVE, handlers.handle_move),
+    (evt.EVT_N_ACTION, handlers.handle_n_action),
+    (evt.EVT_DIMSE_SENT, handlers.commitment_response_sent),
 ]
 
 
@@ -80,6 +103,9 @@ def application_entity(*, ae_title: str | None = None, accept_unknown: bool | No
     for cx in AllStoragePresentationContexts:
         ae.add_supported_context(cx.abstract_syntax, ALL_TRANSFER_SYNTAXES)
     ae.add_supported_context(Verification)
+    # Storage Commitment Push Model: we are the SCP (N-ACTION in); the report goes out on an
+    # association we request (commitment.report_send). Default roles on the way in.
+    ae.add_supported_context(StorageCommitmentPushModel)
     for sop_class in (
         PatientRootQueryRetrieveInformationModelFind, StudyRootQueryRetrieveInformationModelFind,
         PatientRootQueryRetrieveInformationModelMove, StudyRootQueryRetrieveInformationModelMove,
@@ -114,4 +140,16 @@ def dicomserver_start(
     """Start the SCP; returns the ThreadedAssociationServer (``block=False``) or blocks."""
     ae = application_entity(ae_title=ae_title, accept_unknown=accept_unknown)
     address = (host or settings.MEDVAULT_DICOM_HOST, settings.MEDVAULT_DICOM_PORT if port is None else port)
-    return ae.start_server(address, block=block, evt_handlers=HANDLERS, ssl_context=tls_context())
+    # Storage commitment reports go out from a thread of this process rather than the
+    # worker: the DICOM server is what runs where the modalities can be reached.
+    sender = CommitmentSender(str(ae.ae_title).strip())
+    ae.commitment_sender = sender
+    if block:
+        sender.start()
+        try:
+            return ae.start_server(address, block=True, evt_handlers=HANDLERS, ssl_context=tls_context())
+        finally:
+            sender.stop()
+    server = ae.start_server(address, block=False, evt_handlers=HANDLERS, ssl_context=tls_context())
+    sender.start()
+    return server
