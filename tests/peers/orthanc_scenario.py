@@ -10,6 +10,7 @@ import hashlib
 import io
 import json
 import sys
+import time
 from pathlib import Path
 
 import pydicom
@@ -67,6 +68,7 @@ def main(work: Path) -> dict[str, object]:
     b = ct_series(10, patient_id="ORTH-B", patient_name="Peer^Bravo", seed=22)
     c = ct_series(8, patient_id="ORTH-C", patient_name="Peer^Charlie", seed=23)
     d = ct_series(6, patient_id="ORTH-D", patient_name="Peer^Delta", seed=24)
+    e = ct_series(5, patient_id="ORTH-E", patient_name="Peer^Echo", seed=25)
     with Peers(work) as peers:
         # 1. Orthanc sends a study to MedVault over C-STORE (REST /modalities/{id}/store).
         for data in a:
@@ -133,7 +135,37 @@ def main(work: Path) -> dict[str, object]:
                 "medvault": pixel_hashes(medvault_files(peers, study_uid(d))),
             }
         result["dicomweb_plugin"] = plugin
+
+        # 5. Orthanc stores a study with storage commitment: C-STORE, then N-ACTION; MedVault
+        # answers with an N-EVENT-REPORT on an association it opens back to Orthanc.
+        try:
+            result["commitment"] = storage_commitment(peers, e)
+        except Exception as exc:  # only this step's test fails
+            result["commitment"] = {"error": f"{type(exc).__name__}: {exc}"}
     return result
+
+
+def storage_commitment(peers: Peers, files: list[bytes], wait_s: float = 120) -> dict[str, object]:
+    for data in files:
+        peers.orthanc_call("POST", "/instances", data=data)
+    job = peers.orthanc_call("POST", "/modalities/medvault/store", json={
+        "Resources": [peers.orthanc_study_id(study_uid(files))], "Synchronous": True,
+        "StorageCommitment": True,
+    })
+    transaction = job["StorageCommitmentTransactionUID"]
+    deadline = time.monotonic() + wait_s  # a bound on waiting for the report, not a check
+    while True:
+        report = peers.orthanc_call("GET", f"/storage-commitment/{transaction}")
+        if report.get("Status") != "Pending" or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    sent = sorted(pydicom.dcmread(io.BytesIO(f), stop_before_pixels=True).SOPInstanceUID for f in files)
+    return {
+        "transaction": transaction,
+        "sent": sent,
+        "report": report,
+        "medvault": sorted(pixel_hashes(medvault_files(peers, study_uid(files)))),
+    }
 
 
 if __name__ == "__main__":

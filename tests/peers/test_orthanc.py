@@ -70,3 +70,18 @@ def test_orthanc_dicomweb_plugin_reads_and_writes_medvault(scenario: dict) -> No
     assert len(plugin["retrieve"]["sent"]) == 8
     assert plugin["retrieve"]["orthanc"] == plugin["retrieve"]["sent"]
     assert plugin["stow"]["medvault"] == plugin["stow"]["sent"]
+
+
+def test_orthanc_stores_to_medvault_with_storage_commitment(scenario: dict) -> None:
+    """Orthanc 1.10 as storage commitment SCU: ``POST /modalities/{id}/store`` with
+    ``"StorageCommitment": true``; MedVault's N-EVENT-REPORT arrives on an association it
+    opens to Orthanc, and Orthanc's report says every instance is committed."""
+    commitment = scenario["commitment"]
+    assert "error" not in commitment, commitment
+    assert len(commitment["sent"]) == 5
+    assert commitment["medvault"] == commitment["sent"]
+    report = commitment["report"]
+    assert report["Status"] == "Success", report
+    assert report["RemoteAET"] == "MEDVAULT"
+    assert sorted(item["SOPInstanceUID"] for item in report["Success"]) == commitment["sent"]
+    assert report["Failures"] == []
