@@ -1,4 +1,5 @@
-"""``medvault dicomserver``: run the DICOM SCP (C-ECHO, C-STORE, C-FIND, C-MOVE, C-GET)."""
+"""``medvault dicomserver``: run the DICOM SCP (C-ECHO, C-STORE, C-FIND, C-MOVE, C-GET,
+storage commitment; this process also sends the storage commitment reports)."""
 
 from __future__ import annotations
 
