@@ -304,3 +304,21 @@ def test_a_report_nobody_takes_is_given_up_after_the_attempts(
     assert record.attempts == 3 and record.next_attempt_at is None and record.last_error
     assert record.result == {"committed": [], "failed": [[CTImageStorage, request.ReferencedSOPSequence[0]
                                                           .ReferencedSOPInstanceUID, 0x0112]]}
+
+
+def test_admin_lists_commitments_and_queues_one_again(db: Any, admin_client: Any) -> None:
+    ae = RemoteAE.objects.create(ae_title="MODALITY", host="127.0.0.1", port=104)
+    record = StorageCommitment.objects.create(
+        transaction_uid="1.2.3.4", remote_ae=ae, ae_title="MODALITY", requested=[["1.2", "1.2.3"]],
+        state=StorageCommitment.State.FAILED, attempts=12, last_error="association rejected",
+    )
+    page = admin_client.get("/admin/dimse/storagecommitment/")
+    assert page.status_code == 200
+    assert b"1.2.3.4" in page.content and b"association rejected" in page.content
+    assert admin_client.get(f"/admin/dimse/storagecommitment/{record.pk}/change/").status_code == 200
+    response = admin_client.post("/admin/dimse/storagecommitment/", {
+        "action": "deliver_again", "_selected_action": [record.pk]})
+    assert response.status_code == 302
+    record.refresh_from_db()
+    assert record.state == StorageCommitment.State.PENDING and record.attempts == 0
+    assert record.next_attempt_at is not None
