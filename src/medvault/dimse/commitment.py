@@ -21,7 +21,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import OperationalError, connections
+from django.db import DatabaseError, connections
 from django.utils import timezone
 from pydicom.dataset import Dataset
 from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
@@ -356,12 +356,13 @@ class CommitmentSender:
                 try:
                     commitment_deliver_due(local_ae_title=self.local_ae_title)
                     wait = _next_due_in()
-                except OperationalError as exc:
+                except DatabaseError as exc:  # database restarted or failed over
                     log.warning("storage commitment sender: database error (%s); retrying", exc)
                     connections.close_all()
                     wait = 1.0
                 except Exception:
                     log.exception("storage commitment sender: unexpected error")
+                    connections.close_all()
                     wait = 5.0
                 if wait > 0:
                     self._wake.wait(wait)
