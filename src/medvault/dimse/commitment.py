@@ -32,6 +32,7 @@ from pynetdicom.sop_class import StorageCommitmentPushModel, StorageCommitmentPu
 from medvault.archive.models import Instance
 from medvault.archive.selectors import instance_blob_verified
 from medvault.core.blobs import BlobCorrupt, BlobNotFound
+from medvault.dimse.handlers import _retrying, ae_studies, nodelay_set
 from medvault.dimse.models import RemoteAE, StorageCommitment
 
 log = logging.getLogger("medvault.dimse.commitment")
@@ -122,8 +123,6 @@ def commitment_evaluate(*, ae: RemoteAE, pairs: list[list[str]]) -> dict[str, li
     storage SOP class; 0x0119 held with another SOP class; 0x0110 blob missing, corrupt or
     unreadable. Nothing stored is altered.
     """
-    from medvault.dimse.handlers import ae_studies
-
     uids = sorted({instance for _, instance in pairs})
     held: dict[str, Instance] = {}
     visible = ae_studies(ae)
@@ -204,8 +203,6 @@ class DeliveryError(RuntimeError):
 def report_send(*, local_ae_title: str, remote: RemoteAE, event_type: int, info: Dataset) -> None:
     """Open an association to ``remote`` and send one N-EVENT-REPORT; raise DeliveryError
     unless the peer answered it with Success."""
-    from medvault.dimse.handlers import nodelay_set
-
     ae = AE(ae_title=local_ae_title)
     ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 30
     ae.add_requested_context(StorageCommitmentPushModel, [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
@@ -248,15 +245,9 @@ def _claim(pk: int) -> bool:
     ).update(next_attempt_at=now + timedelta(seconds=_LEASE_S)) == 1
 
 
-def _writing(write: Any) -> Any:
-    from medvault.dimse.handlers import _retrying
-
-    return _retrying(write)
-
-
 def commitment_deliver(pk: int, *, local_ae_title: str) -> StorageCommitment | None:
     """One delivery attempt of one row, if it is due and this process claims it."""
-    if not _writing(lambda: _claim(pk)):
+    if not _retrying(lambda: _claim(pk)):
         return None
     record = StorageCommitment.objects.select_related("remote_ae", "remote_ae__group").get(pk=pk)
     remote = record.remote_ae
@@ -266,7 +257,7 @@ def commitment_deliver(pk: int, *, local_ae_title: str) -> StorageCommitment | N
             raise DeliveryError(f"remote AE {record.ae_title} is no longer configured")
         if record.result is None:
             record.result = commitment_evaluate(ae=remote, pairs=record.requested)
-            _writing(lambda: StorageCommitment.objects.filter(pk=pk).update(result=record.result))
+            _retrying(lambda: StorageCommitment.objects.filter(pk=pk).update(result=record.result))
         event_type, info = report_dataset(transaction_uid=record.transaction_uid, result=record.result,
                                           retrieve_ae_title=local_ae_title)
         report_send(local_ae_title=local_ae_title, remote=remote, event_type=event_type, info=info)
@@ -293,7 +284,7 @@ def commitment_deliver(pk: int, *, local_ae_title: str) -> StorageCommitment | N
             record.next_attempt_at = now + timedelta(seconds=delay)
             log.warning("storage commitment %s from %s: attempt %d failed (%s); next in %.0f s",
                         record.transaction_uid, record.ae_title, record.attempts, error, delay)
-    _writing(lambda: record.save(update_fields=["attempts", "state", "delivered_at", "next_attempt_at",
+    _retrying(lambda: record.save(update_fields=["attempts", "state", "delivered_at", "next_attempt_at",
                                                 "last_error"]))
     return record
 
