@@ -19,7 +19,6 @@ import io
 import json
 import queue
 import shutil
-import socket
 import statistics
 import sys
 import time
@@ -31,12 +30,6 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from ingest import SHARED, generate_series  # noqa: E402
 from throwaway import throwaway_installation  # noqa: E402
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def main() -> None:
@@ -69,14 +62,15 @@ def main() -> None:
                      len(info.get("ReferencedSOPSequence", []))))
         return 0x0000, None
 
-    listen_port, scp_port = free_port(), free_port()
-    RemoteAE.objects.create(ae_title="BENCHSCU", host="127.0.0.1", port=listen_port)
+    # Both servers bind a port the kernel picks (0) and are asked which one it was.
     listener = AE(ae_title="BENCHSCU")
     listener.add_supported_context(StorageCommitmentPushModel, scu_role=True, scp_role=True)
-    listening = listener.start_server(("127.0.0.1", listen_port), block=False,
+    listening = listener.start_server(("127.0.0.1", 0), block=False,
                                       evt_handlers=[(evt.EVT_N_EVENT_REPORT, on_report)])
-    server = dicomserver_start(host="127.0.0.1", port=scp_port, ae_title="MEDVAULT",
-                               accept_unknown=False)
+    RemoteAE.objects.create(ae_title="BENCHSCU", host="127.0.0.1",
+                            port=listening.server_address[1])
+    server = dicomserver_start(host="127.0.0.1", port=0, ae_title="MEDVAULT", accept_unknown=False)
+    scp_port = server.server_address[1]
     scu = AE(ae_title="BENCHSCU")
     scu.add_requested_context(CTImageStorage)
     scu.add_requested_context(StorageCommitmentPushModel)
