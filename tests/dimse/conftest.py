@@ -3,16 +3,42 @@
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterator
-from typing import Any
+import time
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 import pytest
+from django.db import OperationalError
 
 
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+T = TypeVar("T")
+
+
+def eventually(read: Callable[[], T], *, seconds: float, pause: float = 0.05) -> T | None:
+    """Poll ``read`` until it returns something truthy (returned) or ``seconds`` pass (None).
+
+    The SCP's threads write while the test reads. On the in-memory SQLite test database
+    (shared cache) a read that meets another thread's write fails at once with "table is
+    locked" instead of waiting, as the SCP's own writes do (``handlers._retrying``); such a
+    read counts as "not yet". A file database in WAL mode, as deployed, does not do this.
+    """
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            value = read()
+        except OperationalError as exc:
+            if "locked" not in str(exc):
+                raise
+            value = None
+        if value or time.monotonic() >= deadline:
+            return value or None
+        time.sleep(pause)
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import queue
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +32,7 @@ from medvault.dimse.handlers import nodelay_set
 from medvault.dimse.models import RemoteAE, StorageCommitment
 from medvault.dimse.status import Status
 
-from .conftest import free_port
+from .conftest import eventually, free_port
 
 # A real CT series: 5 slices of one series (pcir.org sample set, see ../shared/data/dicom).
 SERIES = "dicom/series_dicomdir/98892001/CT5N"
@@ -125,13 +124,16 @@ def _settled(transaction_uid: str, until: Any = None) -> StorageCommitment:
     """The record once it is no longer pending (or ``until(record)`` holds): the row is
     written just after the peer answered, so a test that has the report may look early."""
     until = until or (lambda r: r.state != StorageCommitment.State.PENDING)
-    pause = threading.Event()
-    for _ in range(WAIT_S * 10):
+
+    def settled() -> StorageCommitment | None:
         record = StorageCommitment.objects.get(transaction_uid=transaction_uid)
-        if until(record):
-            return record
-        pause.wait(0.1)
-    pytest.fail(f"storage commitment {transaction_uid} did not settle: {record.state}, {record.last_error}")
+        return record if until(record) else None
+
+    record = eventually(settled, seconds=WAIT_S, pause=0.1)
+    if record is None:
+        last = StorageCommitment.objects.get(transaction_uid=transaction_uid)
+        pytest.fail(f"storage commitment {transaction_uid} did not settle: {last.state}, {last.last_error}")
+    return record
 
 
 def _items(seq: Any) -> list[tuple[str, str]]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import socket
 import threading
-import time
 from typing import Any
 
 import numpy as np
@@ -29,7 +28,7 @@ from medvault.dimse.models import RemoteAE
 from medvault.dimse.status import Status
 
 from dicomweb.ctgen import ct_series
-from .conftest import free_port
+from .conftest import eventually, free_port
 
 NODELAY = [(evt.EVT_CONN_OPEN, nodelay_set)]
 
@@ -61,11 +60,8 @@ def test_echo_and_unknown_ae_rejected(scp: dict[str, Any]) -> None:
     assoc = _associate(stranger, scp["port"])
     assert assoc.is_rejected
     # The SCP writes the audit record just after it has sent the rejection.
-    for _ in range(50):
-        if AuditRecord.objects.filter(action="associate", outcome="denied", detail__contains="STRANGER").exists():
-            break
-        time.sleep(0.05)
-    else:
+    if not eventually(lambda: AuditRecord.objects.filter(
+            action="associate", outcome="denied", detail__contains="STRANGER").exists(), seconds=2.5):
         pytest.fail("no audit record for the rejected association")
 
 
