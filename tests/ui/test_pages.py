@@ -54,11 +54,12 @@ def test_upload_into_foreign_group_is_refused(blob_dir, group_a, group_b, clinic
     clinician_a.groups.add(group_b)
     clinician_a.groups.remove(group_b)
     r = client.post("/upload/file", {"file": SimpleUploadedFile("CT_small.dcm", sample_bytes()), "group": group_b.pk})
-    # Not a member of B: with one group of their own, the upload goes to A, never to B.
-    assert r.status_code == 200
+    # Not a member of B: refused (the one rule of every door, permissions.ingest_group), and
+    # never quietly stored into A instead of the group that was named.
+    assert r.status_code == 400
     from medvault.archive.models import Study
 
-    assert Study.objects.get().group == group_a
+    assert not Study.objects.exists()
 
 
 @pytest.mark.django_db

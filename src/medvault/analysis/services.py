@@ -482,8 +482,19 @@ def result_export(*, result: AnalysisResult, user: Any, request: Any = None) -> 
     from pydicom.uid import generate_uid
 
     from medvault.accounts.audit import audit_record
+    from medvault.accounts.permissions import study_writable
     from medvault.archive.services import instance_store
 
+    study = result.instance.series.study
+    if user is not None and not study_writable(user, study):
+        # Seeing a study (a share, or a technician's own upload elsewhere) is not writing
+        # into it: an export is a write into the study's group.
+        audit_record(
+            user=user, action="export", outcome="denied", request=request,
+            study_uid=study.study_instance_uid, sop_uid=result.instance.sop_instance_uid,
+            detail=f"analysis result {result.pk}: the study is read-only for this user",
+        )
+        raise AnalysisDenied("this study is read-only for you (shared with you, or not in your group)")
     if not result.heatmap_key:
         raise AnalysisError("this result has no heat-map to export (the model refused the image)")
     instance = result.instance

@@ -11,10 +11,12 @@ from django.db import models
 
 
 class Patient(models.Model):
-    """One patient identity: PatientID together with IssuerOfPatientID.
+    """One patient identity in one group: (group, IssuerOfPatientID, PatientID).
 
-    Patients are never merged: a later instance with the same identity but a different
-    name, sex or birth date is stored under this row and a ``PatientConflict`` is recorded.
+    A group is a namespace: the same PatientID sent by two groups is two patients, and
+    neither group ever sees the other's demographics. Patients are never merged: a later
+    instance with the same identity but a different name, sex or birth date is stored under
+    this row and a ``PatientConflict`` is recorded.
     """
 
     patient_id = models.CharField(max_length=64, db_index=True)
@@ -22,12 +24,18 @@ class Patient(models.Model):
     patient_name = models.CharField(max_length=324, blank=True, db_index=True)
     patient_birth_date = models.DateField(null=True, blank=True)
     patient_sex = models.CharField(max_length=16, blank=True)
+    # The group (namespace) the patient record belongs to; null: stored without a group
+    # (CLI without --group, an AE without a group), visible to administrators only.
+    group = models.ForeignKey(
+        Group, on_delete=models.PROTECT, null=True, blank=True, related_name="patients"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         constraints = [
             models.UniqueConstraint(
-                fields=["patient_id", "issuer_of_patient_id"], name="unique_patient_identity"
+                fields=["group", "patient_id", "issuer_of_patient_id"],
+                name="unique_patient_identity_in_group",
             )
         ]
 
@@ -59,7 +67,9 @@ class Study(models.Model):
     modalities_in_study = models.CharField(max_length=128, blank=True)
     number_of_series = models.PositiveIntegerField(default=0)
     number_of_instances = models.PositiveIntegerField(default=0)
-    # The department or site the study belongs to; users see their groups' studies only.
+    # The department or site (namespace) the study, its series and instances belong to; the
+    # patient belongs to the same group. UIDs stay unique archive-wide: a UID held by one
+    # group is refused when another sends it (archive.services).
     group = models.ForeignKey(
         Group, on_delete=models.PROTECT, null=True, blank=True, related_name="studies"
     )

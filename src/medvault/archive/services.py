@@ -58,6 +58,8 @@ class StoreResult:
     reason: str | None
     instance: Instance | None  # the stored (or already present) row; None when rejected
     path: str = ""  # what the caller called the input (file name / zip member); display only
+    # Refused because a UID in it belongs to another group (DIMSE 0x0124, Not Authorized).
+    other_group: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         """The JSON line the ingest command prints."""
@@ -83,9 +85,25 @@ class _AlreadyStored(Exception):
 
 
 class _IndexRejected(Exception):
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, *, other_group: bool = False) -> None:
         super().__init__(reason)
         self.reason = reason
+        self.other_group = other_group
+
+
+def other_group_reason(what: str, uid: str) -> str:
+    """The refusal of a UID that another group holds. It names only what the sender sent:
+    never the other group, its patient, study or anything stored under the UID."""
+    return (f"{what} {uid} is in use outside the group this upload goes to; not stored "
+            "(UIDs are unique in the archive; ask an administrator)")
+
+
+def _other_group(what: str, uid: str) -> _IndexRejected:
+    return _IndexRejected(other_group_reason(what, uid), other_group=True)
+
+
+def _group_id(group: Group | None) -> int | None:
+    return group.pk if group is not None else None
 
 
 # --- small value helpers ---------------------------------------------------------------
@@ -288,14 +306,19 @@ def _patient_conflicts(patient: Patient, ds: Dataset) -> list[PatientConflict]:
     return conflicts
 
 
-def _patient_for(ds: Dataset) -> tuple[Patient, list[PatientConflict]]:
-    patient, created = Patient.objects.get_or_create(
-        **_patient_identity(ds), defaults=_patient_received(ds)
-    )
+def _patient_for(ds: Dataset, group: Group | None) -> tuple[Patient, list[PatientConflict]]:
+    """The patient (group, issuer, PatientID): a group never finds another group's patient."""
+    identity = {**_patient_identity(ds), "group": group}
+    try:
+        patient, created = Patient.objects.get_or_create(**identity, defaults=_patient_received(ds))
+    except Patient.MultipleObjectsReturned:
+        # Only without a group: SQL unique constraints let NULLs differ, so two concurrent
+        # first instances of one patient may both have created a row. Use the older one.
+        patient, created = Patient.objects.filter(**identity).order_by("pk").first(), False
     return patient, ([] if created else _patient_conflicts(patient, ds))
 
 
-def _known_series(ds: Dataset) -> Series | None:
+def _known_series(ds: Dataset, group: Group | None) -> Series | None:
     """The instance's series with its study and patient, read in one query.
 
     The common case (the second and later instances of a series): the series is stored,
@@ -315,7 +338,8 @@ def _known_series(ds: Dataset) -> Series | None:
     patient = series.study.patient
     identity = _patient_identity(ds)
     if (
-        series.study.study_instance_uid != str(ds.StudyInstanceUID)
+        series.study.group_id != _group_id(group)
+        or series.study.study_instance_uid != str(ds.StudyInstanceUID)
         or patient.patient_id != identity["patient_id"]
         or patient.issuer_of_patient_id != identity["issuer_of_patient_id"]
     ):
@@ -340,10 +364,13 @@ def _study_for(ds: Dataset, patient: Patient, group: Group | None) -> Study:
             "group": group,
         },
     )
+    if study.group_id != _group_id(group):
+        raise _other_group("StudyInstanceUID", uid)
     if study.patient_id != patient.pk:
+        # Nothing of the stored patient is named: the sender may not see that study.
         raise _IndexRejected(
-            f"StudyInstanceUID {uid} is already stored for another patient "
-            f"(PatientID {study.patient.patient_id!r}); patients are never merged"
+            f"StudyInstanceUID {uid} is already stored for another patient; patients are "
+            "never merged"
         )
     return study
 
@@ -361,10 +388,9 @@ def _series_for(ds: Dataset, study: Study) -> tuple[Series, bool]:
         },
     )
     if series.study_id != study.pk:
-        raise _IndexRejected(
-            f"SeriesInstanceUID {uid} is already stored in another study "
-            f"({series.study.study_instance_uid})"
-        )
+        if series.study.group_id != study.group_id:
+            raise _other_group("SeriesInstanceUID", uid)
+        raise _IndexRejected(f"SeriesInstanceUID {uid} is already stored in another study")
     return series, created
 
 
@@ -381,12 +407,12 @@ def _index(
     compress_later: bool = False,
 ) -> Instance:
     ds = parsed.dataset
-    series = _known_series(ds)
+    series = _known_series(ds, group)
     if series is not None:
         study, patient = series.study, series.study.patient
         conflicts, series_created = _patient_conflicts(patient, ds), False
     else:
-        patient, conflicts = _patient_for(ds)
+        patient, conflicts = _patient_for(ds, group)
         study = _study_for(ds, patient, group)
         series, series_created = _series_for(ds, study)
     # The study row is the first row this transaction locks, on both ways (the long way's
@@ -451,13 +477,26 @@ def _index(
     return instance
 
 
+def _existing_in_group(existing: Instance, parsed: ParsedInstance, group: Group | None,
+                       path: str) -> StoreResult:
+    """A re-sent SOP Instance UID: compared with the stored one only inside its own group;
+    from another group it is refused without a word about what is stored."""
+    study_group = Study.objects.filter(series__instances=existing).values_list("group_id", flat=True).first()
+    if study_group != _group_id(group):
+        uid = existing.sop_instance_uid
+        return StoreResult(REJECTED, uid, other_group_reason("SOPInstanceUID", uid), None, path,
+                           other_group=True)
+    return _compare_existing(existing, parsed, path)
+
+
 def _store_parsed(
     parsed: ParsedInstance, *, data: bytes, source: str, user: Any, group: Any, path: str
 ) -> StoreResult:
     uid = parsed.sop_instance_uid
+    resolved_group = _resolve_group(group)
     existing = Instance.objects.filter(sop_instance_uid=uid).first()
     if existing is not None:
-        return _compare_existing(existing, parsed, path)
+        return _existing_in_group(existing, parsed, resolved_group, path)
     compress_later = compression_deferred() and compression_applies(parsed)
     if compress_later:
         # Deferred compression: keep what arrived now; the worker re-encodes it later
@@ -467,7 +506,6 @@ def _store_parsed(
         blob, stored_ts = storage_bytes(parsed, data)
     # Durable before visible: the blob is on disk before the row that points at it commits.
     key = blob_store().put(blob)
-    resolved_group = _resolve_group(group)
     try:
         with transaction.atomic():
             instance = _index(
@@ -485,9 +523,9 @@ def _store_parsed(
         # A concurrent writer won; the blob we wrote is either shared (same bytes) or an
         # orphan for ``medvault scrub`` — never deleted here, as another row may use it.
         existing = Instance.objects.get(sop_instance_uid=uid)
-        return _compare_existing(existing, parsed, path)
+        return _existing_in_group(existing, parsed, resolved_group, path)
     except _IndexRejected as exc:
-        return StoreResult(REJECTED, uid, exc.reason, None, path)
+        return StoreResult(REJECTED, uid, exc.reason, None, path, other_group=exc.other_group)
     return StoreResult(STORED, uid, None, instance, path)
 
 
@@ -520,7 +558,11 @@ def instance_store(
     source
         Which door it came through: "cli", "web", "stow", "c-store".
     user, group
-        Who uploaded it; the group (a ``Group`` or its name) owns a study created by it.
+        Who uploaded it, and the group (a ``Group`` or its name) it is stored into: the
+        group's namespace. The door decides the group (``permissions.ingest_group`` for
+        users, the AE's group for C-STORE, ``--group`` for the CLI, the study's group for
+        analysis exports); here a UID that another group holds is refused
+        (``other_group``), and patients are found per group.
     path
         A display name for the result only; it never becomes a filesystem path.
     """

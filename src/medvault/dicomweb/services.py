@@ -21,6 +21,7 @@ class FailureReason(IntEnum):
 
     PROCESSING_FAILURE = 0x0110
     DUPLICATE_CONFLICT = 0x0111  # same SOP Instance UID, different content
+    NOT_AUTHORISED = 0x0124  # a UID in it belongs to another group (PS3.7 C.5.x)
     OUT_OF_RESOURCES = 0xA700
     DATASET_DOES_NOT_MATCH = 0xA900  # e.g. wrong study for /studies/{study}
     CANNOT_UNDERSTAND = 0xC000
@@ -227,7 +228,9 @@ def stow_store(
                 continue
             reason_text = result.reason or "rejected"
             code = (
-                FailureReason.DUPLICATE_CONFLICT
+                FailureReason.NOT_AUTHORISED
+                if result.other_group
+                else FailureReason.DUPLICATE_CONFLICT
                 if "differ" in reason_text.lower() or "conflict" in reason_text.lower()
                 else FailureReason.CANNOT_UNDERSTAND
             )

@@ -17,7 +17,12 @@ from django.views.decorators.http import require_http_methods
 from medvault.accounts.api_auth import api_login_required
 from medvault.accounts.audit import audit_record
 from medvault.accounts.deid import deidentify_dataset
-from medvault.accounts.permissions import is_deidentified_user, user_can
+from medvault.accounts.permissions import (
+    GroupChoiceError,
+    ingest_group,
+    is_deidentified_user,
+    user_can,
+)
 from medvault.archive.models import Instance
 from medvault.archive.selectors import instance_dataset, instance_part10_bytes, instance_pixels
 from medvault.core.dicom.multipart import (
@@ -215,6 +220,18 @@ def _request_body(request: HttpRequest) -> bytes:
     return bytes(data)
 
 
+def _stow_group(request: HttpRequest) -> Any:
+    """The group STOW-RS stores into: ``?group=NAME`` (one of the user's), or the user's
+    default group (their only one). Never guessed among several."""
+    requested = request.GET.get("group", "").strip()
+    try:
+        return ingest_group(request.user, requested or None)
+    except GroupChoiceError as exc:
+        audit_record(user=request.user, action="upload", outcome="denied", request=request,
+                     detail=f"STOW-RS group {requested[:150]!r}: {exc}"[:500])
+        raise DicomwebError(403 if requested else 400, str(exc)) from None
+
+
 @require_http_methods(["POST"])
 @dicomweb_view("upload")
 def stow(request: HttpRequest, study: str | None = None) -> HttpResponse:
@@ -243,7 +260,7 @@ def stow(request: HttpRequest, study: str | None = None) -> HttpResponse:
             parts, failures = stow_json_parts(parts)
         except StowJsonError as exc:
             raise bad_request(str(exc)) from None
-    group = request.user.groups.order_by("name").first()
+    group = _stow_group(request)
     outcome = stow_store(
         parts=parts, user=request.user, group=group, study_uid=study,
         base_url=_base_url(request), request=request, failures=failures,

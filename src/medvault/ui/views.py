@@ -123,15 +123,15 @@ def upload_file(request: HttpRequest) -> HttpResponse:
     upload = request.FILES.get("file")
     if upload is None:
         return _upload_error("No file was sent.")
-    groups = permissions.upload_groups(request.user)
-    group = groups.filter(pk=request.POST.get("group") or 0).first()
-    if group is None:
-        if groups.count() == 1:
-            group = groups.first()
-        else:
-            return _upload_error("Choose the group (department or site) the images belong to."
-                                 if groups.exists() else
-                                 "You are not a member of any group yet; ask an administrator to add you to one.")
+    # The one rule of every door: the group named (one of the user's) or their only group.
+    requested = str(request.POST.get("group") or "").strip()
+    try:
+        group = permissions.ingest_group(request.user, int(requested) if requested.isdigit() else None)
+    except permissions.GroupChoiceError:
+        groups = permissions.upload_groups(request.user)
+        return _upload_error("Choose the group (department or site) the images belong to."
+                             if groups.exists() else
+                             "You are not a member of any group yet; ask an administrator to add you to one.")
     if upload.size > settings.MEDVAULT_MAX_UPLOAD_BYTES:
         return _upload_error("The file is larger than this server accepts.", 413)
     name = upload.name or "upload"
@@ -229,9 +229,9 @@ def study_detail(request: HttpRequest, study_uid: str) -> HttpResponse:
     deid = permissions.is_deidentified_user(request.user)
     audit_view(request, study, detail="study page")
     series = list(selectors.study_series(study))
-    can_share = permissions.user_can(request.user, "share") and study.group_id is not None and (
-        permissions.is_administrator(request.user) or request.user.groups.filter(pk=study.group_id).exists()
-    )
+    # Only the study's own group shares it: a share is read-only and never passed on.
+    can_share = (permissions.user_can(request.user, "share") and study.group_id is not None
+                 and permissions.study_writable(request.user, study))
     shares = list(study.shares.select_related("shared_with_user", "shared_with_group", "shared_by")) if can_share else []
     analyses = []
     try:
@@ -254,7 +254,7 @@ def study_detail(request: HttpRequest, study_uid: str) -> HttpResponse:
 @role_required("share")
 def share_create(request: HttpRequest, study_uid: str) -> HttpResponse:
     study = visible_study_or_404(request, study_uid)
-    if not permissions.is_administrator(request.user) and not request.user.groups.filter(pk=study.group_id).exists():
+    if not permissions.study_writable(request.user, study):
         # Read-only recipients of a share may not pass it on.
         audit_record(user=request.user, action="share", outcome="denied", request=request,
                      study_uid=study.study_instance_uid, detail="not a member of the study's group")
@@ -281,8 +281,7 @@ def share_create(request: HttpRequest, study_uid: str) -> HttpResponse:
 def share_revoke(request: HttpRequest, share_id: int) -> HttpResponse:
     share = get_object_or_404(StudyShare.objects.select_related("study"), pk=share_id)
     study = visible_study_or_404(request, share.study.study_instance_uid)
-    if not (permissions.is_administrator(request.user) or share.shared_by_id == request.user.pk
-            or request.user.groups.filter(pk=study.group_id).exists()):
+    if not (share.shared_by_id == request.user.pk or permissions.study_writable(request.user, study)):
         audit_record(user=request.user, action="share-revoke", outcome="denied", request=request,
                      study_uid=study.study_instance_uid)
         messages.error(request, "You cannot revoke this share.")
