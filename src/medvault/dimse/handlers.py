@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from django.conf import settings
 from django.db import OperationalError, connection, connections
 from django.db.models import QuerySet
 from pydicom.dataset import Dataset
@@ -43,13 +44,43 @@ _NOT_MATCHING = {0x00080005, 0x00080052, 0x00080054, 0x00080056, 0x00081190}
 _NOT_LOOKED_UP = object()
 
 
+def _addresses(host: str) -> set[str]:
+    """The IP addresses a configured host name or address stands for (empty if unknown)."""
+    try:
+        infos = socket.getaddrinfo(host.strip(), None, proto=socket.IPPROTO_TCP)
+    except (OSError, UnicodeError):
+        return set()
+    return {_address_normalise(str(info[4][0])) for info in infos}
+
+
+def _address_normalise(address: str) -> str:
+    address = address.split("%", 1)[0]
+    return address[7:] if address.lower().startswith("::ffff:") and "." in address else address
+
+
+def host_matches(ae: RemoteAE, address: str) -> bool:
+    """Whether a peer at ``address`` may use ``ae``'s title (``MEDVAULT_DICOM_CHECK_HOST``):
+    it must come from the AE's configured host. On unless turned off."""
+    if not getattr(settings, "MEDVAULT_DICOM_CHECK_HOST", True):
+        return True
+    return _address_normalise(str(address)) in _addresses(ae.host)
+
+
 def calling_ae(event: Event) -> RemoteAE | None:
     """The configured remote AE of this association, looked up once per association
-    (not once per C-STORE: a modality sends hundreds on one association)."""
+    (not once per C-STORE: a modality sends hundreds on one association).
+
+    ``None`` when the title is unknown, and also when a configured title calls from
+    another host than the AE's (``host_matches``): then it is nobody's AE.
+    """
     found = getattr(event.assoc, "_medvault_remote_ae", _NOT_LOOKED_UP)
     if found is _NOT_LOOKED_UP:
         title = str(event.assoc.requestor.ae_title).strip()
         found = RemoteAE.objects.filter(ae_title=title).select_related("group").first()
+        if found is not None and not host_matches(found, event.assoc.requestor.address):
+            log.warning("AE title %s called from %s, not from its host %s: treated as unknown",
+                        title, event.assoc.requestor.address, found.host)
+            found = None
         try:
             event.assoc._medvault_remote_ae = found
         except AttributeError:
@@ -150,7 +181,9 @@ def handle_store(event: Event) -> int | Dataset:
     reason = result.reason or "rejected"
     _audit(event, "upload", "error", sop_uid=sop_uid, detail=f"C-STORE rejected: {reason}")
     status = Dataset()
-    if "differ" in reason.lower() or "conflict" in reason.lower():
+    if result.other_group:
+        status.Status = int(Status.NOT_AUTHORISED)
+    elif "differ" in reason.lower() or "conflict" in reason.lower():
         status.Status = int(Status.DUPLICATE_SOP_INSTANCE)
     else:
         status.Status = int(Status.STORE_CANNOT_UNDERSTAND)
@@ -159,10 +192,11 @@ def handle_store(event: Event) -> int | Dataset:
 
 
 def ae_studies(ae: RemoteAE) -> QuerySet[Study]:
-    """The studies a remote AE may query and retrieve: its group's, or all when it has none."""
-    if ae.group_id is None:
-        return Study.objects.all()
-    return Study.objects.filter(group_id=ae.group_id)
+    """The studies a remote AE may query and retrieve: ``permissions.visible_to`` (its
+    group's, or all when it has none: a site-wide peer)."""
+    from medvault.accounts.permissions import visible_to
+
+    return visible_to(ae)
 
 
 def find_rows(identifier: Dataset, studies: QuerySet[Study], model: str) -> tuple[Level, QuerySet[Any]]:
@@ -352,6 +386,14 @@ def handle_move(event: Event) -> Iterator[Any]:
     destination = RemoteAE.objects.filter(ae_title=destination_title, may_retrieve=True).first()
     if destination is None:
         _audit(event, "download", "denied", detail=f"C-MOVE to unknown destination {destination_title}")
+        yield None, None
+        return
+    if ae.group_id is not None and destination.group_id != ae.group_id:
+        # A group's images go only to that group's AEs (a caller without a group is a
+        # site-wide peer and may send anywhere configured). Answered as an unknown
+        # destination: the other group's AE is not named.
+        _audit(event, "download", "denied",
+               detail=f"C-MOVE to {destination_title}: destination not in the caller's group")
         yield None, None
         return
     try:

@@ -7,6 +7,7 @@ share one code path (like healthchecks' smtpd).
 from __future__ import annotations
 
 import ssl
+import threading
 from typing import Any
 
 from django.conf import settings
@@ -42,8 +43,13 @@ class MedvaultAE(AE):
     def require_calling_aet(self) -> list[str]:
         if self.accept_unknown:
             return []
-        titles = list(RemoteAE.objects.values_list("ae_title", flat=True))
-        return titles or [_NOBODY]
+        aes = list(RemoteAE.objects.only("ae_title", "host"))
+        peer = _negotiating_peer()
+        if peer is not None:
+            # MEDVAULT_DICOM_CHECK_HOST: a configured title from another host is refused
+            # like an unknown one.
+            aes = [ae for ae in aes if handlers.host_matches(ae, peer)]
+        return [ae.ae_title for ae in aes] or [_NOBODY]
 
     @require_calling_aet.setter
     def require_calling_aet(self, ae_titles: list[str]) -> None:
@@ -54,6 +60,20 @@ class MedvaultAE(AE):
         if kwargs.get("server_class") is ThreadedAssociationServer:
             kwargs["server_class"] = MedvaultServer
         return super().make_server(*args, **kwargs)
+
+
+def _negotiating_peer() -> str | None:
+    """The address of the peer whose association request is being negotiated.
+
+    pynetdicom negotiates an association in that association's own thread (an
+    ``Association`` is a ``Thread``), which is where ``require_calling_aet`` is read.
+    """
+    from pynetdicom.association import Association
+
+    current = threading.current_thread()
+    if isinstance(current, Association) and current.is_acceptor:
+        return str(current.requestor.address)
+    return None
 
 
 class MedvaultServer(ThreadedAssociationServer):

@@ -230,6 +230,9 @@ MEDVAULT_DICOM_AE_TITLE = envstr("MEDVAULT_DICOM_AE_TITLE", "MEDVAULT")
 MEDVAULT_DICOM_HOST = envstr("MEDVAULT_DICOM_HOST", "127.0.0.1")
 MEDVAULT_DICOM_PORT = envint("MEDVAULT_DICOM_PORT", 11112)
 MEDVAULT_DICOM_ACCEPT_UNKNOWN_AE = envbool("MEDVAULT_DICOM_ACCEPT_UNKNOWN_AE", False)
+# A configured AE title counts only when called from that AE's configured host: a title is
+# easily copied, the address it comes from less so.
+MEDVAULT_DICOM_CHECK_HOST = envbool("MEDVAULT_DICOM_CHECK_HOST", True)
 MEDVAULT_DICOM_MAX_ASSOCIATIONS = envint("MEDVAULT_DICOM_MAX_ASSOCIATIONS", 32)
 # Most matches one QIDO-RS query returns (clients page with limit/offset).
 MEDVAULT_QIDO_MAX_RESULTS = envint("MEDVAULT_QIDO_MAX_RESULTS", 1000)
