@@ -231,6 +231,17 @@ def test_reads_of_a_uids_by_b_return_nothing_of_a(world: World, who: str, tmp_pa
     # The similar-image search asked about A's instance: refused like an unknown one.
     response = Client().post("/api/v1/similar", {"sop_instance_uid": world.sop_uids[0]}, **world.headers(who))
     assert response.status_code in (403, 404) and not leaks(response.content)
+    # Asking for an analysis of A's instance, or exporting A's result: not found.
+    import json
+
+    response = Client().post("/api/v1/analyses", data=json.dumps({"sop_instance_uid": world.sop_uids[0],
+                                                                 "model": "lung-ct"}),
+                             content_type="application/json", **world.headers(who))
+    assert response.status_code in (403, 404) and not leaks(response.content)
+    before = world.a_counts()
+    response = Client().post(f"/api/v1/analyses/{result.pk}/export", **world.headers(who))
+    assert response.status_code in (403, 404) and not leaks(response.content)
+    assert world.a_counts() == before
 
 
 # --- the analysis export: a read-only share does not write --------------------------------

@@ -7,7 +7,9 @@ from medvault.archive.models import Instance, Patient, PatientConflict, Series, 
 
 @admin.register(Patient)
 class PatientAdmin(admin.ModelAdmin):
-    list_display = ("patient_id", "issuer_of_patient_id", "patient_name", "patient_birth_date", "patient_sex")
+    list_display = ("patient_id", "issuer_of_patient_id", "group", "patient_name", "patient_birth_date", "patient_sex")
+    list_filter = ("group",)
+    list_select_related = ("group",)
     search_fields = ("patient_id", "patient_name")
 
 

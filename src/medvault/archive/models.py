@@ -36,7 +36,15 @@ class Patient(models.Model):
             models.UniqueConstraint(
                 fields=["group", "patient_id", "issuer_of_patient_id"],
                 name="unique_patient_identity_in_group",
-            )
+            ),
+            # SQL lets NULLs differ, so without a group the identity needs its own (partial)
+            # index: two processes ingesting one new patient must not both create it.
+            # PostgreSQL and SQLite build it; MariaDB/MySQL have no partial indexes.
+            models.UniqueConstraint(
+                fields=["patient_id", "issuer_of_patient_id"],
+                condition=models.Q(group__isnull=True),
+                name="unique_patient_identity_without_group",
+            ),
         ]
 
     def __str__(self) -> str:

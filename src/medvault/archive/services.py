@@ -312,8 +312,8 @@ def _patient_for(ds: Dataset, group: Group | None) -> tuple[Patient, list[Patien
     try:
         patient, created = Patient.objects.get_or_create(**identity, defaults=_patient_received(ds))
     except Patient.MultipleObjectsReturned:
-        # Only without a group: SQL unique constraints let NULLs differ, so two concurrent
-        # first instances of one patient may both have created a row. Use the older one.
+        # Only without a group, on a database without partial unique indexes (MariaDB):
+        # two concurrent first instances of one patient may both have created a row.
         patient, created = Patient.objects.filter(**identity).order_by("pk").first(), False
     return patient, ([] if created else _patient_conflicts(patient, ds))
 
@@ -347,6 +347,11 @@ def _known_series(ds: Dataset, group: Group | None) -> Series | None:
     return series
 
 
+def _same_identity(a: Patient, b: Patient) -> bool:
+    return (a.group_id, a.patient_id, a.issuer_of_patient_id) == (
+        b.group_id, b.patient_id, b.issuer_of_patient_id)
+
+
 def _study_for(ds: Dataset, patient: Patient, group: Group | None) -> Study:
     uid = str(ds.StudyInstanceUID)
     # Locked: counts and ModalitiesInStudy are read-modify-write (a no-op on SQLite, whose
@@ -366,7 +371,7 @@ def _study_for(ds: Dataset, patient: Patient, group: Group | None) -> Study:
     )
     if study.group_id != _group_id(group):
         raise _other_group("StudyInstanceUID", uid)
-    if study.patient_id != patient.pk:
+    if study.patient_id != patient.pk and not _same_identity(study.patient, patient):
         # Nothing of the stored patient is named: the sender may not see that study.
         raise _IndexRejected(
             f"StudyInstanceUID {uid} is already stored for another patient; patients are "
@@ -414,6 +419,12 @@ def _index(
     else:
         patient, conflicts = _patient_for(ds, group)
         study = _study_for(ds, patient, group)
+        if study.patient_id != patient.pk:
+            # The race of two first instances of one patient without a group on a database
+            # without partial unique indexes (see Patient): one patient, two rows. The
+            # study's row is the patient.
+            patient = study.patient
+            conflicts = _patient_conflicts(patient, ds)
         series, series_created = _series_for(ds, study)
     # The study row is the first row this transaction locks, on both ways (the long way's
     # select_for_update, or this UPDATE), and the series row only after it: writers to one

@@ -88,4 +88,12 @@ class Migration(migrations.Migration):
                 name="unique_patient_identity_in_group",
             ),
         ),
+        migrations.AddConstraint(
+            model_name="patient",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("group__isnull", True)),
+                fields=("patient_id", "issuer_of_patient_id"),
+                name="unique_patient_identity_without_group",
+            ),
+        ),
     ]
