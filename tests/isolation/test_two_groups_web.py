@@ -297,3 +297,25 @@ def test_stow_group_is_named_or_the_only_one_never_guessed(world: World) -> None
                                  **world.headers("tech_b"))
         assert response.status_code == 403
         assert response.json()["error"] == "you may not upload into that group"
+
+
+def test_stow_by_an_administrator_of_no_group_stores_into_no_group(world: World) -> None:
+    """The first administrator of a fresh installation is a member of no group: their
+    uploads go to no group (administrators only), or to the group they name."""
+    from medvault.accounts.models import User
+    from medvault.accounts.tokens import token_create
+    from medvault.archive.models import Study
+
+    User.objects.create_user(username="root", password=PASSWORD, role="administrator",
+                             status="approved", is_superuser=True)
+    _, key = token_create(user=User.objects.get(username="root"), name="t")
+    headers = {"HTTP_AUTHORIZATION": f"Token {key}"}
+    from dicomweb.helpers import stow_body
+
+    data, ctype = stow_body([dicom_file(patient_id="P-ADM", patient_name="Ad^Min", seed=51)])
+    assert Client().post("/dicomweb/studies", data=data, content_type=ctype, **headers).status_code == 200
+    assert Study.objects.get(patient__patient_id="P-ADM").group is None
+    data, ctype = stow_body([dicom_file(patient_id="P-ADM2", patient_name="Ad^Min", seed=52)])
+    response = Client().post("/dicomweb/studies?group=dept-b", data=data, content_type=ctype, **headers)
+    assert response.status_code == 200
+    assert Study.objects.get(patient__patient_id="P-ADM2").group == world.group_b

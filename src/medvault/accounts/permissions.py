@@ -162,7 +162,9 @@ class GroupChoiceError(ValueError):
 def ingest_group(user: Any, requested: Any = None) -> Any:
     """The group an upload by ``user`` is stored into: the one named (a ``Group``, its id
     or its name), which must be one of ``upload_groups(user)``, or else the user's default
-    group: their only group. Never guessed among several.
+    group: the only group they are a member of. Never guessed among several. An
+    administrator who is a member of no group and names none stores into no group (seen by
+    administrators only), as the first administrator of a fresh installation does.
 
     Raises
     ------
@@ -182,10 +184,14 @@ def ingest_group(user: Any, requested: Any = None) -> Any:
         if found is None:
             raise GroupChoiceError("you may not upload into that group")
         return found
-    choices = list(groups[:2])
+    if not user_can(user, "upload"):
+        raise GroupChoiceError("you may not upload")
+    choices = list(user.groups.order_by("pk")[:2])
     if len(choices) == 1:
         return choices[0]
     if not choices:
+        if is_administrator(user):
+            return None
         raise GroupChoiceError("you are not a member of any group; ask an administrator to add you to one")
     raise GroupChoiceError("you are a member of several groups; name the one to store into (group=NAME)")
 
