@@ -43,13 +43,18 @@ class MedvaultAE(AE):
     def require_calling_aet(self) -> list[str]:
         if self.accept_unknown:
             return []
-        aes = list(RemoteAE.objects.only("ae_title", "host"))
         peer = _negotiating_peer()
-        if peer is not None:
-            # MEDVAULT_DICOM_CHECK_HOST: a configured title from another host is refused
-            # like an unknown one.
-            aes = [ae for ae in aes if handlers.host_matches(ae, peer)]
-        return [ae.ae_title for ae in aes] or [_NOBODY]
+        if peer is None:
+            titles = list(RemoteAE.objects.values_list("ae_title", flat=True))
+            return titles or [_NOBODY]
+        # Only the calling title is looked up (and its host resolved), not every AE's.
+        address, title = peer
+        ae = RemoteAE.objects.filter(ae_title=title).only("ae_title", "host").first()
+        # MEDVAULT_DICOM_CHECK_HOST: a configured title from another host is refused like
+        # an unknown one.
+        if ae is None or not handlers.host_matches(ae, address):
+            return [_NOBODY]
+        return [ae.ae_title]
 
     @require_calling_aet.setter
     def require_calling_aet(self, ae_titles: list[str]) -> None:
@@ -62,8 +67,8 @@ class MedvaultAE(AE):
         return super().make_server(*args, **kwargs)
 
 
-def _negotiating_peer() -> str | None:
-    """The address of the peer whose association request is being negotiated.
+def _negotiating_peer() -> tuple[str, str] | None:
+    """(address, calling AE title) of the peer whose association request is being negotiated.
 
     pynetdicom negotiates an association in that association's own thread (an
     ``Association`` is a ``Thread``), which is where ``require_calling_aet`` is read.
@@ -72,7 +77,7 @@ def _negotiating_peer() -> str | None:
 
     current = threading.current_thread()
     if isinstance(current, Association) and current.is_acceptor:
-        return str(current.requestor.address)
+        return str(current.requestor.address), str(current.requestor.ae_title).strip()
     return None
 
 
