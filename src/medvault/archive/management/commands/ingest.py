@@ -89,7 +89,8 @@ class Command(BaseCommand):
         parser.add_argument("--modality", default="", help="PNG/JPEG: modality, e.g. CT or MR")
         parser.add_argument("--study-description", default="", help="PNG/JPEG: StudyDescription")
         parser.add_argument("--body-part", default="", help="PNG/JPEG: BodyPartExamined")
-        parser.add_argument("--group", default="", help="group (department/site) owning new studies")
+        parser.add_argument("--group", default="", help="group (department/site) the files are stored into (its namespace; "
+                            "a UID another group holds is refused); none: no group")
         parser.add_argument(
             "--jobs", type=int, default=2,
             help="files in flight at once (threads; overlaps fsync waits with decoding). "
