@@ -238,6 +238,13 @@ def test_reads_of_a_uids_by_b_return_nothing_of_a(world: World, who: str, tmp_pa
                                                                  "model": "lung-ct"}),
                              content_type="application/json", **world.headers(who))
     assert response.status_code in (403, 404) and not leaks(response.content)
+    # Sharing A's study onward from a page: not found, nothing shared.
+    from medvault.accounts.models import StudyShare
+
+    response = session.post(f"/studies/{world.study_uid}/share",
+                            {"user": "clin_b", "expires": "2099-01-01", "note": "x"})
+    assert response.status_code in (403, 404) and not leaks(_body(response))
+    assert not StudyShare.objects.exists()
     before = world.a_counts()
     response = Client().post(f"/api/v1/analyses/{result.pk}/export", **world.headers(who))
     assert response.status_code in (403, 404) and not leaks(response.content)
