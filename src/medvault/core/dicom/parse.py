@@ -32,9 +32,16 @@ import medvault.core.codecs  # noqa: F401  (registers the JPEG XL syntaxes with 
 from medvault.core.dicom.json import canonical_sha256, dataset_to_json
 
 MEDIA_STORAGE_DIRECTORY = "1.2.840.10008.1.3.10"
-# Structured reports and key object selections carry no pixels by definition; they belong
-# to the study they describe, so they are accepted without pixel data.
-NON_IMAGE_SOP_CLASS_PREFIXES = ("1.2.840.10008.5.1.4.1.1.88.",)
+# Storage classes whose IOD has Pixel Data as a mandatory part besides those that pydicom's
+# dictionary names "... Image Storage ..." (segmentations and parametric maps).
+PIXEL_SOP_CLASSES = {
+    "1.2.840.10008.5.1.4.1.1.66.4",  # Segmentation Storage
+    "1.2.840.10008.5.1.4.1.1.66.7",  # Label Map Segmentation Storage
+    "1.2.840.10008.5.1.4.1.1.30",  # Parametric Map Storage
+    "1.2.840.10008.5.1.4.1.1.6.2",  # Enhanced US Volume Storage
+    "1.2.840.10008.5.1.4.1.1.81.1",  # Ophthalmic Thickness Map Storage
+    "1.2.840.10008.5.1.4.1.1.82.1",  # Corneal Topography Map Storage
+}
 PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
 NATIVE_SYNTAXES = {
     ExplicitVRLittleEndian,
@@ -113,6 +120,33 @@ class ParsedInstance:
     @property
     def sop_class_uid(self) -> str:
         return str(self.dataset.SOPClassUID)
+
+
+def needs_pixels(sop_class_uid: str) -> bool:
+    """True for the storage classes whose instances must carry pixel data (images,
+    segmentations, parametric maps); every other class is stored without."""
+    if sop_class_uid in PIXEL_SOP_CLASSES:
+        return True
+    uid = UID(sop_class_uid)
+    return uid.type == "SOP Class" and "Image Storage" in uid.name
+
+
+def _not_a_storage_class(sop_class_uid: str) -> str:
+    """The reason a known UID is no storage SOP class (empty when it may be one).
+
+    UIDs pydicom does not know (private storage classes) are taken as storage classes.
+    """
+    uid = UID(sop_class_uid)
+    if not uid.type:
+        return ""
+    if uid.type == "SOP Class" and "Storage" in uid.name and not (
+        "Commitment" in uid.name or "Print" in uid.name
+    ):
+        return ""
+    return (
+        f"SOPClassUID {sop_class_uid} ({uid.name}) is not a storage SOP class, so this "
+        "is no object an archive keeps"
+    )
 
 
 def _uid(ds: Dataset, keyword: str) -> str:
@@ -302,8 +336,13 @@ def parse_instance(
     )
     has_pixels = any(k in ds for k in PIXEL_KEYWORDS)
     sop_class = str(ds.SOPClassUID)
+    not_storage = _not_a_storage_class(sop_class)
+    if not_storage:
+        raise DicomRejected(not_storage, sop_instance_uid=sop_uid)
     if not has_pixels:
-        if sop_class.startswith(NON_IMAGE_SOP_CLASS_PREFIXES):
+        if not needs_pixels(sop_class):
+            # SR, RT, waveforms, encapsulated documents, presentation states, key objects,
+            # raw data, private classes...: there is nothing to decode.
             return _finish_meta(parsed, ts)
         raise DicomRejected(
             f"no Pixel Data: SOP class {sop_class} ({UID(sop_class).name}) is an image "
