@@ -90,11 +90,13 @@ def test_export_returns_identical_pixels(shared_data, all_samples, tmp_path):
             if ts:
                 args += ["--transfer-syntax", ts]
             call_command(*args, stdout=io.StringIO())
-            files = sorted(dest.iterdir())
+            files = sorted(p for p in dest.rglob("*") if p.is_file())
             assert len(files) == study.number_of_instances
             for file in files:
-                assert file.name.startswith("IM") and file.suffix == ".dcm"
                 ds = pydicom.dcmread(file)
+                # DEST/<Study>/<Series>/<SOP>.dcm
+                assert file.relative_to(dest).parts == (
+                    study.study_instance_uid, str(ds.SeriesInstanceUID), f"{ds.SOPInstanceUID}.dcm")
                 if ts:
                     assert ds.file_meta.TransferSyntaxUID == EXPLICIT_LE
                 assert np.array_equal(ds.pixel_array, originals[str(ds.SOPInstanceUID)]), file

@@ -112,8 +112,11 @@ def _decompressed_splice(data: bytes, ds: Dataset) -> bytes | None:
     native = np.ascontiguousarray(pixels).tobytes()
     if len(native) % 2:
         native += b"\x00"
-    meta = FileMetaDataset(ds.file_meta)
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    # A new element in a new dict: FileMetaDataset(ds.file_meta) shares ds's elements, and
+    # assigning TransferSyntaxUID changed the element in place, relabelling ds, whose
+    # encapsulated pixels were then written out under a native syntax (issue 16).
+    meta = FileMetaDataset(dict(ds.file_meta.items()))
+    meta.add_new(0x00020010, "UI", ExplicitVRLittleEndian)
     return splice_native_pixels(data, meta, native, "OW" if int(ds.BitsAllocated) > 8 else "OB")
 
 
