@@ -9,16 +9,20 @@ import numpy as np
 import pydicom
 from django.db.models import Count, QuerySet, Sum
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import UID, ExplicitVRLittleEndian
+from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from medvault.archive.models import Instance, Patient, PatientConflict, Series, Study
 from medvault.archive.blobstore import blob_store
 from medvault.core.blobs import BlobNotFound, blob_verify
-from medvault.core.codecs import decode_frame, decode_pixels, decompress_dataset
+from medvault.core.codecs import CODECS, decode_frame, decode_pixels, decompress_dataset, recompress
 from medvault.core.dicom.parse import dataset_to_part10, splice_native_pixels
 
-# Syntaxes we can produce on request: the stored one, or native explicit little endian.
+# Syntaxes we can produce on request besides the stored one: native explicit little endian
+# (for files, WADO-RS and export) and, for a network peer that accepted only those, native
+# implicit little endian and the lossless codecs we can encode (decode, re-encode, verify).
 TRANSCODABLE = {ExplicitVRLittleEndian}
+NATIVE_OUT = {ExplicitVRLittleEndian, ImplicitVRLittleEndian}
+LOSSLESS_OUT = {codec.transfer_syntax_uid: name for name, codec in CODECS.items() if name != "jpegxl"}
 
 
 class TransferSyntaxUnavailable(ValueError):
@@ -78,6 +82,27 @@ def instance_dataset(*, instance: Instance, transfer_syntax_uid: str | None = No
             f"{instance.transfer_syntax_uid}, or ask for {ExplicitVRLittleEndian}"
         )
     return decompress_dataset(ds)
+
+
+def instance_dataset_for_peer(*, instance: Instance, transfer_syntax_uid: str) -> Dataset:
+    """The instance in a syntax a network peer accepted (C-GET, C-MOVE).
+
+    The stored syntax as stored; native syntaxes decompressed (the peer's association
+    converts explicit to implicit VR); a lossless codec's syntax by decoding and re-encoding,
+    verified pixel for pixel. Raises ``TransferSyntaxUnavailable`` when the codec cannot
+    encode these pixels (a colour model or bit depth it does not take).
+    """
+    if transfer_syntax_uid not in LOSSLESS_OUT:
+        wanted = ExplicitVRLittleEndian if transfer_syntax_uid in NATIVE_OUT else transfer_syntax_uid
+        return instance_dataset(instance=instance, transfer_syntax_uid=wanted)
+    ds = _stored_dataset(instance)
+    if transfer_syntax_uid == str(ds.file_meta.TransferSyntaxUID) or "PixelData" not in ds:
+        return ds
+    native = decompress_dataset(ds)
+    new, why = recompress(native, decode_pixels(native), LOSSLESS_OUT[transfer_syntax_uid])
+    if new is None:
+        raise TransferSyntaxUnavailable(f"cannot transcode to {transfer_syntax_uid}: {why}")
+    return new
 
 
 def instance_part10_bytes(*, instance: Instance, transfer_syntax_uid: str | None = None) -> bytes:
