@@ -84,6 +84,18 @@ def instance_dataset(*, instance: Instance, transfer_syntax_uid: str | None = No
     return decompress_dataset(ds)
 
 
+def _converted(ds: Dataset) -> Dataset:
+    """``ds`` with every element converted. A file whose data set is written in another
+    encoding than its transfer syntax says is read by pydicom, which notices the mismatch;
+    the network encoder would otherwise copy its raw elements, in the wrong encoding, into
+    the stream."""
+    # pydicom does not record that it switched, so every element is converted (a cost of
+    # about a millisecond per thousand elements, small beside the network).
+    for _element in ds.iterall():
+        pass
+    return ds
+
+
 def instance_dataset_for_peer(*, instance: Instance, transfer_syntax_uid: str) -> Dataset:
     """The instance in a syntax a network peer accepted (C-GET, C-MOVE).
 
@@ -92,12 +104,16 @@ def instance_dataset_for_peer(*, instance: Instance, transfer_syntax_uid: str) -
     verified pixel for pixel. Raises ``TransferSyntaxUnavailable`` when the codec cannot
     encode these pixels (a colour model or bit depth it does not take).
     """
-    if transfer_syntax_uid not in LOSSLESS_OUT:
-        wanted = ExplicitVRLittleEndian if transfer_syntax_uid in NATIVE_OUT else transfer_syntax_uid
-        return instance_dataset(instance=instance, transfer_syntax_uid=wanted)
-    ds = _stored_dataset(instance)
-    if transfer_syntax_uid == str(ds.file_meta.TransferSyntaxUID) or "PixelData" not in ds:
+    ds = _converted(_stored_dataset(instance))
+    stored = str(ds.file_meta.TransferSyntaxUID)
+    if transfer_syntax_uid == stored:
         return ds
+    if transfer_syntax_uid not in LOSSLESS_OUT:
+        if transfer_syntax_uid not in NATIVE_OUT:
+            raise TransferSyntaxUnavailable(f"cannot send {transfer_syntax_uid}; stored as {stored}")
+        return decompress_dataset(ds)
+    if "PixelData" not in ds:
+        return decompress_dataset(ds)
     native = decompress_dataset(ds)
     new, why = recompress(native, decode_pixels(native), LOSSLESS_OUT[transfer_syntax_uid])
     if new is None:

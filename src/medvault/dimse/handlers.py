@@ -354,13 +354,17 @@ def handle_get(event: Event) -> Iterator[Any]:
 
 
 def move_contexts(instances: list[Instance]) -> list[Any]:
-    """Presentation contexts for a C-MOVE sub-association: the stored syntax, and uncompressed."""
+    """Presentation contexts for a C-MOVE sub-association: explicit and implicit VR little
+    endian, and each stored syntax (JPEG XL excepted), per SOP class; at most 128."""
     pairs: dict[str, set[str]] = {}
     for inst in instances:
         pairs.setdefault(inst.sop_class_uid, set()).add(inst.transfer_syntax_uid)
     contexts = []
     for sop_class, syntaxes in sorted(pairs.items()):
-        contexts.append(build_context(sop_class, [ExplicitVRLittleEndian, ImplicitVRLittleEndian]))
+        # Explicit and implicit VR in contexts of their own, so that a destination that takes
+        # both gets explicit VR (the VRs of private attributes survive).
+        contexts.append(build_context(sop_class, ExplicitVRLittleEndian))
+        contexts.append(build_context(sop_class, ImplicitVRLittleEndian))
         for syntax in sorted(syntaxes - _UNCOMPRESSED - _UNCOMMON_SYNTAXES):
             contexts.append(build_context(sop_class, UID(syntax)))
     return contexts[:128]

@@ -22,7 +22,7 @@ from pynetdicom.sop_class import (
     StorageCommitmentPushModel,
     Verification,
 )
-from pynetdicom.presentation import AllStoragePresentationContexts, StoragePresentationContexts
+from pynetdicom.presentation import AllStoragePresentationContexts
 
 from medvault.dimse import handlers
 from medvault.dimse.commitment import CommitmentSender
@@ -139,7 +139,8 @@ def application_entity(*, ae_title: str | None = None, accept_unknown: bool | No
         ae.add_supported_context(sop_class)
     # C-GET sends instances back over the same association: the SCU proposes storage
     # contexts with SCP role; accept them.
-    for cx in StoragePresentationContexts:
+    # Every storage class: the 128-context limit binds the requestor, not us.
+    for cx in AllStoragePresentationContexts:
         ae.add_supported_context(cx.abstract_syntax, STORAGE_TRANSFER_SYNTAXES, scp_role=True, scu_role=True)
     return ae
 
