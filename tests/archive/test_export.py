@@ -47,20 +47,27 @@ def _export(dest: Path, *args: str) -> tuple[dict, int]:
 
 
 def _path(dest: Path, instance: Instance) -> Path:
-    return (dest / instance.series.study.study_instance_uid / instance.series.series_instance_uid
-            / f"{instance.sop_instance_uid}.dcm")
+    return (
+        dest
+        / instance.series.study.study_instance_uid
+        / instance.series.series_instance_uid
+        / f"{instance.sop_instance_uid}.dcm"
+    )
 
 
 # --- finding 1: received-compressed instances decompress correctly ---------------------
 
 
-@pytest.mark.parametrize("name", ["693_J2KI.dcm", "MR_small_jpeg_ls_lossless.dcm", "JPEG2000.dcm",
-                                  "SC_rgb_rle_2frame.dcm"])
+@pytest.mark.parametrize(
+    "name",
+    ["693_J2KI.dcm", "MR_small_jpeg_ls_lossless.dcm", "JPEG2000.dcm", "SC_rgb_rle_2frame.dcm"],
+)
 def test_export_decompresses_what_arrived_compressed(blob_dir, tmp_path, name):
     data = _bundled(name)
     instance = _store(data)
-    report, code = _export(tmp_path, "--instance", instance.sop_instance_uid,
-                           "--transfer-syntax", EXPLICIT_LE)
+    report, code = _export(
+        tmp_path, "--instance", instance.sop_instance_uid, "--transfer-syntax", EXPLICIT_LE
+    )
     assert code == 0 and report["files"] == 1, report
     out = pydicom.dcmread(_path(tmp_path, instance))
     original = pydicom.dcmread(io.BytesIO(data))
@@ -93,8 +100,9 @@ def test_one_bit_pixels_come_back_packed(blob_dir, tmp_path, which):
     else:
         data, expected = _one_bit_three_frames()
     instance = _store(data)
-    report, code = _export(tmp_path, "--instance", instance.sop_instance_uid,
-                           "--transfer-syntax", EXPLICIT_LE)
+    report, code = _export(
+        tmp_path, "--instance", instance.sop_instance_uid, "--transfer-syntax", EXPLICIT_LE
+    )
     assert code == 0, report
     out = pydicom.dcmread(_path(tmp_path, instance))
     assert out.file_meta.TransferSyntaxUID == EXPLICIT_LE
@@ -122,7 +130,9 @@ def test_exports_lay_files_out_by_uid_and_never_overwrite(blob_dir, tmp_path, se
     assert code == 1 and report["files"] == 0
     assert "not overwritten" in report["errors"][0]["error"]
     assert _path(tmp_path, first).read_bytes() == b"edited by hand"
-    report, code = _export(tmp_path, "--study", first.series.study.study_instance_uid, "--skip-existing")
+    report, code = _export(
+        tmp_path, "--study", first.series.study.study_instance_uid, "--skip-existing"
+    )
     assert code == 0 and report["skipped"] == 1 and report["files"] == 0
     assert _path(tmp_path, first).read_bytes() == b"edited by hand"
     assert not list(tmp_path.rglob("*.part"))
@@ -142,5 +152,11 @@ def test_dicomdir_layout(blob_dir, tmp_path, settings):
     assert (dest / record.FileID).read_bytes() == _bundled("CT_small.dcm")
     # Never into a folder that holds something.
     with pytest.raises(Exception, match="not empty"):
-        call_command("export", "--instance", stored[1].sop_instance_uid, str(dest), "--dicomdir",
-                     stdout=io.StringIO())
+        call_command(
+            "export",
+            "--instance",
+            stored[1].sop_instance_uid,
+            str(dest),
+            "--dicomdir",
+            stdout=io.StringIO(),
+        )

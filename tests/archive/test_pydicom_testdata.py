@@ -18,6 +18,8 @@ from typing import Any
 import numpy as np
 import pydicom
 import pytest
+from dicomweb.conftest import api_user_make
+from dimse.conftest import free_port
 from django.core.management import call_command
 from pydicom.data import get_testdata_files
 from pydicom.dataset import Dataset
@@ -32,9 +34,6 @@ from pynetdicom.sop_class import (
 from medvault.archive.services import REJECTED, STORED, instance_store
 from medvault.core.dicom.json import dataset_to_json
 from medvault.core.dicom.multipart import multipart_parse
-
-from dicomweb.conftest import api_user_make
-from dimse.conftest import free_port
 
 _ROOT = Path(pydicom.data.__file__).parent
 EXPLICIT_LE = "1.2.840.10008.1.2.1"
@@ -60,7 +59,10 @@ def _decoded(path: Path) -> tuple[Dataset | None, np.ndarray | None, str]:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             ds = pydicom.dcmread(path)
-            if str(getattr(ds, "file_meta", {}).get("MediaStorageSOPClassUID", "")) == "1.2.840.10008.1.3.10":
+            if (
+                str(getattr(ds, "file_meta", {}).get("MediaStorageSOPClassUID", ""))
+                == "1.2.840.10008.1.3.10"
+            ):
                 return None, None, "DICOMDIR"
             if any(not str(ds.get(k, "") or "").strip() for k in UIDS):
                 return None, None, "UID missing"
@@ -94,7 +96,9 @@ def _same(data: bytes | Dataset, original: Dataset, pixels: np.ndarray | None, w
 
 
 def _json(ds: Dataset) -> dict[str, Any]:
-    return {k: {kk: vv for kk, vv in v.items() if kk != "vr"} for k, v in dataset_to_json(ds).items()}
+    return {
+        k: {kk: vv for kk, vv in v.items() if kk != "vr"} for k, v in dataset_to_json(ds).items()
+    }
 
 
 @pytest.fixture(scope="module")
@@ -114,7 +118,9 @@ def destination() -> Any:
     for cx in AllStoragePresentationContexts:
         ae.add_supported_context(cx.abstract_syntax, ALL_TRANSFER_SYNTAXES)
     port = free_port()
-    server = ae.start_server(("127.0.0.1", port), block=False, evt_handlers=[(evt.EVT_C_STORE, on_store)])
+    server = ae.start_server(
+        ("127.0.0.1", port), block=False, evt_handlers=[(evt.EVT_C_STORE, on_store)]
+    )
     try:
         yield {"port": port, "received": received}
     finally:
@@ -134,7 +140,9 @@ def archive(transactional_db: Any, blob_dir: Any, settings: Any, destination: An
     RemoteAE.objects.create(ae_title="TESTSCU", host="127.0.0.1", port=free_port())
     RemoteAE.objects.create(ae_title="TESTDEST", host="127.0.0.1", port=destination["port"])
     port = free_port()
-    server = dicomserver_start(host="127.0.0.1", port=port, ae_title="MEDVAULT", accept_unknown=False)
+    server = dicomserver_start(
+        host="127.0.0.1", port=port, ae_title="MEDVAULT", accept_unknown=False
+    )
     destination["received"].clear()
     try:
         yield {"port": port, "user": api_user_make("walker", "administrator", None)}
@@ -144,8 +152,10 @@ def archive(transactional_db: Any, blob_dir: Any, settings: Any, destination: An
 
 def _wado(client: Any, user: Any, instance: Any, accept: str) -> bytes:
     study = instance.series.study.study_instance_uid
-    url = (f"/dicomweb/studies/{study}/series/{instance.series.series_instance_uid}"
-           f"/instances/{instance.sop_instance_uid}")
+    url = (
+        f"/dicomweb/studies/{study}/series/{instance.series.series_instance_uid}"
+        f"/instances/{instance.sop_instance_uid}"
+    )
     response = client.get(url, HTTP_ACCEPT=accept, **user.headers)
     assert response.status_code == 200, (accept, response.status_code)
     body = b"".join(response.streaming_content)
@@ -168,9 +178,13 @@ def _c_get(port: int, instance: Any, proposed: list[str]) -> list[tuple[str, Dat
     # One context per syntax, so that each is accepted or refused on its own.
     for syntax in proposed:
         ae.add_requested_context(sop_class, [syntax])
-    assoc = ae.associate("127.0.0.1", port, ae_title="MEDVAULT",
-                         ext_neg=[build_role(sop_class, scp_role=True)],
-                         evt_handlers=[(evt.EVT_C_STORE, on_store)])
+    assoc = ae.associate(
+        "127.0.0.1",
+        port,
+        ae_title="MEDVAULT",
+        ext_neg=[build_role(sop_class, scp_role=True)],
+        evt_handlers=[(evt.EVT_C_STORE, on_store)],
+    )
     assert assoc.is_established
     q = Dataset()
     q.QueryRetrieveLevel = "IMAGE"
@@ -205,7 +219,9 @@ NOT_DECODED = [name for name, why_not in _VERDICTS.items() if why_not]
 @pytest.mark.parametrize("name", NOT_DECODED)
 def test_what_pydicom_does_not_decode_is_refused_in_words(blob_dir, name):
     result = instance_store(data=(_ROOT / name).read_bytes(), source="cli", path=name)
-    assert result.status == REJECTED, f"pydicom does not decode it ({_VERDICTS[name]}) but it was {result.status}"
+    assert result.status == REJECTED, (
+        f"pydicom does not decode it ({_VERDICTS[name]}) but it was {result.status}"
+    )
     assert result.reason and len(result.reason) > 15
     assert not any(leak.lower() in result.reason.lower() for leak in LEAKS), result.reason
 
@@ -213,8 +229,13 @@ def test_what_pydicom_does_not_decode_is_refused_in_words(blob_dir, name):
 def test_the_walk_covers_the_bundled_files():
     # pydicom 3.0.2 bundles these offline; more appear when pydicom-data is installed.
     assert len(DECODED) >= 80 and len(NOT_DECODED) >= 60
-    assert {"rtplan.dcm", "waveform_ecg.dcm", "SC_ybr_full_422_uncompressed.dcm",
-            "MR_small_padded.dcm", "liver_1frame.dcm"} <= {Path(n).name for n in DECODED}
+    assert {
+        "rtplan.dcm",
+        "waveform_ecg.dcm",
+        "SC_ybr_full_422_uncompressed.dcm",
+        "MR_small_padded.dcm",
+        "liver_1frame.dcm",
+    } <= {Path(n).name for n in DECODED}
 
 
 @pytest.mark.slow
@@ -231,7 +252,9 @@ def test_what_pydicom_decodes_comes_back_pixel_exact(archive, destination, clien
     for folder, extra in (("stored", []), ("native", ["--transfer-syntax", EXPLICIT_LE])):
         dest = tmp_path / folder
         out = io.StringIO()
-        call_command("export", "--instance", instance.sop_instance_uid, *extra, str(dest), stdout=out)
+        call_command(
+            "export", "--instance", instance.sop_instance_uid, *extra, str(dest), stdout=out
+        )
         assert json.loads(out.getvalue())["files"] == 1
         (file,) = [p for p in dest.rglob("*.dcm")]
         exported = file.read_bytes()
@@ -244,13 +267,18 @@ def test_what_pydicom_decodes_comes_back_pixel_exact(archive, destination, clien
     default = _wado(client, user, instance, 'multipart/related; type="application/dicom"')
     assert pydicom.dcmread(io.BytesIO(default)).file_meta.TransferSyntaxUID == EXPLICIT_LE
     _same(default, original, pixels, "WADO-RS default")
-    stored = _wado(client, user, instance, 'multipart/related; type="application/dicom"; transfer-syntax=*')
+    stored = _wado(
+        client, user, instance, 'multipart/related; type="application/dicom"; transfer-syntax=*'
+    )
     _same(stored, original, pixels, "WADO-RS *")
 
     # C-GET: the peer proposes the stored syntax and the native ones; the stored one comes.
     proposed = [instance.transfer_syntax_uid, EXPLICIT_LE, "1.2.840.10008.1.2"]
-    if instance.transfer_syntax_uid in ("1.2.840.10008.1.2.4.110", "1.2.840.10008.1.2.4.111",
-                                        "1.2.840.10008.1.2.4.112"):
+    if instance.transfer_syntax_uid in (
+        "1.2.840.10008.1.2.4.110",
+        "1.2.840.10008.1.2.4.111",
+        "1.2.840.10008.1.2.4.112",
+    ):
         proposed = proposed[1:]
     ((syntax, got),) = _c_get(archive["port"], instance, list(dict.fromkeys(proposed)))
     assert syntax == proposed[0]

@@ -15,12 +15,11 @@ from typing import Any
 import numpy as np
 import pydicom
 import pytest
+from dimse.conftest import eventually, free_port
 from pydicom.data import get_testdata_file
 
 from medvault.archive.models import Instance
 from medvault.archive.selectors import instance_pixels
-
-from dimse.conftest import eventually, free_port
 
 pytestmark = pytest.mark.skipif(
     shutil.which("storescu") is None, reason="DCMTK is not installed (apt-get install dcmtk)"
@@ -56,7 +55,9 @@ def medvault(transactional_db: Any, blob_dir: Any, settings: Any) -> Any:
         RemoteAE.objects.create(ae_title=title, host="127.0.0.1", port=free_port())
     destination = RemoteAE.objects.create(ae_title="STORESCP", host="127.0.0.1", port=free_port())
     port = free_port()
-    server = dicomserver_start(host="127.0.0.1", port=port, ae_title="MEDVAULT", accept_unknown=False)
+    server = dicomserver_start(
+        host="127.0.0.1", port=port, ae_title="MEDVAULT", accept_unknown=False
+    )
     try:
         yield {"port": port, "destination_port": destination.port}
     finally:
@@ -119,10 +120,24 @@ def test_getscu_receives_a_syntax_it_proposed(medvault, tmp_path, preference, ex
     assert instance.transfer_syntax_uid == JPEG_LS
     out = tmp_path / "get"
     out.mkdir()
-    done = _run("getscu", "-v", "-aet", "GETSCU", "-aec", "MEDVAULT", *([preference] if preference else []), "+B", "-od", out,
-                "-k", "QueryRetrieveLevel=STUDY",
-                "-k", f"StudyInstanceUID={instance.series.study.study_instance_uid}",
-                "127.0.0.1", medvault["port"])
+    done = _run(
+        "getscu",
+        "-v",
+        "-aet",
+        "GETSCU",
+        "-aec",
+        "MEDVAULT",
+        *([preference] if preference else []),
+        "+B",
+        "-od",
+        out,
+        "-k",
+        "QueryRetrieveLevel=STUDY",
+        "-k",
+        f"StudyInstanceUID={instance.series.study.study_instance_uid}",
+        "127.0.0.1",
+        medvault["port"],
+    )
     assert done.returncode == 0, done.stderr
     received_files = list(out.iterdir())
     assert len(received_files) == 1, done.stdout + done.stderr
@@ -137,17 +152,45 @@ def test_movescu_into_storescp_sends_the_stored_syntax(medvault, tmp_path):
     out = tmp_path / "moved"
     out.mkdir()
     receiver = subprocess.Popen(
-        ["storescp", "-aet", "STORESCP", "+xt", "+B", "-od", str(out), str(medvault["destination_port"])],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        [
+            "storescp",
+            "-aet",
+            "STORESCP",
+            "+xt",
+            "+B",
+            "-od",
+            str(out),
+            str(medvault["destination_port"]),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
     try:
-        ready = eventually(lambda: _run("echoscu", "-aec", "STORESCP", "127.0.0.1",
-                                        medvault["destination_port"]).returncode == 0, seconds=10)
+        ready = eventually(
+            lambda: (
+                _run(
+                    "echoscu", "-aec", "STORESCP", "127.0.0.1", medvault["destination_port"]
+                ).returncode
+                == 0
+            ),
+            seconds=10,
+        )
         assert ready, "storescp did not start"
-        done = _run("movescu", "-aet", "MOVESCU", "-aec", "MEDVAULT", "-aem", "STORESCP",
-                    "-k", "QueryRetrieveLevel=STUDY",
-                    "-k", f"StudyInstanceUID={instance.series.study.study_instance_uid}",
-                    "127.0.0.1", medvault["port"])
+        done = _run(
+            "movescu",
+            "-aet",
+            "MOVESCU",
+            "-aec",
+            "MEDVAULT",
+            "-aem",
+            "STORESCP",
+            "-k",
+            "QueryRetrieveLevel=STUDY",
+            "-k",
+            f"StudyInstanceUID={instance.series.study.study_instance_uid}",
+            "127.0.0.1",
+            medvault["port"],
+        )
         assert done.returncode == 0, done.stderr
         files = eventually(lambda: [p for p in out.iterdir() if p.is_file()], seconds=10)
     finally:
@@ -160,7 +203,12 @@ def test_movescu_into_storescp_sends_the_stored_syntax(medvault, tmp_path):
 
 
 def test_wrong_called_ae_title_is_rejected(medvault):
-    assert _run("echoscu", "-aet", "ECHOSCU", "-aec", "MEDVAULT", "127.0.0.1", medvault["port"]).returncode == 0
+    assert (
+        _run(
+            "echoscu", "-aet", "ECHOSCU", "-aec", "MEDVAULT", "127.0.0.1", medvault["port"]
+        ).returncode
+        == 0
+    )
     wrong = _run("echoscu", "-aet", "ECHOSCU", "-aec", "WRONGAE", "127.0.0.1", medvault["port"])
     assert wrong.returncode != 0
     assert "Called AE Title Not Recognized" in wrong.stderr + wrong.stdout

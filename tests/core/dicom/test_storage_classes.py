@@ -39,9 +39,7 @@ def _new_uids(ds: pydicom.Dataset) -> pydicom.Dataset:
 # --- finding 6: non-image storage classes are accepted without pixels ------------------
 
 
-@pytest.mark.parametrize(
-    "name", ["rtplan.dcm", "waveform_ecg.dcm", "test-SR.dcm", "reportsi.dcm"]
-)
+@pytest.mark.parametrize("name", ["rtplan.dcm", "waveform_ecg.dcm", "test-SR.dcm", "reportsi.dcm"])
 def test_non_image_storage_classes_are_accepted(name: str) -> None:
     parsed = parse_instance(_bundled(name))
     assert parsed.pixels is None and parsed.metadata
@@ -159,4 +157,3 @@ def test_undecodable_pixels_name_the_syntax_not_the_plugin_error(name: str) -> N
     reason = _reason(_bundled(name))
     assert "Pixel Data" in reason and "transfer syntax" in reason
     assert "plugin" not in reason and "Traceback" not in reason and "exceptions" not in reason
-

@@ -16,17 +16,46 @@ from pydicom.datadict import dictionary_description, dictionary_VR
 from pydicom.dataset import Dataset
 
 # VRs whose explicit-VR header has two reserved bytes and a 4-byte length (PS3.5 7.1.2).
-_LONG_VRS = {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}
+_LONG_VRS = {
+    b"OB",
+    b"OD",
+    b"OF",
+    b"OL",
+    b"OV",
+    b"OW",
+    b"SQ",
+    b"SV",
+    b"UC",
+    b"UN",
+    b"UR",
+    b"UT",
+    b"UV",
+}
 _ITEM, _ITEM_END, _SEQUENCE_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
 _PIXEL_DATA = 0x7FE00010
 _UNDEFINED = 0xFFFFFFFF
 _VR_WORDS = {
-    "AE": "application entity title", "AS": "age string", "AT": "attribute tag",
-    "CS": "code string", "DA": "date (YYYYMMDD)", "DS": "decimal string",
-    "DT": "date-time", "FL": "32-bit float", "FD": "64-bit float",
-    "IS": "integer string", "LO": "long string", "LT": "long text", "PN": "person name",
-    "SH": "short string", "SL": "signed long", "SS": "signed short", "ST": "short text",
-    "TM": "time (HHMMSS)", "UI": "UID", "UL": "unsigned long", "US": "unsigned short",
+    "AE": "application entity title",
+    "AS": "age string",
+    "AT": "attribute tag",
+    "CS": "code string",
+    "DA": "date (YYYYMMDD)",
+    "DS": "decimal string",
+    "DT": "date-time",
+    "FL": "32-bit float",
+    "FD": "64-bit float",
+    "IS": "integer string",
+    "LO": "long string",
+    "LT": "long text",
+    "PN": "person name",
+    "SH": "short string",
+    "SL": "signed long",
+    "SS": "signed short",
+    "ST": "short text",
+    "TM": "time (HHMMSS)",
+    "UI": "UID",
+    "UL": "unsigned long",
+    "US": "unsigned short",
 }
 
 
@@ -67,7 +96,8 @@ def bad_element_reason(ds: Dataset, convert: Callable[[Any], Any], _path: str = 
             vr = getattr(raw, "VR", None) or _dictionary_vr(int(tag))
             words = _VR_WORDS.get(str(vr), "")
             kind = f"VR {vr}" + (f" ({words})" if words else "")
-            return f"{where} has the value {_raw_text(getattr(raw, 'value', ''))!r}, which is not a valid {kind}"
+            text = _raw_text(getattr(raw, "value", ""))
+            return f"{where} has the value {text!r}, which is not a valid {kind}"
     return ""
 
 
@@ -136,7 +166,9 @@ class _Walker:
             raise _Truncated("a sequence item has no end (the file ends before its delimiter)")
         return at
 
-    def sequence(self, at: int, end: int, implicit: bool, tag: int, *, defined: bool = False) -> int:
+    def sequence(
+        self, at: int, end: int, implicit: bool, tag: int, *, defined: bool = False
+    ) -> int:
         while at < end:
             item, _vr, length, value_at = self.header(at, end, True)
             if item == _SEQUENCE_END:
@@ -147,7 +179,9 @@ class _Walker:
                 at = self.dataset(value_at, end, implicit, _ITEM_END)
             else:
                 if value_at + length > end:
-                    raise _Truncated(f"an item of {attribute_name(tag)} runs past the end of the file")
+                    raise _Truncated(
+                        f"an item of {attribute_name(tag)} runs past the end of the file"
+                    )
                 self.dataset(value_at, value_at + length, implicit, None)
                 at = value_at + length
         if defined:
@@ -162,7 +196,9 @@ class _Walker:
             if item != _ITEM or length == _UNDEFINED or value_at + length > end:
                 raise _Truncated("the encapsulated Pixel Data is cut short or malformed")
             at = value_at + length
-        raise _Truncated("the encapsulated Pixel Data has no end (the file ends before its delimiter)")
+        raise _Truncated(
+            "the encapsulated Pixel Data has no end (the file ends before its delimiter)"
+        )
 
 
 def truncation_reason(data: bytes, offset: int, *, little: bool, implicit: bool) -> str:

@@ -150,7 +150,9 @@ class Command(BaseCommand):
                 if skip_existing:
                     skipped += 1
                 else:
-                    errors.append({"sop_instance_uid": uid, "error": f"{target} exists; not overwritten"})
+                    errors.append(
+                        {"sop_instance_uid": uid, "error": f"{target} exists; not overwritten"}
+                    )
                 continue
             data = self._bytes(instance, ts, errors)
             if data is None:
@@ -160,7 +162,9 @@ class Command(BaseCommand):
             elif skip_existing:
                 skipped += 1
             else:
-                errors.append({"sop_instance_uid": uid, "error": f"{target} exists; not overwritten"})
+                errors.append(
+                    {"sop_instance_uid": uid, "error": f"{target} exists; not overwritten"}
+                )
         return {"dest": str(dest), "files": written, "skipped": skipped, "errors": errors}
 
     def _dicomdir(self, instances: list[Instance], dest: Path, ts: str | None) -> dict[str, Any]:
@@ -170,7 +174,9 @@ class Command(BaseCommand):
         from pydicom.fileset import FileSet
 
         if dest.exists() and any(dest.iterdir()):
-            raise CommandError(f"{dest} is not empty; a File-set is written only into an empty folder")
+            raise CommandError(
+                f"{dest} is not empty; a File-set is written only into an empty folder"
+            )
         errors: list[dict[str, str]] = []
         fileset = FileSet()
         exact: dict[str, bytes] = {}
@@ -181,12 +187,14 @@ class Command(BaseCommand):
             try:
                 fileset.add(pydicom.dcmread(BytesIO(data)))
             except ValueError:
-                errors.append({
-                    "sop_instance_uid": instance.sop_instance_uid,
-                    "error": "cannot be listed in a DICOMDIR: it lacks an attribute a directory "
-                    "record needs (PatientID, StudyDate, StudyTime, StudyID, Modality, "
-                    "SeriesNumber or InstanceNumber)",
-                })
+                errors.append(
+                    {
+                        "sop_instance_uid": instance.sop_instance_uid,
+                        "error": "cannot be listed in a DICOMDIR: it lacks an attribute a "
+                        "directory record needs (PatientID, StudyDate, StudyTime, StudyID, "
+                        "Modality, SeriesNumber or InstanceNumber)",
+                    }
+                )
                 continue
             exact[instance.sop_instance_uid] = data
         if not exact:
@@ -197,5 +205,10 @@ class Command(BaseCommand):
         for record in fileset:
             path = dest / record.FileID
             path.write_bytes(exact[str(record.SOPInstanceUID)])
-        return {"dest": str(dest), "files": len(exact), "skipped": 0, "errors": errors,
-                "dicomdir": str(dest / "DICOMDIR")}
+        return {
+            "dest": str(dest),
+            "files": len(exact),
+            "skipped": 0,
+            "errors": errors,
+            "dicomdir": str(dest / "DICOMDIR"),
+        }
