@@ -34,6 +34,7 @@ from pydicom.uid import (
 import medvault.core.codecs  # noqa: F401  (registers the JPEG XL syntaxes with pydicom)
 from medvault.core.dicom.json import _element_json, canonical_sha256, dataset_to_json
 from medvault.core.dicom.wellformed import (
+    NESTED_TOO_DEEPLY,
     attribute_name,
     bad_element_reason,
     body_offset,
@@ -204,6 +205,8 @@ def _read(data: bytes, transfer_syntax_uid: str | None) -> Dataset:
     except (EOFError, struct.error) as exc:
         logger.info("unreadable DICOM: %s", exc)
         raise DicomRejected("the file is truncated: it ends inside a data element") from None
+    except RecursionError:
+        raise DicomRejected(NESTED_TOO_DEEPLY) from None
     except _READ_ERRORS as exc:
         logger.info("unreadable DICOM: %r", exc)
         raise DicomRejected(

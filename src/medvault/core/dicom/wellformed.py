@@ -34,6 +34,7 @@ _LONG_VRS = {
 _ITEM, _ITEM_END, _SEQUENCE_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
 _PIXEL_DATA = 0x7FE00010
 _UNDEFINED = 0xFFFFFFFF
+NESTED_TOO_DEEPLY = "the data set nests sequences too deeply to be read"
 _VR_WORDS = {
     "AE": "application entity title",
     "AS": "age string",
@@ -92,6 +93,8 @@ def bad_element_reason(ds: Dataset, convert: Callable[[Any], Any], _path: str = 
                         return found
                 continue
             convert(element)
+        except RecursionError:
+            return NESTED_TOO_DEEPLY
         except Exception:  # noqa: BLE001  (any failure of the conversion is what we look for)
             vr = getattr(raw, "VR", None) or _dictionary_vr(int(tag))
             words = _VR_WORDS.get(str(vr), "")
@@ -213,6 +216,8 @@ def truncation_reason(data: bytes, offset: int, *, little: bool, implicit: bool)
         return f"the file is truncated or malformed: {exc}"
     except struct.error:
         return "the file is truncated or malformed: an element header is cut short"
+    except RecursionError:
+        return NESTED_TOO_DEEPLY
     return ""
 
 
