@@ -53,8 +53,8 @@ def _blob_files(blob_dir: Path) -> set[str]:
     return {p.name for p in blob_dir.rglob("*") if p.is_file() and "tmp" not in p.relative_to(blob_dir).parts}
 
 
-def test_deferred_ingest_keeps_the_received_bytes_and_queues_a_task(shared_data, deferred):
-    files = ct_series(shared_data, 3, seed=11)
+def test_deferred_ingest_keeps_the_received_bytes_and_queues_a_task(dicom_data, deferred):
+    files = ct_series(dicom_data, 3, seed=11)
     instances = _ingest(files)
     for inst, data in zip(instances, files):
         assert inst.transfer_syntax_uid == EXPLICIT_LE
@@ -63,17 +63,17 @@ def test_deferred_ingest_keeps_the_received_bytes_and_queues_a_task(shared_data,
     assert compression_pending() == 3
 
 
-def test_inline_compression_queues_nothing(shared_data, settings, blob_dir):
+def test_inline_compression_queues_nothing(dicom_data, settings, blob_dir):
     settings.MEDVAULT_COMPRESSION_DEFERRED = False
-    inst = _ingest(ct_series(shared_data, 1, seed=12))[0]
+    inst = _ingest(ct_series(dicom_data, 1, seed=12))[0]
     assert inst.transfer_syntax_uid == JPEG_LS
     assert not CompressionTask.objects.exists()
 
 
-def test_drain_swaps_to_bit_exact_jpegls_and_deletes_the_old_blob(shared_data, deferred, monkeypatch):
+def test_drain_swaps_to_bit_exact_jpegls_and_deletes_the_old_blob(dicom_data, deferred, monkeypatch):
     # Cleanup works in batches; the drain must go on until every replaced blob is gone.
     monkeypatch.setattr("medvault.archive.compression.CLEANUP_BATCH", 2)
-    files = ct_series(shared_data, 3, seed=13)
+    files = ct_series(dicom_data, 3, seed=13)
     instances = _ingest(files)
     old_keys = {inst.blob_key for inst in instances}
     stats = compression_drain(keep_seconds=0)
@@ -93,8 +93,8 @@ def test_drain_swaps_to_bit_exact_jpegls_and_deletes_the_old_blob(shared_data, d
     assert (report["missing"], report["corrupt"], report["orphans"]) == ([], [], [])
 
 
-def test_resend_after_compression_is_still_a_duplicate(shared_data, deferred):
-    files = ct_series(shared_data, 1, seed=14)
+def test_resend_after_compression_is_still_a_duplicate(dicom_data, deferred):
+    files = ct_series(dicom_data, 1, seed=14)
     _ingest(files)
     compression_drain()
     again = services.instance_store(data=files[0], source="test")
@@ -111,8 +111,8 @@ def full_disk_store(settings: Any) -> FilesystemBlobStore:
     return FullDisk(settings.MEDVAULT_BLOB_DIR)
 
 
-def test_failed_transcode_leaves_the_original(shared_data, deferred, settings):
-    files = ct_series(shared_data, 1, seed=15)
+def test_failed_transcode_leaves_the_original(dicom_data, deferred, settings):
+    files = ct_series(dicom_data, 1, seed=15)
     inst = _ingest(files)[0]
     before = _blob_files(deferred)
     settings.MEDVAULT_BLOB_BACKEND = f"{__name__}:full_disk_store"
@@ -126,8 +126,8 @@ def test_failed_transcode_leaves_the_original(shared_data, deferred, settings):
     assert _blob_files(deferred) == before
 
 
-def test_a_blob_that_no_longer_matches_its_pixels_is_not_recompressed(shared_data, deferred):
-    files = ct_series(shared_data, 1, seed=16)
+def test_a_blob_that_no_longer_matches_its_pixels_is_not_recompressed(dicom_data, deferred):
+    files = ct_series(dicom_data, 1, seed=16)
     inst = _ingest(files)[0]
     path = next(p for p in deferred.rglob(inst.blob_key))
     damaged = bytearray(path.read_bytes())
@@ -142,8 +142,8 @@ def test_a_blob_that_no_longer_matches_its_pixels_is_not_recompressed(shared_dat
     assert "indexed pixels" in CompressionTask.objects.get(instance=inst).error
 
 
-def test_a_reader_holding_the_row_from_before_the_swap_gets_the_new_blob(shared_data, deferred):
-    files = ct_series(shared_data, 1, seed=17)
+def test_a_reader_holding_the_row_from_before_the_swap_gets_the_new_blob(dicom_data, deferred):
+    files = ct_series(dicom_data, 1, seed=17)
     stale = _ingest(files)[0]  # loaded before the swap, like a WADO request in flight
     task = compression_claim(worker_id="test")
     assert task is not None
@@ -155,26 +155,26 @@ def test_a_reader_holding_the_row_from_before_the_swap_gets_the_new_blob(shared_
     assert stale.transfer_syntax_uid == JPEG_LS  # the row was read again
 
 
-def test_a_claimed_task_is_not_claimed_twice_until_its_lease_ends(shared_data, deferred):
-    _ingest(ct_series(shared_data, 1, seed=18))
+def test_a_claimed_task_is_not_claimed_twice_until_its_lease_ends(dicom_data, deferred):
+    _ingest(ct_series(dicom_data, 1, seed=18))
     assert compression_claim(worker_id="a") is not None
     assert compression_claim(worker_id="b") is None
     CompressionTask.objects.update(lease_until=None)  # as if the lease had run out
     assert compression_claim(worker_id="b") is not None
 
 
-def test_the_worker_compresses_when_it_has_no_analysis_job(shared_data, deferred, settings):
+def test_the_worker_compresses_when_it_has_no_analysis_job(dicom_data, deferred, settings):
     from medvault.analysis.worker import worker_run
 
     settings.MEDVAULT_AUTO_ANALYSE = False
-    _ingest(ct_series(shared_data, 2, seed=19))
+    _ingest(ct_series(dicom_data, 2, seed=19))
     stats = worker_run(stop=threading.Event(), once=True, backend=object())  # type: ignore[arg-type]
     assert stats.compressed == 2
     assert set(Instance.objects.values_list("transfer_syntax_uid", flat=True)) == {JPEG_LS}
 
 
-def test_the_replaced_blob_is_kept_for_backups_in_flight_and_counted_by_scrub(shared_data, deferred):
-    files = ct_series(shared_data, 1, seed=20)
+def test_the_replaced_blob_is_kept_for_backups_in_flight_and_counted_by_scrub(dicom_data, deferred):
+    files = ct_series(dicom_data, 1, seed=20)
     inst = _ingest(files)[0]
     old_key = inst.blob_key
     stats = compression_drain()  # default keeping time: an hour
@@ -251,9 +251,9 @@ def _assert_bit_exact(inst: Instance, data: bytes) -> None:
 
 
 def test_scrub_repair_min_age_0_between_the_workers_write_and_swap_keeps_the_new_blob(
-    shared_data, deferred, put_hook
+    dicom_data, deferred, put_hook
 ):
-    files = ct_series(shared_data, 1, seed=21)
+    files = ct_series(dicom_data, 1, seed=21)
     inst = _ingest(files)[0]
     old_key = inst.blob_key
     reports: list[dict[str, Any]] = []
@@ -272,9 +272,9 @@ def test_scrub_repair_min_age_0_between_the_workers_write_and_swap_keeps_the_new
 
 
 def test_a_worker_dying_before_or_after_writing_the_new_blob_loses_nothing(
-    shared_data, deferred, put_hook, settings
+    dicom_data, deferred, put_hook, settings
 ):
-    files = ct_series(shared_data, 1, seed=22)
+    files = ct_series(dicom_data, 1, seed=22)
     inst = _ingest(files)[0]
     blobs_before = _blob_files(deferred)
 
@@ -323,8 +323,8 @@ def test_a_worker_dying_before_or_after_writing_the_new_blob_loses_nothing(
     assert (report["missing"], report["corrupt"], report["orphans"]) == ([], [], [])
 
 
-def test_a_worker_whose_task_was_claimed_again_does_not_swap(shared_data, deferred, put_hook, settings):
-    files = ct_series(shared_data, 1, seed=23)
+def test_a_worker_whose_task_was_claimed_again_does_not_swap(dicom_data, deferred, put_hook, settings):
+    files = ct_series(dicom_data, 1, seed=23)
     inst = _ingest(files)[0]
     old_key = inst.blob_key
     taken: list[Any] = []

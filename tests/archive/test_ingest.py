@@ -58,8 +58,8 @@ def test_every_sample_is_stored_or_has_a_sound_reason(all_samples):
     )
 
 
-def test_dicomdir_tree_is_grouped_by_uids(shared_data, blob_dir):
-    for path in dicom_samples(shared_data):
+def test_dicomdir_tree_is_grouped_by_uids(dicom_data, blob_dir):
+    for path in dicom_samples(dicom_data):
         if "series_dicomdir" in path.parts:
             _store(path)
     assert Patient.objects.count() == 2
@@ -90,11 +90,13 @@ def test_export_returns_identical_pixels(shared_data, all_samples, tmp_path):
             if ts:
                 args += ["--transfer-syntax", ts]
             call_command(*args, stdout=io.StringIO())
-            files = sorted(dest.iterdir())
+            files = sorted(p for p in dest.rglob("*") if p.is_file())
             assert len(files) == study.number_of_instances
             for file in files:
-                assert file.name.startswith("IM") and file.suffix == ".dcm"
                 ds = pydicom.dcmread(file)
+                # DEST/<Study>/<Series>/<SOP>.dcm
+                assert file.relative_to(dest).parts == (
+                    study.study_instance_uid, str(ds.SeriesInstanceUID), f"{ds.SOPInstanceUID}.dcm")
                 if ts:
                     assert ds.file_meta.TransferSyntaxUID == EXPLICIT_LE
                 assert np.array_equal(ds.pixel_array, originals[str(ds.SOPInstanceUID)]), file
@@ -144,8 +146,8 @@ def test_index_fields(shared_data, blob_dir):
         selectors.instance_pixels(instance=multi, frame=2)
 
 
-def _variant(shared_data, **changes) -> bytes:
-    ds = pydicom.dcmread(shared_data / "dicom/single_ct/CT_small.dcm")
+def _variant(dicom_data, **changes) -> bytes:
+    ds = pydicom.dcmread(dicom_data / "dicom/single_ct/CT_small.dcm")
     pixels = changes.pop("pixels", None)
     if pixels is not None:
         ds.PixelData = pixels.astype(np.int16).tobytes()
@@ -155,8 +157,8 @@ def _variant(shared_data, **changes) -> bytes:
     return dataset_to_part10(ds)
 
 
-def test_duplicate_and_conflicting_resend(shared_data, blob_dir):
-    path = shared_data / "dicom/single_ct/CT_small.dcm"
+def test_duplicate_and_conflicting_resend(dicom_data, blob_dir):
+    path = dicom_data / "dicom/single_ct/CT_small.dcm"
     first = _store(path)
     before = archive_snapshot(blob_dir)
     assert _store(path).status == "duplicate"
@@ -168,12 +170,12 @@ def test_duplicate_and_conflicting_resend(shared_data, blob_dir):
     # Same UID, other pixels: rejected, stored one kept.
     pixels = pydicom.dcmread(path).pixel_array.copy()
     pixels[0, 0] += 1
-    other_pixels = services.instance_store(data=_variant(shared_data, pixels=pixels), source="test")
+    other_pixels = services.instance_store(data=_variant(dicom_data, pixels=pixels), source="test")
     assert other_pixels.status == "rejected" and "different pixel data" in other_pixels.reason
     assert other_pixels.instance is None
     # Same UID, other metadata: rejected and the differing attribute is named.
     other_meta = services.instance_store(
-        data=_variant(shared_data, StudyDescription="changed"), source="test"
+        data=_variant(dicom_data, StudyDescription="changed"), source="test"
     )
     assert other_meta.status == "rejected" and "StudyDescription" in other_meta.reason
     assert archive_snapshot(blob_dir) == before
@@ -182,10 +184,10 @@ def test_duplicate_and_conflicting_resend(shared_data, blob_dir):
     )
 
 
-def test_patient_conflicts_are_recorded_never_merged(shared_data, blob_dir):
-    _store(shared_data / "dicom/single_ct/CT_small.dcm")
+def test_patient_conflicts_are_recorded_never_merged(dicom_data, blob_dir):
+    _store(dicom_data / "dicom/single_ct/CT_small.dcm")
     renamed = _variant(
-        shared_data, SOPInstanceUID=generate_uid(), SeriesInstanceUID=generate_uid(),
+        dicom_data, SOPInstanceUID=generate_uid(), SeriesInstanceUID=generate_uid(),
         StudyInstanceUID=generate_uid(), PatientName="Other^Person", PatientSex="F",
     )
     result = services.instance_store(data=renamed, source="test")
@@ -198,7 +200,7 @@ def test_patient_conflicts_are_recorded_never_merged(shared_data, blob_dir):
     }
     # Another issuer is another patient: no conflict, a second row.
     other_issuer = _variant(
-        shared_data, SOPInstanceUID=generate_uid(), SeriesInstanceUID=generate_uid(),
+        dicom_data, SOPInstanceUID=generate_uid(), SeriesInstanceUID=generate_uid(),
         StudyInstanceUID=generate_uid(), IssuerOfPatientID="HOSPITAL-B", PatientName="Else^One",
     )
     assert services.instance_store(data=other_issuer, source="test").status == "stored"
@@ -210,20 +212,20 @@ def test_patient_conflicts_are_recorded_never_merged(shared_data, blob_dir):
     assert {c["field"] for c in stats["patient_conflicts"]} == {"patient_name", "patient_sex"}
 
 
-def test_study_of_another_patient_is_rejected(shared_data, blob_dir):
-    _store(shared_data / "dicom/single_ct/CT_small.dcm")
-    intruder = _variant(shared_data, SOPInstanceUID=generate_uid(), PatientID="SOMEONE-ELSE")
+def test_study_of_another_patient_is_rejected(dicom_data, blob_dir):
+    _store(dicom_data / "dicom/single_ct/CT_small.dcm")
+    intruder = _variant(dicom_data, SOPInstanceUID=generate_uid(), PatientID="SOMEONE-ELSE")
     before = archive_snapshot(blob_dir)
     result = services.instance_store(data=intruder, source="test")
     assert result.status == "rejected" and "another patient" in result.reason
     assert archive_snapshot(blob_dir)["instances"] == before["instances"]
 
 
-def test_later_instances_of_a_series_join_it_and_keep_every_check(shared_data, blob_dir):
+def test_later_instances_of_a_series_join_it_and_keep_every_check(dicom_data, blob_dir):
     """The second and later instances of a series take the one-query lookup; what the long
     way checks (demographic conflicts, a series UID under another study) still holds."""
-    first = _store(shared_data / "dicom/single_ct/CT_small.dcm")
-    renamed = _variant(shared_data, SOPInstanceUID=generate_uid(), PatientName="Other^Person")
+    first = _store(dicom_data / "dicom/single_ct/CT_small.dcm")
+    renamed = _variant(dicom_data, SOPInstanceUID=generate_uid(), PatientName="Other^Person")
     second = services.instance_store(data=renamed, source="test")
     assert second.status == "stored"
     assert second.instance.series_id == first.instance.series_id
@@ -233,16 +235,16 @@ def test_later_instances_of_a_series_join_it_and_keep_every_check(shared_data, b
     assert Study.objects.get(pk=series.study_id).number_of_series == 1
     conflicts = [(c.field, c.received_value) for c in PatientConflict.objects.all()]
     assert conflicts == [("patient_name", "Other^Person")]
-    moved = _variant(shared_data, SOPInstanceUID=generate_uid(), StudyInstanceUID=generate_uid())
+    moved = _variant(dicom_data, SOPInstanceUID=generate_uid(), StudyInstanceUID=generate_uid())
     result = services.instance_store(data=moved, source="test")
     assert result.status == "rejected" and "another study" in result.reason
     assert Instance.objects.count() == 2
 
 
-def test_bad_input_changes_nothing(shared_data, blob_dir):
-    _store(shared_data / "dicom/single_mr/MR_small.dcm")
+def test_bad_input_changes_nothing(dicom_data, blob_dir):
+    _store(dicom_data / "dicom/single_mr/MR_small.dcm")
     before = archive_snapshot(blob_dir)
-    ct = (shared_data / "dicom/single_ct/CT_small.dcm").read_bytes()
+    ct = (dicom_data / "dicom/single_ct/CT_small.dcm").read_bytes()
     bomb = zip_bytes({"a.dcm": b"\x00" * (30 * 1024 * 1024)}, compression=zipfile.ZIP_DEFLATED)
     cases = {
         "empty.dcm": (b"", "empty file"),
@@ -251,8 +253,8 @@ def test_bad_input_changes_nothing(shared_data, blob_dir):
         "slip.zip": (zip_bytes({"ok.dcm": ct, "../../evil.dcm": ct}), "outside the archive"),
         "bomb.zip": (bomb, "possible ZIP bomb"),
         "bomb.png": (png_header(100_000, 100_000), "decompression bomb"),
-        "nopixels.dcm": (without_pixel_data(shared_data), "no Pixel Data"),
-        "rows.dcm": (rows_disagree(shared_data), "needs 65536 bytes"),
+        "nopixels.dcm": (without_pixel_data(dicom_data), "no Pixel Data"),
+        "rows.dcm": (rows_disagree(dicom_data), "needs 65536 bytes"),
     }
     fields = {"patient_id": "P", "patient_name": "X^Y", "modality": "CT"}
     for name, (data, expected) in cases.items():
@@ -317,7 +319,7 @@ def test_png_jpeg_samples_round_trip(shared_data, blob_dir, tmp_path):
 
 
 def test_stored_hook_runs_on_commit_for_new_instances_only(
-    shared_data, blob_dir, django_capture_on_commit_callbacks
+    dicom_data, blob_dir, django_capture_on_commit_callbacks
 ):
     seen = []
 
@@ -326,20 +328,20 @@ def test_stored_hook_runs_on_commit_for_new_instances_only(
 
     services.register_stored_hook(hook)
     try:
-        path = shared_data / "dicom/single_mr/MR_small.dcm"
+        path = dicom_data / "dicom/single_mr/MR_small.dcm"
         with django_capture_on_commit_callbacks(execute=True):
             first = _store(path)
         with django_capture_on_commit_callbacks(execute=True):
             _store(path)
-            _store(shared_data / "dicom/invalid/MR_truncated.dcm")
+            _store(dicom_data / "dicom/invalid/MR_truncated.dcm")
     finally:
         services._stored_hooks.remove(hook)
     assert seen == [first.sop_instance_uid]
 
 
-def test_compression_none_keeps_bytes_as_received(shared_data, blob_dir, settings):
+def test_compression_none_keeps_bytes_as_received(dicom_data, blob_dir, settings):
     settings.MEDVAULT_COMPRESSION = "none"
-    path = shared_data / "dicom/single_ct/CT_small.dcm"
+    path = dicom_data / "dicom/single_ct/CT_small.dcm"
     inst = _store(path).instance
     assert inst.transfer_syntax_uid == EXPLICIT_LE
     assert selectors.instance_part10_bytes(instance=inst) == path.read_bytes()
@@ -452,20 +454,20 @@ def test_scrub_reports_and_repairs_only_orphans(shared_data, blob_dir):
     assert store.exists(young) and json.loads(out.getvalue())["young_unreferenced"] == 1
 
 
-def test_scrub_clean_archive_exits_zero(shared_data, blob_dir):
-    _store(shared_data / "dicom/single_ct/CT_small.dcm")
+def test_scrub_clean_archive_exits_zero(dicom_data, blob_dir):
+    _store(dicom_data / "dicom/single_ct/CT_small.dcm")
     out = io.StringIO()
     call_command("scrub", "--min-age", "0", stdout=out)
     report = json.loads(out.getvalue())
     assert report["blobs_checked"] == report["rows_checked"] == 1
 
 
-def test_bare_dataset_with_known_syntax_is_stored(shared_data, blob_dir):
+def test_bare_dataset_with_known_syntax_is_stored(dicom_data, blob_dir):
     """As C-STORE hands it over: no preamble or file meta, the syntax from the association."""
     from pydicom.filebase import DicomBytesIO
     from pydicom.filewriter import write_dataset
 
-    path = shared_data / "dicom/single_ct/CT_small.dcm"
+    path = dicom_data / "dicom/single_ct/CT_small.dcm"
     buffer = DicomBytesIO()
     buffer.is_little_endian, buffer.is_implicit_VR = True, True
     write_dataset(buffer, pydicom.dcmread(path))
@@ -479,9 +481,9 @@ def test_bare_dataset_with_known_syntax_is_stored(shared_data, blob_dir):
     assert _store(path).status == "duplicate"
 
 
-def test_structured_report_without_pixels_is_accepted(shared_data, blob_dir):
+def test_structured_report_without_pixels_is_accepted(dicom_data, blob_dir):
     """SR documents have no pixels by definition; they are filed with their study."""
-    ds = pydicom.dcmread(shared_data / "dicom/single_ct/CT_small.dcm")
+    ds = pydicom.dcmread(dicom_data / "dicom/single_ct/CT_small.dcm")
     for keyword in ("PixelData", "Rows", "Columns", "BitsAllocated", "BitsStored", "HighBit",
                     "PixelRepresentation", "SamplesPerPixel", "PhotometricInterpretation"):
         delattr(ds, keyword)
@@ -501,7 +503,7 @@ def test_structured_report_without_pixels_is_accepted(shared_data, blob_dir):
 
 
 def test_ingest_command_compresses_before_it_returns_even_when_deferred_is_the_default(
-    shared_data, blob_dir, settings
+    dicom_data, blob_dir, settings
 ):
     """A bulk import has no peer waiting: the archive is compressed when the command ends."""
     from medvault.archive.models import CompressionTask
@@ -509,7 +511,7 @@ def test_ingest_command_compresses_before_it_returns_even_when_deferred_is_the_d
     settings.MEDVAULT_COMPRESSION_DEFERRED = True
     settings.MEDVAULT_COMPRESSION = "jpegls"
     out = io.StringIO()
-    call_command("ingest", str(shared_data / "dicom/single_ct/CT_small.dcm"), stdout=out, stderr=io.StringIO())
+    call_command("ingest", str(dicom_data / "dicom/single_ct/CT_small.dcm"), stdout=out, stderr=io.StringIO())
     uid = json.loads(out.getvalue().splitlines()[0])["sop_instance_uid"]
     assert Instance.objects.get(sop_instance_uid=uid).transfer_syntax_uid == "1.2.840.10008.1.2.4.80"
     assert not CompressionTask.objects.exists()
@@ -517,7 +519,7 @@ def test_ingest_command_compresses_before_it_returns_even_when_deferred_is_the_d
     assert settings.MEDVAULT_COMPRESSION_DEFERRED is True
 
     out = io.StringIO()
-    call_command("ingest", "--defer-compression", str(shared_data / "dicom/single_mr/MR_small.dcm"),
+    call_command("ingest", "--defer-compression", str(dicom_data / "dicom/single_mr/MR_small.dcm"),
                  stdout=out, stderr=io.StringIO())
     uid = json.loads(out.getvalue().splitlines()[0])["sop_instance_uid"]
     assert Instance.objects.get(sop_instance_uid=uid).transfer_syntax_uid != "1.2.840.10008.1.2.4.80"

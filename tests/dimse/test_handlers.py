@@ -101,7 +101,13 @@ def test_echo_and_syntax_choice() -> None:
     jpegls, explicit = "1.2.840.10008.1.2.4.80", "1.2.840.10008.1.2.1"
     assert handlers.syntax_choose({jpegls, explicit}, jpegls) == jpegls
     assert handlers.syntax_choose({explicit}, jpegls) == explicit
-    assert handlers.syntax_choose({"1.2.840.10008.1.2.4.110"}, "1.2.840.10008.1.2.4.110") == explicit
+    # JPEG XL is never sent (few peers decode it); nothing else accepted: nothing to send.
+    assert handlers.syntax_choose({"1.2.840.10008.1.2.4.110"}, "1.2.840.10008.1.2.4.110") is None
+    # Stored JPEG XL, peer took JPEG 2000 lossless only: transcoded (issue 16, finding 9).
+    j2k = "1.2.840.10008.1.2.4.90"
+    assert handlers.syntax_choose({j2k}, "1.2.840.10008.1.2.4.110") == j2k
+    assert handlers.syntax_choose({"1.2.840.10008.1.2", j2k}, jpegls) == "1.2.840.10008.1.2"
+    assert handlers.syntax_choose({"1.2.840.10008.1.2.4.50"}, jpegls) is None  # never lossy
 
 
 def test_the_calling_ae_is_looked_up_once_per_association(blob_dir: Any, settings: Any) -> None:

@@ -311,3 +311,65 @@ def test_tls_echo(transactional_db: Any, blob_dir: Any, settings: Any, tmp_path:
         assert not _associate(plain, port).is_established
     finally:
         server.shutdown()
+
+
+def test_called_ae_title_is_checked_unless_switched_off(transactional_db: Any, blob_dir: Any,
+                                                        settings: Any) -> None:
+    """Issue 16, finding 10: an association to another called AE title is rejected."""
+    from medvault.dimse.server import dicomserver_start
+
+    RemoteAE.objects.create(ae_title="TESTSCU", host="127.0.0.1", port=104)
+    for check, wrong_accepted in ((True, False), (False, True)):
+        settings.MEDVAULT_DICOM_CHECK_CALLED_AE = check
+        port = free_port()
+        server = dicomserver_start(host="127.0.0.1", port=port, ae_title="MEDVAULT", accept_unknown=False)
+        try:
+            ae = _scu()
+            ae.add_requested_context(Verification)
+            right = _associate(ae, port)
+            assert right.is_established
+            right.release()
+            wrong = ae.associate("127.0.0.1", port, ae_title="WRONGAE", evt_handlers=NODELAY)
+            assert wrong.is_established is wrong_accepted
+            if wrong.is_established:
+                wrong.release()
+            else:
+                assert wrong.is_rejected
+        finally:
+            server.shutdown()
+
+
+def test_c_get_sends_the_stored_syntax_when_the_peer_proposes_it_first(scp: dict[str, Any],
+                                                                      settings: Any) -> None:
+    """Issue 16, finding 9: one storage context proposing JPEG-LS, then the native syntaxes;
+    the instance is stored as JPEG-LS, so that is what comes back."""
+    settings.MEDVAULT_COMPRESSION = "jpegls"
+    files = ct_series(1, patient_id="GET-TS", seed=3)
+    assert _store(scp["port"], files) == [Status.SUCCESS]
+    instance = Instance.objects.get()
+    assert instance.transfer_syntax_uid == "1.2.840.10008.1.2.4.80"
+    received: list[Any] = []
+
+    def on_store(event: Any) -> int:
+        ds = event.dataset
+        ds.file_meta = event.file_meta
+        received.append((event.context.transfer_syntax, ds))
+        return 0x0000
+
+    ae = _scu()
+    ae.add_requested_context(StudyRootQueryRetrieveInformationModelGet)
+    ae.add_requested_context(CTImageStorage, ["1.2.840.10008.1.2.4.80", "1.2.840.10008.1.2.1",
+                                              "1.2.840.10008.1.2"])
+    assoc = ae.associate("127.0.0.1", scp["port"], ae_title="MEDVAULT",
+                         ext_neg=[build_role(CTImageStorage, scp_role=True)],
+                         evt_handlers=[*NODELAY, (evt.EVT_C_STORE, on_store)])
+    q = Dataset()
+    q.QueryRetrieveLevel = "STUDY"
+    q.StudyInstanceUID = instance.series.study.study_instance_uid
+    statuses = [s.Status for s, _ in assoc.send_c_get(q, StudyRootQueryRetrieveInformationModelGet)]
+    assoc.release()
+    assert statuses[-1] == Status.SUCCESS
+    ((syntax, ds),) = received
+    assert syntax == "1.2.840.10008.1.2.4.80"
+    original = pydicom.dcmread(io.BytesIO(files[0]))
+    assert np.array_equal(ds.pixel_array, original.pixel_array)

@@ -9,16 +9,20 @@ import numpy as np
 import pydicom
 from django.db.models import Count, QuerySet, Sum
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import UID, ExplicitVRLittleEndian
+from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from medvault.archive.models import Instance, Patient, PatientConflict, Series, Study
 from medvault.archive.blobstore import blob_store
 from medvault.core.blobs import BlobNotFound, blob_verify
-from medvault.core.codecs import decode_frame, decode_pixels, decompress_dataset
+from medvault.core.codecs import CODECS, decode_frame, decode_pixels, decompress_dataset, recompress
 from medvault.core.dicom.parse import dataset_to_part10, splice_native_pixels
 
-# Syntaxes we can produce on request: the stored one, or native explicit little endian.
+# Syntaxes we can produce on request besides the stored one: native explicit little endian
+# (for files, WADO-RS and export) and, for a network peer that accepted only those, native
+# implicit little endian and the lossless codecs we can encode (decode, re-encode, verify).
 TRANSCODABLE = {ExplicitVRLittleEndian}
+NATIVE_OUT = {ExplicitVRLittleEndian, ImplicitVRLittleEndian}
+LOSSLESS_OUT = {codec.transfer_syntax_uid: name for name, codec in CODECS.items() if name != "jpegxl"}
 
 
 class TransferSyntaxUnavailable(ValueError):
@@ -80,6 +84,43 @@ def instance_dataset(*, instance: Instance, transfer_syntax_uid: str | None = No
     return decompress_dataset(ds)
 
 
+def _converted(ds: Dataset) -> Dataset:
+    """``ds`` with every element converted. A file whose data set is written in another
+    encoding than its transfer syntax says is read by pydicom, which notices the mismatch;
+    the network encoder would otherwise copy its raw elements, in the wrong encoding, into
+    the stream."""
+    # pydicom does not record that it switched, so every element is converted (a cost of
+    # about a millisecond per thousand elements, small beside the network).
+    for _element in ds.iterall():
+        pass
+    return ds
+
+
+def instance_dataset_for_peer(*, instance: Instance, transfer_syntax_uid: str) -> Dataset:
+    """The instance in a syntax a network peer accepted (C-GET, C-MOVE).
+
+    The stored syntax as stored; native syntaxes decompressed (the peer's association
+    converts explicit to implicit VR); a lossless codec's syntax by decoding and re-encoding,
+    verified pixel for pixel. Raises ``TransferSyntaxUnavailable`` when the codec cannot
+    encode these pixels (a colour model or bit depth it does not take).
+    """
+    ds = _converted(_stored_dataset(instance))
+    stored = str(ds.file_meta.TransferSyntaxUID)
+    if transfer_syntax_uid == stored:
+        return ds
+    if transfer_syntax_uid not in LOSSLESS_OUT:
+        if transfer_syntax_uid not in NATIVE_OUT:
+            raise TransferSyntaxUnavailable(f"cannot send {transfer_syntax_uid}; stored as {stored}")
+        return decompress_dataset(ds)
+    if "PixelData" not in ds:
+        return decompress_dataset(ds)
+    native = decompress_dataset(ds)
+    new, why = recompress(native, decode_pixels(native), LOSSLESS_OUT[transfer_syntax_uid])
+    if new is None:
+        raise TransferSyntaxUnavailable(f"cannot transcode to {transfer_syntax_uid}: {why}")
+    return new
+
+
 def instance_part10_bytes(*, instance: Instance, transfer_syntax_uid: str | None = None) -> bytes:
     """Part 10 bytes in the stored syntax (byte-exact blob) or transcoded on request."""
     data = instance_blob(instance=instance)  # first: it may find the row's syntax changed
@@ -112,8 +153,11 @@ def _decompressed_splice(data: bytes, ds: Dataset) -> bytes | None:
     native = np.ascontiguousarray(pixels).tobytes()
     if len(native) % 2:
         native += b"\x00"
-    meta = FileMetaDataset(ds.file_meta)
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    # A new element in a new dict: FileMetaDataset(ds.file_meta) shares ds's elements, and
+    # assigning TransferSyntaxUID changed the element in place, relabelling ds, whose
+    # encapsulated pixels were then written out under a native syntax (issue 16).
+    meta = FileMetaDataset(dict(ds.file_meta.items()))
+    meta.add_new(0x00020010, "UI", ExplicitVRLittleEndian)
     return splice_native_pixels(data, meta, native, "OW" if int(ds.BitsAllocated) > 8 else "OB")
 
 

@@ -166,11 +166,27 @@ def _user_or_none(user: Any) -> Any:
 # --- duplicates ------------------------------------------------------------------------
 
 
-def _differing_attributes(stored: dict[str, Any], received: dict[str, Any]) -> list[str]:
+# Attributes whose encoded value depends on the transfer syntax (byte order of the pixel
+# data, the pixel layout a codec needs, encapsulation offsets); the decoded pixels, compared
+# by their hash, stand for them when two copies of one instance are compared.
+SYNTAX_DEPENDENT_TAGS = {
+    "7FE00010",  # Pixel Data
+    "7FE00008",  # Float Pixel Data
+    "7FE00009",  # Double Float Pixel Data
+    "7FE00001",  # Extended Offset Table
+    "7FE00002",  # Extended Offset Table Lengths
+    "00280006",  # Planar Configuration
+    "00280004",  # Photometric Interpretation (RGB is coded as YBR_RCT/ICT/FULL by codecs)
+}
+
+
+def _differing_attributes(
+    stored: dict[str, Any], received: dict[str, Any], ignore: set[str] | frozenset[str] = frozenset()
+) -> list[str]:
     from pydicom.datadict import keyword_for_tag
 
     names = []
-    for tag in sorted(set(stored) | set(received)):
+    for tag in sorted((set(stored) | set(received)) - ignore):
         a, b = stored.get(tag), received.get(tag)
         if isinstance(a, dict) and isinstance(b, dict):
             a = {k: v for k, v in a.items() if k != "vr"}
@@ -190,7 +206,14 @@ def _compare_existing(existing: Instance, parsed: ParsedInstance, path: str) -> 
     if existing.pixel_sha256 != parsed.pixel_sha256:
         reason = "SOP Instance UID already stored with different pixel data"
     else:
-        diff = _differing_attributes(existing.metadata, parsed.metadata)
+        diff = _differing_attributes(existing.metadata, parsed.metadata, SYNTAX_DEPENDENT_TAGS)
+        if not diff:
+            # The same decoded pixels and the same attributes: this instance in another
+            # transfer syntax (big endian, another codec) is the instance already stored.
+            return StoreResult(
+                DUPLICATE, uid, "already stored: the same instance in another transfer syntax",
+                existing, path,
+            )
         shown = ", ".join(diff[:5]) + (f" and {len(diff) - 5} more" if len(diff) > 5 else "")
         reason = f"SOP Instance UID already stored with different metadata ({shown or 'unknown'})"
     return StoreResult(REJECTED, uid, reason + "; the stored instance is kept", None, path)

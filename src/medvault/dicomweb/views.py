@@ -421,11 +421,27 @@ def _one_instance(request: HttpRequest, study: str, series: str, sop: str) -> In
     return instances_select(user=request.user, study_uid=study, series_uid=series, sop_uid=sop).get()
 
 
+def _pixels_required(inst: Instance) -> Instance:
+    """404 for an instance without pixel data (SR, RT plan, waveform, PDF...): it has no
+    frames to send or render."""
+    if inst.rows is None:
+        raise not_found(f"instance {inst.sop_instance_uid} has no pixel data (SOP class {inst.sop_class_uid})")
+    return inst
+
+
+def _with_pixels(instances: Any) -> list[Instance]:
+    """The instances of a study or series that have pixels; 404 when none has."""
+    found = [inst for inst in instances if inst.rows is not None]
+    if not found:
+        raise not_found("no instance here has pixels: no pixel data to render")
+    return found
+
+
 @require_http_methods(["GET"])
 @dicomweb_view("view")
 def frames(request: HttpRequest, study: str, series: str, instance: str, frames: str) -> HttpResponse:
     _octet_accepted(request)
-    inst = _one_instance(request, study, series, instance)
+    inst = _pixels_required(_one_instance(request, study, series, instance))
     numbers = _frame_numbers(frames, inst.number_of_frames or 1)
     audit_record(user=request.user, action="view", request=request, study_uid=study,
                  series_uid=series, sop_uid=instance, detail=f"WADO-RS frames {frames[:100]}")
@@ -454,6 +470,7 @@ def bulkdata(request: HttpRequest, study: str, series: str, instance: str, tag: 
     if len(tag) != 8:
         raise bad_request("bulk data tag must be 8 hex digits")
     if tag_value == 0x7FE00010:
+        _pixels_required(inst)
         count = inst.number_of_frames or 1
         data = b"".join(_frame_bytes(instance_pixels(instance=inst, frame=i)) for i in range(count))
     else:
@@ -496,6 +513,7 @@ def _render(request: HttpRequest, inst: Instance, frame: int, thumbnail: bool) -
     window, viewport, quality = _render_params(request)
     if thumbnail and viewport is None:
         viewport = (128, 128)
+    _pixels_required(inst)
     if frame < 1 or frame > (inst.number_of_frames or 1):
         raise not_found(f"the instance has {inst.number_of_frames or 1} frame(s)")
     meta = Instance.objects.values_list("metadata", flat=True).get(pk=inst.pk)
@@ -563,6 +581,8 @@ def _rendered_many(request: HttpRequest, instances: list[Instance]) -> HttpRespo
 
     def parts() -> Iterator[tuple[bytes, str]]:
         for inst in instances:
+            if inst.rows is None:
+                continue  # no pixels (SR, RT plan, waveform...): nothing to render
             for index in range(inst.number_of_frames or 1):
                 pixels = instance_pixels(instance=inst, frame=index)
                 try:
@@ -598,13 +618,13 @@ def _middle(qs: Any) -> Instance:
 @require_http_methods(["GET"])
 @dicomweb_view("view")
 def series_thumbnail(request: HttpRequest, study: str, series: str) -> HttpResponse:
-    return _render(request, _middle(instances_select(user=request.user, study_uid=study, series_uid=series)), 1, True)
+    return _render(request, _middle(_with_pixels(instances_select(user=request.user, study_uid=study, series_uid=series))), 1, True)
 
 
 @require_http_methods(["GET"])
 @dicomweb_view("view")
 def study_thumbnail(request: HttpRequest, study: str) -> HttpResponse:
-    return _render(request, _middle(instances_select(user=request.user, study_uid=study)), 1, True)
+    return _render(request, _middle(_with_pixels(instances_select(user=request.user, study_uid=study))), 1, True)
 
 
 # --- WADO-URI --------------------------------------------------------------------------
@@ -645,6 +665,7 @@ def wado_uri(request: HttpRequest) -> HttpResponse:
             viewport = viewport_parse(f"{params.get('columns', '0')},{params.get('rows', '0')}")
     except (RenderError, ValueError) as exc:
         raise bad_request(str(exc)) from None
+    _pixels_required(inst)
     if frame < 1 or frame > (inst.number_of_frames or 1):
         raise not_found(f"the instance has {inst.number_of_frames or 1} frame(s)")
     meta = Instance.objects.values_list("metadata", flat=True).get(pk=inst.pk)

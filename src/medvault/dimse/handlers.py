@@ -23,7 +23,11 @@ from pynetdicom.events import Event
 
 from medvault.accounts.audit import audit_record
 from medvault.archive.models import Instance, Study
-from medvault.archive.selectors import instance_dataset
+from medvault.archive.selectors import (
+    LOSSLESS_OUT,
+    TransferSyntaxUnavailable,
+    instance_dataset_for_peer,
+)
 from medvault.archive.services import instance_store
 from medvault.dicomweb.attributes import Level, attribute_lookup, field_path
 from medvault.dicomweb.query import QueryError, json_element, level_queryset, match_q, value_of
@@ -303,11 +307,18 @@ def retrieve_instances(identifier: Dataset, studies: QuerySet[Study], model: str
     return list(insts.order_by("series_id", "instance_number", "pk"))
 
 
-def syntax_choose(accepted: set[str], stored: str) -> str:
-    """The transfer syntax to send an instance in, given the syntaxes the peer accepted."""
+def syntax_choose(accepted: set[str], stored: str) -> str | None:
+    """The transfer syntax to send an instance in, given the syntaxes the peer accepted:
+    the stored one; else native (decompressed); else a lossless codec we can encode
+    (transcoded). None when the peer accepted nothing we can produce for it."""
     if stored in accepted and stored not in _UNCOMMON_SYNTAXES:
         return stored
-    return ExplicitVRLittleEndian
+    for native in (ExplicitVRLittleEndian, ImplicitVRLittleEndian):
+        if native in accepted:
+            return native
+    for lossless in sorted(accepted & set(LOSSLESS_OUT)):
+        return lossless
+    return None
 
 
 def _accepted_syntaxes(assoc: Any, sop_class: str) -> set[str]:
@@ -330,9 +341,23 @@ def _sub_operations(
             ds.FailedSOPInstanceUIDList = failed
             yield int(Status.CANCEL), ds
             return
-        syntax = syntax_choose(_accepted_syntaxes(assoc_of(), inst.sop_class_uid), inst.transfer_syntax_uid)
+        accepted = _accepted_syntaxes(assoc_of(), inst.sop_class_uid)
+        syntax = syntax_choose(accepted, inst.transfer_syntax_uid)
         try:
-            ds = instance_dataset(instance=inst, transfer_syntax_uid=syntax)
+            try:
+                ds = instance_dataset_for_peer(
+                    instance=inst, transfer_syntax_uid=syntax or ExplicitVRLittleEndian
+                )
+            except TransferSyntaxUnavailable as exc:
+                log.warning("%s for %s: %s", action, inst.sop_instance_uid, exc)
+                syntax = None
+                ds = instance_dataset_for_peer(instance=inst, transfer_syntax_uid=ExplicitVRLittleEndian)
+            if syntax is None:
+                # Nothing the peer accepted can be made of it: the native copy finds no
+                # presentation context, and the association counts a failed sub-operation.
+                log.warning("%s for %s: the peer accepted none of the syntaxes we can send "
+                            "(%s for %s)", action, inst.sop_instance_uid, sorted(accepted),
+                            inst.sop_class_uid)
         except (OSError, ValueError) as exc:
             log.error("cannot read %s for %s: %s", inst.sop_instance_uid, action, exc)
             failed.append(inst.sop_instance_uid)
@@ -363,13 +388,17 @@ def handle_get(event: Event) -> Iterator[Any]:
 
 
 def move_contexts(instances: list[Instance]) -> list[Any]:
-    """Presentation contexts for a C-MOVE sub-association: the stored syntax, and uncompressed."""
+    """Presentation contexts for a C-MOVE sub-association: explicit and implicit VR little
+    endian, and each stored syntax (JPEG XL excepted), per SOP class; at most 128."""
     pairs: dict[str, set[str]] = {}
     for inst in instances:
         pairs.setdefault(inst.sop_class_uid, set()).add(inst.transfer_syntax_uid)
     contexts = []
     for sop_class, syntaxes in sorted(pairs.items()):
-        contexts.append(build_context(sop_class, [ExplicitVRLittleEndian, ImplicitVRLittleEndian]))
+        # Explicit and implicit VR in contexts of their own, so that a destination that takes
+        # both gets explicit VR (the VRs of private attributes survive).
+        contexts.append(build_context(sop_class, ExplicitVRLittleEndian))
+        contexts.append(build_context(sop_class, ImplicitVRLittleEndian))
         for syntax in sorted(syntaxes - _UNCOMPRESSED - _UNCOMMON_SYNTAXES):
             contexts.append(build_context(sop_class, UID(syntax)))
     return contexts[:128]

@@ -23,13 +23,36 @@ from pynetdicom.sop_class import (
     StorageCommitmentPushModel,
     Verification,
 )
-from pynetdicom.presentation import AllStoragePresentationContexts, StoragePresentationContexts
+from pynetdicom.presentation import AllStoragePresentationContexts
 
 from medvault.dimse import handlers
 from medvault.dimse.commitment import CommitmentSender
 from medvault.dimse.models import RemoteAE
 
-_NOBODY = "\\"  # a calling AE title that cannot occur (backslash is not allowed in AE titles)
+_NOBODY = "\\"
+# pynetdicom accepts, of the syntaxes a peer proposes in one presentation context, the first
+# in OUR list. So our list is our preference: the lossless codecs we store and can encode
+# (a C-GET peer proposing JPEG-LS then gets the stored JPEG-LS, not Implicit VR), then
+# native, then lossless syntaxes we can only decode, then lossy ones last (accepted only when
+# a peer offers nothing else in that context).
+_PREFERRED = [
+    "1.2.840.10008.1.2.4.80",  # JPEG-LS Lossless
+    "1.2.840.10008.1.2.4.201",  # HTJ2K Lossless
+    "1.2.840.10008.1.2.4.90",  # JPEG 2000 Lossless
+    "1.2.840.10008.1.2.1",  # Explicit VR Little Endian
+    "1.2.840.10008.1.2",  # Implicit VR Little Endian
+    "1.2.840.10008.1.2.5",  # RLE Lossless
+    "1.2.840.10008.1.2.1.99",  # Deflated Explicit VR Little Endian
+    "1.2.840.10008.1.2.4.70",  # JPEG Lossless SV1
+    "1.2.840.10008.1.2.4.57",  # JPEG Lossless
+    "1.2.840.10008.1.2.4.202",  # HTJ2K Lossless RPCL
+    "1.2.840.10008.1.2.4.92",  # JPEG 2000 Part 2 Lossless
+    "1.2.840.10008.1.2.2",  # Explicit VR Big Endian
+]
+STORAGE_TRANSFER_SYNTAXES = [
+    *[uid for uid in _PREFERRED if uid in ALL_TRANSFER_SYNTAXES],
+    *[uid for uid in ALL_TRANSFER_SYNTAXES if uid not in _PREFERRED],
+]  # a calling AE title that cannot occur (backslash is not allowed in AE titles)
 
 
 class MedvaultAE(AE):
@@ -124,9 +147,11 @@ def application_entity(*, ae_title: str | None = None, accept_unknown: bool | No
     ae.network_timeout = 60
     ae.acse_timeout = 30
     ae.dimse_timeout = 120
+    # The called AE title must be ours (PS3.8 A-ASSOCIATE-RJ reason 7) unless switched off.
+    ae.require_called_aet = bool(getattr(settings, "MEDVAULT_DICOM_CHECK_CALLED_AE", True))
     # Storage: every storage SOP class in every transfer syntax (pydicom can store them all).
     for cx in AllStoragePresentationContexts:
-        ae.add_supported_context(cx.abstract_syntax, ALL_TRANSFER_SYNTAXES)
+        ae.add_supported_context(cx.abstract_syntax, STORAGE_TRANSFER_SYNTAXES)
     ae.add_supported_context(Verification)
     # Storage Commitment Push Model: we are the SCP (N-ACTION in); the report goes out on an
     # association we request (commitment.report_send). Default roles on the way in.
@@ -139,8 +164,9 @@ def application_entity(*, ae_title: str | None = None, accept_unknown: bool | No
         ae.add_supported_context(sop_class)
     # C-GET sends instances back over the same association: the SCU proposes storage
     # contexts with SCP role; accept them.
-    for cx in StoragePresentationContexts:
-        ae.add_supported_context(cx.abstract_syntax, ALL_TRANSFER_SYNTAXES, scp_role=True, scu_role=True)
+    # Every storage class: the 128-context limit binds the requestor, not us.
+    for cx in AllStoragePresentationContexts:
+        ae.add_supported_context(cx.abstract_syntax, STORAGE_TRANSFER_SYNTAXES, scp_role=True, scu_role=True)
     return ae
 
 

@@ -233,6 +233,7 @@ MEDVAULT_DICOM_ACCEPT_UNKNOWN_AE = envbool("MEDVAULT_DICOM_ACCEPT_UNKNOWN_AE", F
 # A configured AE title counts only when called from that AE's configured host: a title is
 # easily copied, the address it comes from less so.
 MEDVAULT_DICOM_CHECK_HOST = envbool("MEDVAULT_DICOM_CHECK_HOST", True)
+MEDVAULT_DICOM_CHECK_CALLED_AE = envbool("MEDVAULT_DICOM_CHECK_CALLED_AE", True)
 MEDVAULT_DICOM_MAX_ASSOCIATIONS = envint("MEDVAULT_DICOM_MAX_ASSOCIATIONS", 32)
 # Most matches one QIDO-RS query returns (clients page with limit/offset).
 MEDVAULT_QIDO_MAX_RESULTS = envint("MEDVAULT_QIDO_MAX_RESULTS", 1000)

@@ -16,19 +16,19 @@ def _reason(data: bytes, **kwargs) -> str:
     return info.value.reason
 
 
-def test_invalid_samples_are_rejected_with_clear_reasons(shared_data):
-    truncated = _reason((shared_data / "dicom/invalid/MR_truncated.dcm").read_bytes())
+def test_invalid_samples_are_rejected_with_clear_reasons(dicom_data):
+    truncated = _reason((dicom_data / "dicom/invalid/MR_truncated.dcm").read_bytes())
     assert "Pixel Data holds 8130 bytes" in truncated and "needs 8192" in truncated
-    no_meta = _reason((shared_data / "dicom/invalid/no_meta.dcm").read_bytes())
+    no_meta = _reason((dicom_data / "dicom/invalid/no_meta.dcm").read_bytes())
     assert "not a DICOM Part 10 file" in no_meta
 
 
-def test_bare_dataset_is_read_when_the_caller_knows_the_syntax(shared_data):
+def test_bare_dataset_is_read_when_the_caller_knows_the_syntax(dicom_data):
     """C-STORE hands over a data set without file meta plus the negotiated syntax."""
     from pydicom.filebase import DicomBytesIO
     from pydicom.filewriter import write_dataset
 
-    ds = ct_small(shared_data)
+    ds = ct_small(dicom_data)
     buffer = DicomBytesIO()
     buffer.is_little_endian, buffer.is_implicit_VR = True, True  # as on the wire
     write_dataset(buffer, ds)
@@ -37,12 +37,12 @@ def test_bare_dataset_is_read_when_the_caller_knows_the_syntax(shared_data):
     assert parsed.dataset.file_meta.MediaStorageSOPInstanceUID == parsed.sop_instance_uid
     assert parsed.received_transfer_syntax_uid == "1.2.840.10008.1.2"
     # The broken sample (a stray byte before the first tag) is still refused.
-    bad = (shared_data / "dicom/invalid/no_meta.dcm").read_bytes()
+    bad = (dicom_data / "dicom/invalid/no_meta.dcm").read_bytes()
     assert "SOPInstanceUID" in _reason(bad, transfer_syntax_uid="1.2.840.10008.1.2.1")
 
 
-def test_dicomdir_is_not_an_instance(shared_data):
-    reason = _reason((shared_data / "dicom/series_dicomdir/DICOMDIR").read_bytes())
+def test_dicomdir_is_not_an_instance(dicom_data):
+    reason = _reason((dicom_data / "dicom/series_dicomdir/DICOMDIR").read_bytes())
     assert "DICOMDIR" in reason
 
 
@@ -55,27 +55,27 @@ def test_dicomdir_is_not_an_instance(shared_data):
         (rows_disagree, "Rows 256 x Columns 128"),
     ],
 )
-def test_bad_input_reasons(shared_data, make, expected):
-    assert expected in _reason(make(shared_data))
+def test_bad_input_reasons(dicom_data, make, expected):
+    assert expected in _reason(make(dicom_data))
 
 
 @pytest.mark.parametrize("cut", [100, 132, 400, 1000, 20000, 39000])
-def test_truncated_files_are_rejected(shared_data, cut):
-    data = (shared_data / "dicom/single_ct/CT_small.dcm").read_bytes()[:cut]
+def test_truncated_files_are_rejected(dicom_data, cut):
+    data = (dicom_data / "dicom/single_ct/CT_small.dcm").read_bytes()[:cut]
     assert _reason(data)
 
 
-def test_missing_uid_is_named(shared_data):
-    ds = ct_small(shared_data)
+def test_missing_uid_is_named(dicom_data):
+    ds = ct_small(dicom_data)
     del ds.StudyInstanceUID
     assert "StudyInstanceUID" in _reason(part10(ds))
-    ds = ct_small(shared_data)
+    ds = ct_small(dicom_data)
     ds.SeriesInstanceUID = "1.2.x.3"
     assert "not a valid UID" in _reason(part10(ds))
 
 
-def test_frame_size_limit(shared_data):
-    data = (shared_data / "dicom/single_ct/CT_small.dcm").read_bytes()
+def test_frame_size_limit(dicom_data):
+    data = (dicom_data / "dicom/single_ct/CT_small.dcm").read_bytes()
     assert "exceeds the limit" in _reason(data, max_image_pixels=100 * 100)
 
 
@@ -86,12 +86,12 @@ def test_every_frame_is_decoded_and_hashed(shared_data):
     assert parsed.pixels_exact and not parsed.lossy
 
 
-def test_same_instance_in_every_syntax_has_one_identity(shared_data):
+def test_same_instance_in_every_syntax_has_one_identity(dicom_data):
     names = ["single_mr/MR_small.dcm"] + [
         f"transfer_syntax/MR_small_{s}.dcm"
         for s in ("RLE", "bigendian", "implicit", "jp2klossless", "jpeg_ls_lossless")
     ]
-    parsed = [parse_instance((shared_data / "dicom" / n).read_bytes()) for n in names]
+    parsed = [parse_instance((dicom_data / "dicom" / n).read_bytes()) for n in names]
     assert len({p.pixel_sha256 for p in parsed}) == 1
     assert len({p.content_sha256 for p in parsed}) == 1
 
@@ -107,7 +107,7 @@ def test_metadata_has_no_bulk_data(shared_data):
     assert canonical_sha256(meta) == parsed.content_sha256
 
 
-def test_splice_keeps_every_other_byte(shared_data):
+def test_splice_keeps_every_other_byte(dicom_data):
     import io
 
     import numpy as np
@@ -116,7 +116,7 @@ def test_splice_keeps_every_other_byte(shared_data):
     from medvault.core.codecs import recompress
     from medvault.core.dicom.parse import splice_encapsulated_pixels
 
-    data = (shared_data / "dicom/single_ct/CT_small.dcm").read_bytes()  # ends with padding
+    data = (dicom_data / "dicom/single_ct/CT_small.dcm").read_bytes()  # ends with padding
     parsed = parse_instance(data)
     new, _ = recompress(parsed.dataset, parsed.pixels, "jpegls")
     out = splice_encapsulated_pixels(data, new.file_meta, bytes(new.PixelData))
@@ -152,10 +152,10 @@ def test_corrupted_bytes_give_a_reason_never_a_crash(shared_data, sample):
             assert exc.reason
 
 
-def test_unknown_vr_in_the_file_meta_is_rejected_not_raised(shared_data):
+def test_unknown_vr_in_the_file_meta_is_rejected_not_raised(dicom_data):
     """Regression (found by the ingest fuzzer): a corrupt VR in a file meta element used to
     raise NotImplementedError when the file meta was rewritten."""
-    ds = ct_small(shared_data)
+    ds = ct_small(dicom_data)
     ds.file_meta.SourceApplicationEntityTitle = "MODALITY1"
     data = part10(ds)
     element = b"\x02\x00\x16\x00AE"

@@ -11,6 +11,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate
 from pydicom.pixels.decoders.base import get_decoder
 from pydicom.pixels.encoders.base import JPEG2000LosslessEncoder, JPEGLSLosslessEncoder
+from pydicom.pixels.utils import pack_bits
 from pydicom.uid import (
     UID,
     ExplicitVRLittleEndian,
@@ -234,15 +235,21 @@ def decompress_dataset(ds: Dataset) -> Dataset:
             "PixelData" in ds
         ) else ds
         if new is ds:
-            new = Dataset(ds)
-            new.file_meta = FileMetaDataset(ds.file_meta)
-            new.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+            # Copies: Dataset(ds) and FileMetaDataset(meta) share the element dict of ``ds``.
+            new = Dataset(dict(ds.items()))
+            new.file_meta = FileMetaDataset(dict(ds.file_meta.items()))
+            new.file_meta.add_new(0x00020010, "UI", ExplicitVRLittleEndian)
             new.set_original_encoding(False, True)
         return new
     pixels = decode_pixels(ds)
     bits = int(ds.BitsAllocated)
-    little = pixels.astype(pixels.dtype.newbyteorder("<")) if pixels.dtype.itemsize > 1 else pixels
-    data = np.ascontiguousarray(little).tobytes()
+    if bits == 1:
+        # pydicom unpacks 1-bit data to a byte a pixel; native 1-bit data is packed, eight
+        # pixels a byte, across frames (PS3.5 8.1.1).
+        data = bytes(pack_bits(pixels.reshape(-1)))
+    else:
+        little = pixels.astype(pixels.dtype.newbyteorder("<")) if pixels.dtype.itemsize > 1 else pixels
+        data = np.ascontiguousarray(little).tobytes()
     if len(data) % 2:
         data += b"\x00"
     new = _with_pixels(ds, ExplicitVRLittleEndian, ("OW" if bits > 8 else "OB", data))

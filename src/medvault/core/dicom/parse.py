@@ -9,6 +9,7 @@ Any failure raises ``DicomRejected`` with a reason a user can act on.
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 import struct
 import zlib
@@ -20,6 +21,8 @@ import numpy as np
 import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.errors import BytesLengthException, InvalidDicomError
+from pydicom.pixels.decoders.base import get_decoder
+from pydicom.pixels.utils import get_expected_length
 from pydicom.uid import (
     UID,
     ExplicitVRBigEndian,
@@ -29,13 +32,34 @@ from pydicom.uid import (
 )
 
 import medvault.core.codecs  # noqa: F401  (registers the JPEG XL syntaxes with pydicom)
-from medvault.core.dicom.json import canonical_sha256, dataset_to_json
+from medvault.core.dicom.json import _element_json, canonical_sha256, dataset_to_json
+from medvault.core.dicom.wellformed import (
+    NESTED_TOO_DEEPLY,
+    attribute_name,
+    bad_element_reason,
+    body_offset,
+    truncation_reason,
+)
+
+logger = logging.getLogger(__name__)
 
 MEDIA_STORAGE_DIRECTORY = "1.2.840.10008.1.3.10"
-# Structured reports and key object selections carry no pixels by definition; they belong
-# to the study they describe, so they are accepted without pixel data.
-NON_IMAGE_SOP_CLASS_PREFIXES = ("1.2.840.10008.5.1.4.1.1.88.",)
+# Storage classes whose IOD has Pixel Data as a mandatory part besides those that pydicom's
+# dictionary names "... Image Storage ..." (segmentations and parametric maps).
+PIXEL_SOP_CLASSES = {
+    "1.2.840.10008.5.1.4.1.1.66.4",  # Segmentation Storage
+    "1.2.840.10008.5.1.4.1.1.66.7",  # Label Map Segmentation Storage
+    "1.2.840.10008.5.1.4.1.1.30",  # Parametric Map Storage
+    "1.2.840.10008.5.1.4.1.1.6.2",  # Enhanced US Volume Storage
+    "1.2.840.10008.5.1.4.1.1.81.1",  # Ophthalmic Thickness Map Storage
+    "1.2.840.10008.5.1.4.1.1.82.1",  # Corneal Topography Map Storage
+}
 PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
+_KEYWORD_WORDS = {
+    "PixelData": "Pixel Data",
+    "FloatPixelData": "Float Pixel Data",
+    "DoubleFloatPixelData": "Double Float Pixel Data",
+}
 NATIVE_SYNTAXES = {
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
@@ -115,6 +139,33 @@ class ParsedInstance:
         return str(self.dataset.SOPClassUID)
 
 
+def needs_pixels(sop_class_uid: str) -> bool:
+    """True for the storage classes whose instances must carry pixel data (images,
+    segmentations, parametric maps); every other class is stored without."""
+    if sop_class_uid in PIXEL_SOP_CLASSES:
+        return True
+    uid = UID(sop_class_uid)
+    return uid.type == "SOP Class" and "Image Storage" in uid.name
+
+
+def _not_a_storage_class(sop_class_uid: str) -> str:
+    """The reason a known UID is no storage SOP class (empty when it may be one).
+
+    UIDs pydicom does not know (private storage classes) are taken as storage classes.
+    """
+    uid = UID(sop_class_uid)
+    if not uid.type:
+        return ""
+    if uid.type == "SOP Class" and "Storage" in uid.name and not (
+        "Commitment" in uid.name or "Print" in uid.name
+    ):
+        return ""
+    return (
+        f"SOPClassUID {sop_class_uid} ({uid.name}) is not a storage SOP class, so this "
+        "is no object an archive keeps"
+    )
+
+
 def _uid(ds: Dataset, keyword: str) -> str:
     value = ds.get(keyword)
     text = str(value).strip() if value is not None else ""
@@ -146,8 +197,21 @@ def _read(data: bytes, transfer_syntax_uid: str | None) -> Dataset:
         # Malformed values surface when dataset_to_json converts every element, below.
     except DicomRejected:
         raise
+    except InvalidDicomError as exc:
+        logger.info("unreadable DICOM: %s", exc)
+        raise DicomRejected(
+            "not a readable DICOM Part 10 file: its File Meta Information is missing or malformed"
+        ) from None
+    except (EOFError, struct.error) as exc:
+        logger.info("unreadable DICOM: %s", exc)
+        raise DicomRejected("the file is truncated: it ends inside a data element") from None
+    except RecursionError:
+        raise DicomRejected(NESTED_TOO_DEEPLY) from None
     except _READ_ERRORS as exc:
-        raise DicomRejected(f"cannot read DICOM: {exc}") from None
+        logger.info("unreadable DICOM: %r", exc)
+        raise DicomRejected(
+            "the data set is malformed: an element's tag, VR or length cannot be read"
+        ) from None
     if not len(ds):
         raise DicomRejected("the file holds no DICOM data set")
     return ds
@@ -176,6 +240,22 @@ def pixel_sha256(array: np.ndarray) -> str:
     return digest.hexdigest()
 
 
+def _undecodable(ts: str, encapsulated: bool) -> str:
+    name = UID(ts).name if ts else "unknown"
+    if not encapsulated:
+        return f"Pixel Data cannot be decoded in transfer syntax {name} ({ts})"
+    try:
+        available = get_decoder(UID(ts)).is_available
+    except NotImplementedError:
+        available = False
+    if not available:
+        return f"Pixel Data in transfer syntax {name} ({ts}) cannot be decoded: no decoder for it is installed"
+    return (
+        f"Pixel Data in transfer syntax {name} ({ts}) cannot be decoded: the compressed data is "
+        "corrupt, or uses a variant of the syntax the installed decoders do not support"
+    )
+
+
 def _check_and_decode(ds: Dataset, ts: str, parsed: ParsedInstance, limits: dict[str, int]) -> None:
     for keyword in ("Rows", "Columns", "BitsAllocated", "PhotometricInterpretation"):
         if ds.get(keyword) in (None, ""):
@@ -186,7 +266,9 @@ def _check_and_decode(ds: Dataset, ts: str, parsed: ParsedInstance, limits: dict
     try:
         frames = int(ds.get("NumberOfFrames", 1) or 1)
     except (TypeError, ValueError):
-        raise DicomRejected("NumberOfFrames is not a number") from None
+        raise DicomRejected(
+            f"{attribute_name(0x00280008)} is {str(ds.get('NumberOfFrames'))[:20]!r}, not a number"
+        ) from None
     if rows <= 0 or cols <= 0 or frames <= 0:
         raise DicomRejected(f"Rows {rows}, Columns {cols}, NumberOfFrames {frames} must be positive")
     if bits not in (1, 8, 16, 32, 64):
@@ -198,28 +280,40 @@ def _check_and_decode(ds: Dataset, ts: str, parsed: ParsedInstance, limits: dict
         raise DicomRejected(
             f"image of {cols}x{rows} pixels exceeds the limit of {max_pixels} pixels per frame"
         )
-    raw = _expected_native_bytes(ds, frames)
-    if raw > limits["max_decoded_bytes"]:
-        raise DicomRejected(f"decoded pixel data would be {raw} bytes, over the limit")
-    parsed.raw_pixel_bytes = raw
     keyword = next(k for k in PIXEL_KEYWORDS if k in ds)
     value = ds[keyword].value
     encapsulated = keyword == "PixelData" and ts not in NATIVE_SYNTAXES
+    photometric = str(ds.PhotometricInterpretation)
+    if encapsulated:
+        raw = _expected_native_bytes(ds, frames)  # decoded: YBR_FULL_422 comes back full size
+    elif keyword != "PixelData":
+        raw = rows * cols * samples * frames * (4 if keyword == "FloatPixelData" else 8)
+    else:
+        # pydicom's rule per photometric interpretation and bit depth: YBR_FULL_422 holds
+        # two bytes a pixel, 1-bit data is packed across frames.
+        raw = int(get_expected_length(ds, "bytes"))
+    if raw > limits["max_decoded_bytes"]:
+        raise DicomRejected(f"decoded pixel data would be {raw} bytes, over the limit")
+    parsed.raw_pixel_bytes = raw
     if not encapsulated:
         length = len(value) if value is not None else 0
-        expected = raw
-        if keyword != "PixelData":
-            expected = rows * cols * samples * frames * (4 if keyword == "FloatPixelData" else 8)
-        if length not in (expected, expected + 1):
+        frame_bytes = max(raw // frames, 1)
+        if length < raw or length - raw >= frame_bytes:
             raise DicomRejected(
-                f"Pixel Data holds {length} bytes but Rows {rows} x Columns {cols} x "
+                f"{_KEYWORD_WORDS[keyword]} holds {length} bytes but Rows {rows} x Columns {cols} x "
                 f"SamplesPerPixel {samples} x NumberOfFrames {frames} at {bits} bits "
-                f"needs {expected} bytes"
+                f"({photometric}) needs {raw} bytes"
+            )
+        if length > raw + 1:
+            parsed.warnings.append(
+                f"{_KEYWORD_WORDS[keyword]} holds {length} bytes, {length - raw} more than the image needs: "
+                "the excess is padding, not pixels"
             )
     try:
         array = ds.pixel_array  # decodes every frame
     except _READ_ERRORS as exc:
-        raise DicomRejected(f"pixel data cannot be decoded: {exc}") from None
+        logger.info("%s: pixel decoding failed: %r", ds.get("SOPInstanceUID"), exc)
+        raise DicomRejected(_undecodable(ts, encapsulated)) from None
     shape = (frames, rows, cols) + ((samples,) if samples > 1 else ())
     if array.size != int(np.prod(shape)):
         raise DicomRejected(
@@ -272,7 +366,11 @@ def parse_instance(
         for _element in meta:
             pass
     except _READ_ERRORS as exc:
-        raise DicomRejected(f"the File Meta Information is malformed: {exc}") from None
+        logger.info("malformed file meta: %r", exc)
+        raise DicomRejected(
+            "the File Meta Information is malformed: "
+            + (bad_element_reason(meta, _element_json) or "an element cannot be read")
+        ) from None
     if str(meta.get("MediaStorageSOPClassUID", "")) == MEDIA_STORAGE_DIRECTORY or (
         "DirectoryRecordSequence" in ds
     ):
@@ -293,7 +391,9 @@ def parse_instance(
     try:
         metadata = dataset_to_json(ds) if with_metadata else {}
     except _READ_ERRORS as exc:
-        raise DicomRejected(f"cannot convert the data set to DICOM JSON: {exc}", sop_instance_uid=sop_uid) from None
+        logger.info("%s: DICOM JSON conversion failed: %r", sop_uid, exc)
+        reason = bad_element_reason(ds, _element_json) or "an element cannot be read"
+        raise DicomRejected(f"invalid attribute value: {reason}", sop_instance_uid=sop_uid) from None
     parsed = ParsedInstance(
         dataset=ds,
         received_transfer_syntax_uid=ts,
@@ -302,8 +402,14 @@ def parse_instance(
     )
     has_pixels = any(k in ds for k in PIXEL_KEYWORDS)
     sop_class = str(ds.SOPClassUID)
+    not_storage = _not_a_storage_class(sop_class)
+    if not_storage:
+        raise DicomRejected(not_storage, sop_instance_uid=sop_uid)
     if not has_pixels:
-        if sop_class.startswith(NON_IMAGE_SOP_CLASS_PREFIXES):
+        if not needs_pixels(sop_class):
+            # SR, RT, waveforms, encapsulated documents, presentation states, key objects,
+            # raw data, private classes...: there is nothing to decode.
+            _check_complete(data, ts, transfer_syntax_uid, sop_uid)
             return _finish_meta(parsed, ts)
         raise DicomRejected(
             f"no Pixel Data: SOP class {sop_class} ({UID(sop_class).name}) is an image "
@@ -316,7 +422,25 @@ def parse_instance(
         )
     except DicomRejected as exc:
         raise DicomRejected(exc.reason, sop_instance_uid=sop_uid) from None
+    _check_complete(data, ts, transfer_syntax_uid, sop_uid)
     return _finish_meta(parsed, ts)
+
+
+def _check_complete(data: bytes, ts: str, bare_syntax: str | None, sop_uid: str) -> None:
+    """Refuse a data set that pydicom read only in part (cut inside a sequence, say)."""
+    if ts == "1.2.840.10008.1.2.1.99":
+        return  # deflated: the bytes are compressed; inflating them already checked the end
+    offset = body_offset(data) if not bare_syntax or data[128:132] == b"DICM" else 0
+    if offset is None:
+        return
+    syntax = UID(ts)
+    try:
+        little, implicit = syntax.is_little_endian, syntax.is_implicit_VR
+    except ValueError:  # a UID that is not a transfer syntax pydicom knows
+        return
+    reason = truncation_reason(data, offset, little=little, implicit=implicit)
+    if reason:
+        raise DicomRejected(reason, sop_instance_uid=sop_uid)
 
 
 def _finish_meta(parsed: ParsedInstance, ts: str) -> ParsedInstance:
