@@ -76,7 +76,7 @@ class Command(BaseCommand):
             return
         from medvault.training.train import TrainConfig, train_model
 
-        train_model(
+        result = train_model(
             TrainConfig(
                 name=opts["name"],
                 out_dir=opts["out"],
@@ -89,3 +89,8 @@ class Command(BaseCommand):
             ),
             progress,
         )
+        if not opts["smoke"] and result.get("card"):
+            # the call rule belongs to these weights: refit it on internal data
+            from medvault.training.calls import fit_call
+
+            fit_call(opts["name"], opts["out"], data_dir, progress=progress)
