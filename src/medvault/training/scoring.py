@@ -20,6 +20,7 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
+from medvault.core.ml.call import REASON_OOD
 from medvault.training.evaluate import auroc, ece
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".dcm", ".bmp", ".tif", ".tiff"}
@@ -45,6 +46,7 @@ class Outcome:
     probabilities: dict[str, float]
     refused: bool
     call: str | None
+    call_reason: str = ""
 
 
 def _clusters_from_manifest(folder: Path, n_class_folders: int) -> dict[str, str]:
@@ -111,6 +113,7 @@ class Scored:
     call: np.ndarray  # abnormal / normal / indeterminate / refused
     cluster: np.ndarray
     normal_idx: int
+    outside: np.ndarray  # indeterminate because outside validated conditions (near-OOD)
 
 
 def build(items: Sequence[Item], outcomes: Sequence[Outcome], labels: Sequence[str],
@@ -137,6 +140,8 @@ def build(items: Sequence[Item], outcomes: Sequence[Outcome], labels: Sequence[s
                        for o in outcomes]),
         cluster=np.array([it.cluster for it in items]),
         normal_idx=normal_idx,
+        outside=np.array([o.call == "indeterminate" and o.call_reason == REASON_OOD
+                          for o in outcomes], bool),
     )
 
 
@@ -161,6 +166,7 @@ def point_metrics(s: Scored, idx: np.ndarray) -> dict[str, float | None]:
         "call_normal_on_normal": _mean(call[nor] == "normal"),
         "refused_share": _mean(refused),
         "indeterminate_share": _mean(call[kind != "other"] == "indeterminate"),
+        "outside_validated_share": _mean(s.outside[idx][kind != "other"]),
     }
     scored = answered & (abn | nor)
     out["auroc"] = auroc(s.p_abn[idx][scored], abn[scored]) if scored.any() else None

@@ -76,7 +76,8 @@ class Command(BaseCommand):
             out = analyse(model, img)
             if cam is not None and not out.refused:
                 cam.add(path, img, out.heatmap)
-            return scoring.Outcome(out.label, out.probabilities, out.refused, out.call)
+            return scoring.Outcome(out.label, out.probabilities, out.refused, out.call,
+                                   out.call_reason)
 
         report: dict = {"model": name, "version": model.version, "sha256": model.sha256,
                         "call_rule": bool(model.call_rule), "sets": {}}
