@@ -40,6 +40,12 @@ class Command(BaseCommand):
         )
         parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
         parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
+        parser.add_argument(
+            "--robust-aug",
+            action="store_true",
+            help="stronger geometric + intensity augmentation (window jitter, bias field, blur, "
+            "resampling, noise, JPEG); an experiment, not the shipped recipe (docs/models.md)",
+        )
 
     def handle(self, *args, **opts):  # type: ignore[no-untyped-def]
         try:
@@ -86,6 +92,7 @@ class Command(BaseCommand):
                 data_dir=data_dir,
                 device=opts["device"],
                 threads=opts["threads"],
+                recipe_overrides={"robust_aug": True} if opts["robust_aug"] else {},
             ),
             progress,
         )
