@@ -35,10 +35,10 @@ def test_results_show_the_call_first_and_link_the_model_card(mv_server, new_page
     page = new_page()
     login(page, mv_server.url, clinician_a.username, PASSWORD)
     page.goto(mv_server.url + "/history/")
-    headers = page.locator("#history-table thead th").all_inner_texts()
+    headers = [h.strip() for h in page.locator("#history-table thead th").all_text_contents()]
     assert headers.index("Call") < headers.index("Result") < headers.index("Confidence")
     row = page.locator("#history-table tbody tr").first
-    cells = row.locator("td").all_inner_texts()
+    cells = row.locator("td").all_text_contents()
     assert cells[headers.index("Call")].startswith("Indeterminate")
     assert "radiologist" in cells[headers.index("Call")]
     assert "62" in cells[headers.index("Confidence")]
