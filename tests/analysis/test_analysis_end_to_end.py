@@ -55,6 +55,8 @@ def _same_as_direct(result: AnalysisResult, image: Path) -> None:
 
     direct = analyse(load_model(result.model_name, MODELS), np.asarray(Image.open(image)))
     assert direct.label == result.label
+    # the call is stored as the model made it (abnormal / normal / indeterminate)
+    assert direct.call and result.call == direct.call and result.call_reason == direct.call_reason
     for label, p in direct.probabilities.items():
         assert result.probabilities[label] == pytest.approx(p, abs=1e-3)
 
@@ -120,6 +122,7 @@ def test_brain_mri_jpeg_is_analysed_on_ingest(
     result = AnalysisResult.objects.get(job__instance=instance)
     _check_result(result, instance, BRAIN_LABELS)
     assert result.label == "glioma" and result.extra.get("tumour_detected") is True
+    assert result.call == "abnormal"
     _same_as_direct(result, image)
 
 
@@ -139,7 +142,7 @@ def test_brain_model_refuses_a_chest_ct(
     call_command("worker", "--once", "--concurrency", "1")
     result = AnalysisResult.objects.get(job=job)
     assert result.refused and result.reason and result.label is None
-    assert result.heatmap_key == ""
+    assert result.heatmap_key == "" and result.call == ""
 
 
 @pytest.mark.parametrize(

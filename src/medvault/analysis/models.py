@@ -26,6 +26,15 @@ class JobTrigger(models.TextChoices):
     USER = "user", "Requested by a user"
 
 
+class Call(models.TextChoices):
+    """What a result means for the patient (see ``medvault.core.ml.call``); empty when refused
+    or when the model's card has no call rule."""
+
+    ABNORMAL = "abnormal", "Abnormal"
+    NORMAL = "normal", "Normal"
+    INDETERMINATE = "indeterminate", "Indeterminate"
+
+
 class AnalysisJob(models.Model):
     """One request to run one model on one instance.
 
@@ -77,6 +86,8 @@ class AnalysisResult(models.Model):
     probabilities = models.JSONField(default=dict)
     refused = models.BooleanField(default=False)
     reason = models.TextField(blank=True)
+    call = models.CharField(max_length=16, choices=Call.choices, blank=True, db_index=True)
+    call_reason = models.CharField(max_length=128, blank=True)
     # Content address of the heat-map overlay PNG (transparent, same size as the image) in the
     # blob store; empty when the model gave no heat-map (e.g. refused).
     heatmap_key = models.CharField(max_length=64, blank=True)

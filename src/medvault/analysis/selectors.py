@@ -113,8 +113,11 @@ def result_as_json(result: AnalysisResult, *, deidentified: bool = False) -> dic
         "model_sha256": result.model_sha256,
         "refused": result.refused,
         "reason": result.reason,
+        "call": result.call or None,
+        "call_reason": result.call_reason,
         "label": result.label,
         "probabilities": result.probabilities,
+        "model_card_url": model_card_url(result.model_name),
         "extra": result.extra,
         "heatmap_url": (
             f"/api/v1/analyses/{result.pk}/heatmap.png" if result.heatmap_key else None
@@ -151,3 +154,55 @@ def heatmap_blob_refs() -> Any:
     rows = AnalysisResult.objects.exclude(heatmap_key="").values_list("heatmap_key", "id")
     for key, result_id in rows.iterator():
         yield key, f"analysis result {result_id} heat-map"
+
+
+# --- model cards ---------------------------------------------------------------------------
+CARD_HEADLINE = ("missed_abnormal", "indeterminate_share", "refused_share", "accuracy",
+                 "sensitivity", "specificity", "auroc", "ece")
+
+
+def model_card_url(model_name: str) -> str | None:
+    from medvault.analysis.backends import model_names
+
+    return f"/models/{model_name}/" if model_name in model_names() else None
+
+
+def model_card(model_name: str) -> dict[str, Any] | None:
+    """What a clinician needs to read a result: intended use, the call rule, internal and
+    external figures with intervals, and known limits. None for an unknown or uninstalled
+    model (the name is checked against the known names: never a path from the user)."""
+    import json
+
+    from medvault.analysis.backends import model_names, models_dir
+
+    if model_name not in model_names():
+        return None
+    path = models_dir() / f"{model_name}.json"
+    if not path.is_file():
+        return None
+    card = json.loads(path.read_text())
+    call = card.get("call") or {}
+    figures: dict[str, Any] = {}
+    for section, entry in (card.get("evaluation") or {}).items():
+        for set_name, rep in entry.get("sets", {}).items():
+            figures.setdefault(section, {})[set_name] = {
+                "n": rep.get("n"),
+                **{k: {"value": rep["metrics"].get(k), "ci95": rep.get("ci95", {}).get(k)}
+                   for k in CARD_HEADLINE},
+            }
+    return {
+        "name": card.get("name", model_name),
+        "version": card.get("version", ""),
+        "sha256": card.get("sha256", ""),
+        "intended_use": card.get("intended_use", ""),
+        "task": card.get("task", ""),
+        "labels": card.get("labels", []),
+        "call_rule": {k: call.get(k) for k in ("rule", "normal_below", "abnormal_at",
+                                                "threshold_rule", "chosen_on")} if call else None,
+        "near_ood": ({k: call["ood"].get(k) for k in ("method", "threshold", "threshold_rule",
+                                                       "fitted_on")} if call.get("ood") else None),
+        "figures": figures,
+        "external_rule": (card.get("evaluation", {}).get("external") or {}).get("rule", ""),
+        "known_limits": card.get("known_failure_modes", []),
+        "dicom_input": card.get("input", {}).get("dicom", ""),
+    }

@@ -37,7 +37,7 @@ from medvault.analysis.backends import (
     model_names,
     models_available,
 )
-from medvault.analysis.models import AnalysisJob, AnalysisResult, JobStatus, JobTrigger
+from medvault.analysis.models import AnalysisJob, AnalysisResult, Call, JobStatus, JobTrigger
 from medvault.analysis.overlay import composite, display_rgb, overlay_png, png_rgba
 from medvault.archive.models import Instance
 
@@ -316,6 +316,14 @@ def _probabilities(raw: Any) -> dict[str, float]:
     return {str(k): float(v) for k, v in dict(raw or {}).items()}
 
 
+def _call(output: Any) -> str:
+    """The output's call, or "" (refused, or a backend/card without a call rule)."""
+    call = getattr(output, "call", None) or ""
+    if getattr(output, "refused", False) or call not in Call.values:
+        return ""
+    return str(call)
+
+
 def _json_safe(value: Any) -> Any:
     if isinstance(value, dict):
         return {str(k): _json_safe(v) for k, v in value.items()}
@@ -377,6 +385,8 @@ def result_store(*, job: AnalysisJob, output: Any, worker_id: str) -> tuple[Anal
                     probabilities=_probabilities(output.probabilities),
                     refused=bool(output.refused),
                     reason=str(getattr(output, "reason", "") or ""),
+                    call=_call(output),
+                    call_reason=str(getattr(output, "call_reason", "") or "")[:128],
                     heatmap_key=heatmap_key,
                     heatmap_width=width,
                     heatmap_height=height,

@@ -5,6 +5,7 @@ GET  /api/v1/analyses?study=|instance=|job=  results and job states the user may
 GET  /api/v1/analyses/<id>                 one result (with ``similar_url``, the "Find similar" page)
 GET  /api/v1/analyses/<id>/heatmap.png     the overlay (transparent PNG, image size)
 POST /api/v1/analyses/<id>/export          store a Secondary Capture with the overlay burned in
+GET  /api/v1/models/<name>                 the model card: intended use, call rule, figures, limits
 """
 
 from __future__ import annotations
@@ -223,3 +224,13 @@ def analysis_export(request: HttpRequest, result_id: int) -> HttpResponse:
         },
         status=201,
     )
+
+
+@api_login_required
+def model_card(request: HttpRequest, model_name: str) -> HttpResponse:
+    if request.method not in ("GET", "HEAD"):
+        return _method_not_allowed("GET")
+    card = selectors.model_card(model_name)
+    if card is None:
+        return _error("no such model", 404)
+    return JsonResponse(card)

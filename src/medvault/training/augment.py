@@ -44,3 +44,90 @@ def resize_batch(x: torch.Tensor, size: int) -> torch.Tensor:
     if x.shape[-1] == size:
         return x
     return F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+
+
+def _gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    r = max(1, int(math.ceil(2 * sigma)))
+    t = torch.arange(-r, r + 1, dtype=x.dtype)
+    k = torch.exp(-(t**2) / (2 * sigma**2))
+    k = k / k.sum()
+    x = F.conv2d(F.pad(x, (r, r, 0, 0), mode="replicate"), k.view(1, 1, 1, -1))
+    return F.conv2d(F.pad(x, (0, 0, r, r), mode="replicate"), k.view(1, 1, -1, 1))
+
+
+def _jpeg(x: torch.Tensor, quality: int) -> torch.Tensor:
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    arr = (x[0].clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="JPEG", quality=quality)
+    buf.seek(0)
+    with Image.open(buf) as im:
+        out = np.asarray(im.convert("L"), dtype=np.float32) / 255.0
+    return torch.from_numpy(out)[None]
+
+
+def augment_robust(x: torch.Tensor, size: int, gen: torch.Generator,
+                   hflip: bool = True) -> torch.Tensor:
+    """Stronger augmentation for other hospitals' images (issue "models that hold up").
+
+    Geometry: rotation +-15 deg, scale 0.75-1.3 (random resized crop), shift +-10 %, flip.
+    Intensity, each with its own probability: window jitter (p 0.5; a random sub-window
+    [lo, hi] of the 8-bit range stretched to full range, lo in 0-0.85: for CT this imitates the
+    mediastinal / soft-tissue and other standard windows, for MR other contrast settings), gamma, contrast, brightness, a smooth multiplicative bias field
+    (MR), Gaussian blur, down-and-up resampling, Gaussian noise and JPEG artefacts.
+    """
+    n = x.shape[0]
+
+    def u(lo: float, hi: float, m: int = n) -> torch.Tensor:
+        return torch.rand(m, generator=gen) * (hi - lo) + lo
+
+    def coin(p: float) -> torch.Tensor:
+        return torch.rand(n, generator=gen) < p
+
+    rot = u(-15, 15) * math.pi / 180
+    scale = u(0.75, 1.3)
+    tx, ty = u(-0.1, 0.1), u(-0.1, 0.1)
+    flip = torch.where(torch.rand(n, generator=gen) < 0.5, -1.0, 1.0) if hflip else torch.ones(n)
+    cos, sin = torch.cos(rot) / scale, torch.sin(rot) / scale
+    theta = torch.stack([torch.stack([cos * flip, -sin, tx], 1),
+                         torch.stack([sin * flip, cos, ty], 1)], 1)
+    grid = F.affine_grid(theta, [n, 1, size, size], align_corners=False)
+    out = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    # window jitter: lo up to 0.85 covers the standard clinical CT windows seen through a lung
+    # window rendering (-1350..150 HU): mediastinal / soft tissue W350-400 L40-50 starts at
+    # about 0.8 of the range; bone-like windows stretch above 1 (saturated highs)
+    lo = u(0.0, 0.85)
+    hi = (lo + u(0.2, 0.9)).clamp(max=1.5)
+    win = coin(0.5)
+    lo = torch.where(win, lo, torch.zeros(n))[:, None, None, None]
+    hi = torch.where(win, hi, torch.ones(n))[:, None, None, None]
+    out = ((out - lo) / (hi - lo)).clamp(0, 1)
+    # gamma, contrast, brightness
+    gamma = torch.exp(u(-0.5, 0.5))[:, None, None, None]
+    out = out ** gamma
+    mean = out.mean(dim=(2, 3), keepdim=True)
+    out = (out - mean) * u(0.65, 1.35)[:, None, None, None] + mean + u(-0.12, 0.12)[:, None, None, None]
+    # bias field: a smooth random 4x4 field, multiplicative
+    field = torch.randn(n, 1, 4, 4, generator=gen) * u(0.0, 0.25)[:, None, None, None]
+    field = F.interpolate(field, size=(size, size), mode="bicubic", align_corners=False)
+    out = torch.where(coin(0.4)[:, None, None, None], out * torch.exp(field), out)
+    # blur
+    sigma = float(u(0.5, 1.5, 1))
+    out = torch.where(coin(0.25)[:, None, None, None], _gaussian_blur(out, sigma), out)
+    # resampling (down and up)
+    small = max(8, int(size * float(u(0.4, 0.8, 1))))
+    resampled = F.interpolate(F.interpolate(out, size=(small, small), mode="bilinear",
+                                            antialias=True, align_corners=False),
+                              size=(size, size), mode="bilinear", align_corners=False)
+    out = torch.where(coin(0.25)[:, None, None, None], resampled, out)
+    out = out + torch.randn(out.shape, generator=gen) * u(0.0, 0.05)[:, None, None, None]
+    out = out.clamp(0, 1)
+    jpeg = coin(0.3)
+    q = (u(15, 70)).round().int()
+    for i in torch.nonzero(jpeg).flatten().tolist():
+        out[i] = _jpeg(out[i], int(q[i]))
+    return out.clamp(0, 1)

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from medvault.training.augment import augment
+from medvault.training.augment import augment, augment_robust
 from medvault.training.data import SEED, STORE_SIZE, Prepared, prepare
 from medvault.training.evaluate import (
     classification_report,
@@ -45,6 +45,8 @@ class Recipe:
     class_weighted: bool = False
     hflip: bool = True
     warmup_epochs: float = 1.0
+    # stronger geometric + intensity augmentation (augment_robust) for other hospitals' images
+    robust_aug: bool = False
 
 
 RECIPES: dict[str, Recipe] = {
@@ -161,7 +163,10 @@ def train_model(cfg: TrainConfig, progress: Callable[[dict], None] = _log) -> di
                 g["lr"] = lr_at(step, total_steps, warmup, recipe.lr)
             idx = perm[s * recipe.batch : (s + 1) * recipe.batch]
             xb = x_tr_t[idx].float().div_(255.0)[:, None]
-            xb = augment(xb, size, gen, strong=True, hflip=recipe.hflip).to(cfg.device)
+            if recipe.robust_aug:
+                xb = augment_robust(xb, size, gen, hflip=recipe.hflip).to(cfg.device)
+            else:
+                xb = augment(xb, size, gen, strong=True, hflip=recipe.hflip).to(cfg.device)
             yb = y_tr_t[idx].to(cfg.device)
             logits, emb, _ = net(xb)
             ce = F.cross_entropy(logits, yb, weight=class_w, label_smoothing=recipe.label_smoothing)

@@ -17,4 +17,5 @@ urlpatterns = [
     path("frames/<str:sop_uid>/<int:frame>.png", viewer.frame_png, name="frame"),
     path("frames/<str:sop_uid>/info", viewer.frame_info, name="frame_info"),
     path("history/", views.history, name="history"),
+    path("models/<str:model_name>/", views.model_card, name="model_card"),
 ]

@@ -29,6 +29,11 @@ MODEL_TITLES = {
     "brain-mri": "Brain tumour detection (MRI)",
 }
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+CALL_TEXT = {
+    "abnormal": "Abnormal",
+    "normal": "Normal",
+    "indeterminate": "Indeterminate",
+}
 
 
 def home(request: HttpRequest) -> HttpResponse:
@@ -84,6 +89,11 @@ def _result_row(result: Any, deid: bool, similar: str = "") -> dict[str, Any]:
         "result": result, "title": MODEL_TITLES.get(result.model_name, result.model_name),
         "outcome": ("Not analysed: " + result.reason) if result.refused else (result.label or "").replace("_", " "),
         "confidence": confidence, "user": "" if deid else _requester(result),
+        # The call first (what it means), the label and probability second.
+        "call": "" if result.refused else (getattr(result, "call", "") or ""),
+        "call_text": CALL_TEXT.get("" if result.refused else (getattr(result, "call", "") or ""), ""),
+        "call_reason": getattr(result, "call_reason", ""),
+        "card_url": f"/models/{result.model_name}/" if result.model_name in MODEL_TITLES else "",
         "patient_name": name, "patient_id": pid, "study": study,
         "sop_uid": result.instance.sop_instance_uid, "series_uid": result.instance.series.series_instance_uid,
         # A refused analysis has no embedding of that model to search with.
@@ -349,3 +359,25 @@ def history(request: HttpRequest) -> HttpResponse:
     if rows:
         audit_record(user=request.user, action="view", request=request, detail=f"previous results page {page.number if page else 1}")
     return render(request, "ui/history.html", {"nav": "history", "rows": rows, "page": page, "deid": deid})
+
+
+# --- Model cards ---------------------------------------------------------------------------
+@page_login_required
+def model_card(request: HttpRequest, model_name: str) -> HttpResponse:
+    """Intended use, the call rule, internal and external figures and known limits."""
+    from django.http import Http404
+
+    from medvault.analysis.selectors import model_card as card_for
+
+    card = card_for(model_name)
+    if card is None:
+        raise Http404("no such model")
+    rows = []
+    for section, title in (("internal", "Internal validation"), ("external", "External (other hospitals)")):
+        for set_name, fig in card["figures"].get(section, {}).items():
+            rows.append({"section": title, "set": set_name, "n": fig["n"],
+                         "cells": [fig[k] for k in ("missed_abnormal", "indeterminate_share", "refused_share",
+                                                     "accuracy", "sensitivity", "specificity", "auroc", "ece")]})
+    return render(request, "ui/model_card.html", {
+        "nav": "history", "card": card, "title": MODEL_TITLES.get(model_name, model_name), "rows": rows,
+    })

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from medvault.core.ml import preprocess as pp
+from medvault.core.ml.call import CallRule, load_rule
 
 __all__ = [
     "AnalysisOutput",
@@ -90,6 +91,7 @@ class LoadedModel:
     temperature: float
     energy_threshold: float | None
     gate: _Gate | None
+    call_rule: CallRule | None = None
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
 
@@ -106,6 +108,9 @@ class AnalysisOutput:
     model_version: str
     model_sha256: str
     extra: dict = field(default_factory=dict)
+    # "abnormal" | "normal" | "indeterminate"; None when refused or the card has no call rule
+    call: str | None = None
+    call_reason: str = ""
 
 
 def _sha256(path: Path) -> str:
@@ -165,6 +170,10 @@ def load_model(name: str, models_dir: Path, threads: int = 1) -> LoadedModel:
     models_dir = Path(models_dir)
     card, path = _load_card(models_dir, name)
     gate = _load_gate(models_dir, threads)
+    try:
+        call_rule = load_rule(card, models_dir)
+    except (OSError, ValueError, KeyError) as exc:
+        raise ModelError(f"{name}: call rule: {exc}") from exc
     return LoadedModel(
         name=name,
         version=str(card.get("version", "")),
@@ -176,6 +185,7 @@ def load_model(name: str, models_dir: Path, threads: int = 1) -> LoadedModel:
         temperature=float(card["outputs"]["temperature"]),
         energy_threshold=card.get("refusal", {}).get("energy_threshold"),
         gate=gate,
+        call_rule=call_rule,
     )
 
 
@@ -310,10 +320,19 @@ def analyse(model: LoadedModel, ds_or_image: Any) -> AnalysisOutput:
         extra["tumour_probability"] = round(float(1.0 - probs[model.labels.index("notumor")]), 4)
     if model.name == "lung-ct":
         extra["cancer_probability"] = round(float(1.0 - probs[model.labels.index("normal")]), 4)
+    call, call_reason = None, ""
+    rule = model.call_rule
+    if rule is not None:
+        p_abn = float(1.0 - probs[model.labels.index(rule.normal_label)])
+        dist = rule.ood.distance(e) if rule.ood is not None else None
+        if dist is not None:
+            extra["ood_distance"] = round(dist, 3)
+        call, call_reason = rule.decide(p_abn, dist)
     return AnalysisOutput(
         label=label,
         probabilities={lab: round(float(p), 6) for lab, p in zip(model.labels, probs, strict=True)},
         refused=False, reason="", heatmap=heatmap, embedding=e,
         latency_ms=(time.perf_counter() - t0) * 1000, model_name=model.name,
         model_version=model.version, model_sha256=model.sha256, extra=extra,
+        call=call, call_reason=call_reason,
     )

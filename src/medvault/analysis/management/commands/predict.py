@@ -1,7 +1,8 @@
 """``medvault predict --model lung-ct|brain-mri FILE...``: analyse files without storing them.
 
-Prints one JSON line per file: path, label, probabilities, refused, reason, latency_ms (plus
-tumour_detected for brain-mri). Reads DICOM, PNG and JPEG.
+Prints one JSON line per file: path, call ("abnormal" | "normal" | "indeterminate"; null when
+refused), call_reason, label, probabilities, refused, reason, latency_ms (plus tumour_detected
+for brain-mri). Reads DICOM, PNG and JPEG.
 """
 
 from __future__ import annotations
@@ -64,6 +65,8 @@ class Command(BaseCommand):
             try:
                 out = analyse(model, read_input(path))
                 rec.update(
+                    call=out.call,
+                    call_reason=out.call_reason,
                     label=out.label,
                     probabilities=out.probabilities,
                     refused=out.refused,
@@ -75,6 +78,8 @@ class Command(BaseCommand):
             except Exception as exc:  # one bad file must not stop the batch
                 failures += 1
                 rec.update(
+                    call=None,
+                    call_reason="",
                     label=None,
                     probabilities={},
                     refused=True,

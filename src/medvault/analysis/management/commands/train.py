@@ -40,6 +40,12 @@ class Command(BaseCommand):
         )
         parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
         parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
+        parser.add_argument(
+            "--robust-aug",
+            action="store_true",
+            help="stronger geometric + intensity augmentation (window jitter, bias field, blur, "
+            "resampling, noise, JPEG); an experiment, not the shipped recipe (docs/models.md)",
+        )
 
     def handle(self, *args, **opts):  # type: ignore[no-untyped-def]
         try:
@@ -76,7 +82,7 @@ class Command(BaseCommand):
             return
         from medvault.training.train import TrainConfig, train_model
 
-        train_model(
+        result = train_model(
             TrainConfig(
                 name=opts["name"],
                 out_dir=opts["out"],
@@ -86,6 +92,12 @@ class Command(BaseCommand):
                 data_dir=data_dir,
                 device=opts["device"],
                 threads=opts["threads"],
+                recipe_overrides={"robust_aug": True} if opts["robust_aug"] else {},
             ),
             progress,
         )
+        if not opts["smoke"] and result.get("card"):
+            # the call rule belongs to these weights: refit it on internal data
+            from medvault.training.calls import fit_call
+
+            fit_call(opts["name"], opts["out"], data_dir, progress=progress)
