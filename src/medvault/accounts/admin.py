@@ -5,8 +5,13 @@ from __future__ import annotations
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 
+from medvault.accounts.forms import MedVaultAdminLoginForm
 from medvault.accounts.models import AccountStatus, ApiToken, AuditRecord, StudyShare, User
-from medvault.accounts.services import user_set_status
+from medvault.accounts.audit import audit_record
+from medvault.accounts.services import user_sessions_end, user_set_status
+
+# /admin/login/ is a second door: the same lockout and audit as /accounts/login/.
+admin.site.login_form = MedVaultAdminLoginForm
 
 
 @admin.register(User)
@@ -18,6 +23,11 @@ class UserAdmin(DjangoUserAdmin):
         ("MedVault", {"fields": ("full_name", "role", "status", "institution")}),
     )
     actions = ["approve", "reject"]
+
+    def save_model(self, request, obj, form, change):  # type: ignore[no-untyped-def]
+        super().save_model(request, obj, form, change)
+        if change and (not obj.is_active or obj.status != AccountStatus.APPROVED):
+            user_sessions_end(user=obj)
 
     @admin.action(description="Approve the selected accounts")
     def approve(self, request, queryset):  # type: ignore[no-untyped-def]

@@ -125,7 +125,10 @@ AUTHENTICATION_BACKENDS = ["medvault.accounts.backends.ApprovedUserBackend"]
 MEDVAULT_LOGIN_MAX_FAILURES = envint("MEDVAULT_LOGIN_MAX_FAILURES", 5)
 MEDVAULT_LOGIN_LOCKOUT_SECONDS = envint("MEDVAULT_LOGIN_LOCKOUT_SECONDS", 15 * 60)
 # Reverse proxies whose X-Forwarded-For is believed (client address for audit and lockout).
-MEDVAULT_TRUSTED_PROXIES = envlist("MEDVAULT_TRUSTED_PROXIES", ["127.0.0.1", "::1"])
+# None by default: when gunicorn serves directly (``make run``) any local program could
+# otherwise pick its own address with the header and walk past the per-address lockout.
+# Behind nginx set it to the balancers' addresses (scripts/cluster.sh, deploy/systemd).
+MEDVAULT_TRUSTED_PROXIES = envlist("MEDVAULT_TRUSTED_PROXIES", [])
 LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "/"
