@@ -21,6 +21,7 @@ from medvault.accounts.decorators import page_login_required, role_required
 from medvault.accounts.deid import patient_label
 from medvault.accounts.forms import ShareForm
 from medvault.accounts.models import StudyShare
+from medvault.dicomweb.wildcard import MAX_PATTERN_LENGTH
 from medvault.ui import selectors
 from medvault.ui.access import audit_view, visible_series_or_404, visible_study_or_404
 
@@ -174,13 +175,16 @@ def upload_file(request: HttpRequest) -> HttpResponse:
 
 # --- Studies -----------------------------------------------------------------------------
 class StudySearchForm(forms.Form):
-    patient_name = forms.CharField(required=False, label="Patient name", help_text="* and ? are wildcards; case does not matter")
-    patient_id = forms.CharField(required=False, label="Patient ID")
-    accession = forms.CharField(required=False, label="Accession number")
+    # Text fields are capped at the wildcard matcher's pattern length (a longer value could
+    # not match anything a DICOM attribute holds).
+    patient_name = forms.CharField(required=False, label="Patient name", max_length=MAX_PATTERN_LENGTH,
+                                   help_text="* and ? are wildcards; case does not matter")
+    patient_id = forms.CharField(required=False, label="Patient ID", max_length=MAX_PATTERN_LENGTH)
+    accession = forms.CharField(required=False, label="Accession number", max_length=MAX_PATTERN_LENGTH)
     date_from = forms.DateField(required=False, label="Study date from", widget=forms.DateInput(attrs={"type": "date"}))
     date_to = forms.DateField(required=False, label="to", widget=forms.DateInput(attrs={"type": "date"}))
     modality = forms.CharField(required=False, label="Modality", max_length=16)
-    description = forms.CharField(required=False, label="Description")
+    description = forms.CharField(required=False, label="Description", max_length=MAX_PATTERN_LENGTH)
 
 
 @role_required("search")
