@@ -163,3 +163,51 @@ def test_reactivated_user_does_not_get_old_sessions_back(admin_user, clinician_a
     fresh = Client()
     assert fresh.post("/accounts/login/", {"username": "cla", "password": PASSWORD}, REMOTE_ADDR="10.0.1.2").status_code == 302
     assert fresh.get("/studies/").status_code == 200
+
+
+# --- finding 10: admin changes --------------------------------------------------------------
+@pytest.mark.django_db
+def test_admin_instance_delete_is_audited_and_keeps_counts_true(staff_admin, group_a, blob_dir):
+    from medvault.archive.models import Instance, Series, Study
+
+    study = make_study(group_a, patient_id="DEL-1")
+    series = study.series.get()
+    first = series.instances.get()
+    second = Instance.objects.create(
+        sop_instance_uid=first.sop_instance_uid + ".9", series=series, sop_class_uid=first.sop_class_uid,
+        instance_number=2, rows=4, columns=4, received_transfer_syntax_uid=first.transfer_syntax_uid,
+        transfer_syntax_uid=first.transfer_syntax_uid, blob_key="1" * 64, content_sha256="1" * 64,
+        received_bytes=0, stored_bytes=0, metadata={}, source="test",
+    )
+    Series.objects.filter(pk=series.pk).update(number_of_instances=2)
+    Study.objects.filter(pk=study.pk).update(number_of_instances=2)
+    client = Client()
+    client.force_login(staff_admin)
+    response = client.post(f"/admin/archive/instance/{second.pk}/delete/", {"post": "yes"})
+    assert response.status_code == 302
+    record = AuditRecord.objects.get(action="delete", sop_uid=second.sop_instance_uid)
+    assert record.username == "root2" and record.patient_id == "DEL-1"
+    assert record.study_uid == study.study_instance_uid
+    series.refresh_from_db()
+    study.refresh_from_db()
+    assert (series.number_of_instances, study.number_of_instances, study.number_of_series) == (1, 1, 1)
+    # The last instance: the empty series and study go too, nothing stale is listed.
+    client.post("/admin/archive/instance/", {"action": "delete_selected", "_selected_action": [first.pk], "post": "yes"})
+    assert AuditRecord.objects.filter(action="delete", sop_uid=first.sop_instance_uid).exists()
+    assert not Study.objects.filter(pk=study.pk).exists()
+
+
+@pytest.mark.django_db
+def test_admin_changes_are_audited(staff_admin, clinician_a):
+    client = Client()
+    client.force_login(staff_admin)
+    page = client.get(f"/admin/accounts/user/{clinician_a.pk}/change/")
+    assert page.status_code == 200
+    response = client.post(f"/admin/accounts/user/{clinician_a.pk}/change/", {
+        "username": "cla", "full_name": "Clin A", "email": "cla@example.org", "role": "clinician",
+        "status": "approved", "institution": "", "is_active": "on",
+        "date_joined_0": "2024-01-01", "date_joined_1": "00:00:00",
+        "initial-date_joined_0": "2024-01-01", "initial-date_joined_1": "00:00:00",
+    })
+    assert response.status_code == 302, response.content.decode()[:2000]
+    assert AuditRecord.objects.filter(action="admin", username="root2", detail__contains="accounts.User").exists()

@@ -7,7 +7,7 @@ from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 
 from medvault.accounts.forms import MedVaultAdminLoginForm
 from medvault.accounts.models import AccountStatus, ApiToken, AuditRecord, StudyShare, User
-from medvault.accounts.audit import audit_record
+from medvault.accounts.admin_audit import AuditedModelAdmin
 from medvault.accounts.services import user_sessions_end, user_set_status
 
 # /admin/login/ is a second door: the same lockout and audit as /accounts/login/.
@@ -15,7 +15,7 @@ admin.site.login_form = MedVaultAdminLoginForm
 
 
 @admin.register(User)
-class UserAdmin(DjangoUserAdmin):
+class UserAdmin(AuditedModelAdmin, DjangoUserAdmin):
     list_display = ("username", "full_name", "email", "role", "status", "institution", "is_active")
     list_filter = ("role", "status", "is_active", "groups")
     search_fields = ("username", "full_name", "email", "institution")
@@ -57,7 +57,7 @@ class AuditRecordAdmin(admin.ModelAdmin):
 
 
 @admin.register(ApiToken)
-class ApiTokenAdmin(admin.ModelAdmin):
+class ApiTokenAdmin(AuditedModelAdmin):
     list_display = ("prefix", "user", "name", "created_at", "last_used_at", "revoked_at")
     readonly_fields = ("key_hash", "prefix", "created_at", "last_used_at")
 
@@ -66,5 +66,5 @@ class ApiTokenAdmin(admin.ModelAdmin):
 
 
 @admin.register(StudyShare)
-class StudyShareAdmin(admin.ModelAdmin):
+class StudyShareAdmin(AuditedModelAdmin):
     list_display = ("study", "shared_by", "shared_with_user", "shared_with_group", "expires_at", "revoked_at")

@@ -493,7 +493,7 @@ def _render(request: HttpRequest, inst: Instance, frame: int, thumbnail: bool) -
                  series_uid=inst.series.series_instance_uid, sop_uid=inst.sop_instance_uid,
                  detail="WADO-RS thumbnail" if thumbnail else "WADO-RS rendered")
     response = HttpResponse(data, content_type=media_type)
-    response["Cache-Control"] = "private, max-age=3600"
+    response["Cache-Control"] = "private, no-store"  # PHI: never outlives the access
     return response
 
 

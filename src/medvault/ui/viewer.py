@@ -107,7 +107,7 @@ def frame_png(request: HttpRequest, sop_uid: str, frame: int) -> HttpResponse:
     except Exception as exc:  # noqa: BLE001 - tell the viewer in words, never a stack trace
         return HttpResponse(f"This image cannot be displayed: {exc}", status=422, content_type="text/plain")
     response = HttpResponse(png, content_type="image/png")
-    response["Cache-Control"] = "private, max-age=86400"
+    response["Cache-Control"] = "private, no-store"  # PHI: never outlives the access
     response["X-Window"] = f"{used[0]:g},{used[1]:g}"
     response["X-Render-Ms"] = f"{(time.perf_counter() - started) * 1000:.1f}"
     return response

@@ -314,7 +314,7 @@ def series_thumbnail(request: HttpRequest, series_uid: str) -> HttpResponse:
     except Exception:  # noqa: BLE001 - a thumbnail that cannot be drawn is not an error page
         return HttpResponse(status=204)
     response = HttpResponse(png, content_type="image/png")
-    response["Cache-Control"] = "private, max-age=3600"
+    response["Cache-Control"] = "private, no-store"  # PHI: never outlives the access
     return response
 
 

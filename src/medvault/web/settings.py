@@ -64,6 +64,8 @@ MIDDLEWARE = [
     "medvault.ops.middleware.ContentSecurityPolicyMiddleware",
     "medvault.ops.middleware.UploadSizeLimitMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    # After WhiteNoise: static files keep their cache lifetimes, everything else is no-store.
+    "medvault.ops.middleware.PrivateNoStoreMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
