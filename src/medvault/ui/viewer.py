@@ -11,7 +11,7 @@ from django.shortcuts import render
 
 from medvault.accounts import permissions
 from medvault.accounts.decorators import role_required
-from medvault.accounts.deid import deidentify_json, patient_label
+from medvault.accounts.deid import deidentify_json, patient_label, retain_dates
 from medvault.ui import selectors
 from medvault.ui.access import audit_view, visible_instance_or_404, visible_study_or_404
 from medvault.ui.rendering import CT_PRESETS, render_frame_png
@@ -65,7 +65,7 @@ def viewer(request: HttpRequest, study_uid: str) -> HttpResponse:
     }
     return render(request, "ui/viewer.html", {
         "study": study, "series_list": series_list, "current": current, "config": config,
-        "patient_name": name, "patient_id": pid, "deid": deid,
+        "patient_name": name, "patient_id": pid, "deid": deid, "retain_dates": retain_dates(),
         "birth_date": None if deid else study.patient.patient_birth_date,
     })
 

@@ -131,6 +131,9 @@ MEDVAULT_LOGIN_LOCKOUT_SECONDS = envint("MEDVAULT_LOGIN_LOCKOUT_SECONDS", 15 * 6
 # otherwise pick its own address with the header and walk past the per-address lockout.
 # Behind nginx set it to the balancers' addresses (scripts/cluster.sh, deploy/systemd).
 MEDVAULT_TRUSTED_PROXIES = envlist("MEDVAULT_TRUSTED_PROXIES", [])
+# Researchers' de-identification (PS3.15 Annex E, medvault.accounts.deid): keep dates and
+# times (the Retain Longitudinal Temporal Information With Full Dates Option) or drop them.
+MEDVAULT_DEID_RETAIN_DATES = envbool("MEDVAULT_DEID_RETAIN_DATES", False)
 LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "/"
