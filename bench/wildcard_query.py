@@ -41,9 +41,9 @@ EVIL = "*A" * 20 + "*B"
 
 
 def _seed(n: int, group) -> None:
-    from medvault.archive.models import Patient, Study
-
     import random
+
+    from medvault.archive.models import Patient, Study
 
     rng = random.Random(13)
     given = ["Jane", "John", "Anna", "Bob", "Maria", "Ali", "Chen", "Olga"]

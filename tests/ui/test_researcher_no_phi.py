@@ -49,7 +49,7 @@ def phi_ct(blob_dir, group_a, clinician_a):
 
 @pytest.fixture
 def researcher(group_a):
-    user = make_user("resq", "researcher", [group_a])
+    make_user("resq", "researcher", [group_a])
     client = Client()
     assert client.login(username="resq", password=PASSWORD)
     return client

@@ -5,9 +5,9 @@ from __future__ import annotations
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 
+from medvault.accounts.admin_audit import AuditedModelAdmin
 from medvault.accounts.forms import MedVaultAdminLoginForm
 from medvault.accounts.models import AccountStatus, ApiToken, AuditRecord, StudyShare, User
-from medvault.accounts.admin_audit import AuditedModelAdmin
 from medvault.accounts.services import user_sessions_end, user_set_status
 
 # /admin/login/ is a second door: the same lockout and audit as /accounts/login/.

@@ -150,12 +150,16 @@ def removes(tag: str, vr: str = "") -> bool:
 
 def method_json() -> dict[str, Any]:
     """DeidentificationMethod and its code sequence, as DICOM JSON elements."""
-    codes = [("113100", "Basic Application Confidentiality Profile"), ("113110", "Retain UIDs Option")]
+    codes = [
+        ("113100", "Basic Application Confidentiality Profile"),
+        ("113110", "Retain UIDs Option"),
+    ]
     if retain_dates():
         codes.append(("113106", "Retain Longitudinal Temporal Information Full Dates Option"))
     return {
         "00120063": {"vr": "LO", "Value": [
-            "PS3.15 E Basic Profile; Retain UIDs" + ("; Retain Full Dates" if retain_dates() else "")
+            "PS3.15 E Basic Profile; Retain UIDs"
+            + ("; Retain Full Dates" if retain_dates() else "")
         ]},
         "00120064": {"vr": "SQ", "Value": [
             {"00080100": {"vr": "SH", "Value": [code]}, "00080102": {"vr": "SH", "Value": ["DCM"]},

@@ -35,7 +35,8 @@ class StudyAdmin(AuditedModelAdmin):
     readonly_fields = ("number_of_series", "number_of_instances", "modalities_in_study")
 
     def delete_model(self, request: Any, obj: Any) -> None:
-        deletion.study_delete(study=obj, by=request.user, request=request, detail="Django admin: study deleted")
+        deletion.study_delete(study=obj, by=request.user, request=request,
+                              detail="Django admin: study deleted")
 
 
 @admin.register(Series)
@@ -45,7 +46,8 @@ class SeriesAdmin(AuditedModelAdmin):
     readonly_fields = ("number_of_instances",)
 
     def delete_model(self, request: Any, obj: Any) -> None:
-        deletion.series_delete(series=obj, by=request.user, request=request, detail="Django admin: series deleted")
+        deletion.series_delete(series=obj, by=request.user, request=request,
+                               detail="Django admin: series deleted")
 
 
 @admin.register(Instance)

@@ -70,7 +70,8 @@ def instance_delete(*, instance: Instance, by: Any, request: Any = None, detail:
 
 def series_delete(*, series: Series, by: Any, request: Any = None, detail: str = "") -> None:
     for instance in list(series.instances.select_related("series__study__patient")):
-        instance_delete(instance=instance, by=by, request=request, detail=detail or "series deleted")
+        instance_delete(instance=instance, by=by, request=request,
+                        detail=detail or "series deleted")
     if Series.objects.filter(pk=series.pk).exists():  # a series without instances
         study = series.study
         series.delete()

@@ -47,7 +47,9 @@ def die_with_parent(sig: int = signal.SIGTERM) -> Callable[[], None] | None:
     return preexec
 
 
-def parent_watch(stop: threading.Event, parent_pid: int, every_seconds: float = 1.0) -> threading.Thread:
+def parent_watch(
+    stop: threading.Event, parent_pid: int, every_seconds: float = 1.0
+) -> threading.Thread:
     """Set ``stop`` once ``parent_pid`` is no longer this process's parent (a daemon thread)."""
 
     def watch() -> None:

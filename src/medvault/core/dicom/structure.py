@@ -13,7 +13,8 @@ from typing import Any
 from pydicom.dataset import Dataset
 
 DEFAULT_MAX_DEPTH = 32  # levels of sequence nesting; real SR trees and functional groups use < 16
-DEFAULT_MAX_ELEMENTS = 500_000  # all elements, nested ones included (large enhanced multi-frames ~100k)
+# All elements, nested ones included (large enhanced multi-frames hold ~100k).
+DEFAULT_MAX_ELEMENTS = 500_000
 
 NESTING_REASON = (
     "sequences are nested more than {limit} levels deep (MEDVAULT_DICOM_MAX_DEPTH); "
