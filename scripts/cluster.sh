@@ -33,6 +33,8 @@ export MEDVAULT_BLOB_BACKEND=filesystem
 export MEDVAULT_BLOB_DIR="$CLUSTER_DIR/blobs"
 export MEDVAULT_ALLOWED_HOSTS="127.0.0.1,localhost"
 export MEDVAULT_CSRF_TRUSTED_ORIGINS="http://127.0.0.1:$CLUSTER_PORT,http://localhost:$CLUSTER_PORT"
+# nginx on loopback is the only proxy: believe its X-Forwarded-For (audit, lockout), no one else's.
+export MEDVAULT_TRUSTED_PROXIES="127.0.0.1,::1"
 # Persistent connections: an app server must recover from a database restart by itself.
 export MEDVAULT_DB_CONN_MAX_AGE="${MEDVAULT_DB_CONN_MAX_AGE:-60}"
 

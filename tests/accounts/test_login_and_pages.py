@@ -302,8 +302,9 @@ def test_django_admin_is_a_second_door_and_audit_is_read_only(client, admin_user
 
 
 @pytest.mark.django_db
-def test_lockout_counts_the_real_client_behind_the_proxy(client, clinician_a):
+def test_lockout_counts_the_real_client_behind_the_proxy(client, clinician_a, settings):
     """Behind nginx every request comes from 127.0.0.1; X-Forwarded-For names the client."""
+    settings.MEDVAULT_TRUSTED_PROXIES = ["127.0.0.1", "::1"]  # as scripts/cluster.sh sets it
     for i in range(5):
         client.post("/accounts/login/", {"username": f"x{i}", "password": "bad"},
                     REMOTE_ADDR="127.0.0.1", HTTP_X_FORWARDED_FOR="203.0.113.9")

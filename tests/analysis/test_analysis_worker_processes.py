@@ -279,3 +279,73 @@ def test_pool_forwards_sigterm_and_leaves_no_process_behind(installation: Procs)
             not Path(f"/proc/{child}").exists()
             or "Z" in Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()[0]
         )
+
+
+def _alive(pid: int) -> bool:
+    """Running (not gone, not a zombie waiting for a parent that no longer exists)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def _descendants(pid: int) -> list[int]:
+    out, todo = [], [pid]
+    while todo:
+        for child in _children(todo.pop()):
+            out.append(child)
+            todo.append(child)
+    return out
+
+
+def _wait_gone(pids: list[int], timeout: float) -> list[int]:
+    deadline = time.monotonic() + timeout
+    while (left := [p for p in pids if _alive(p)]) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return left
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
+def test_sigkill_of_the_pool_leaves_no_child_running(installation: Procs) -> None:
+    """Issue 13, finding 12: ``kill -9`` of ``medvault worker`` left its children running."""
+    pool = installation.worker("--concurrency", "2")
+    deadline = time.monotonic() + 60
+    while len(children := _children(pool.pid)) < 2:
+        assert pool.poll() is None and time.monotonic() < deadline
+        time.sleep(0.1)
+    time.sleep(1.0)
+    pool.kill()
+    pool.wait(timeout=10)
+    left = _wait_gone(children, 30)
+    for pid in left:  # do not leave them to the rest of the suite
+        os.kill(pid, signal.SIGKILL)
+    assert not left, f"children {left} outlived their killed parent"
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
+def test_sigkill_of_serve_leaves_no_process_running(installation: Procs) -> None:
+    """``medvault serve`` starts gunicorn and a worker pool: all of them die with it."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    serve = subprocess.Popen(
+        [sys.executable, "-m", "medvault.cli", "serve", "--port", str(port), "--workers", "1"],
+        env={**installation.env, "MEDVAULT_ALLOWED_HOSTS": "127.0.0.1"}, cwd=ROOT,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 90
+    # serve -> (worker pool -> 2 workers) + (gunicorn master -> 1 gunicorn worker)
+    while len(family := _descendants(serve.pid)) < 5:
+        assert serve.poll() is None and time.monotonic() < deadline, family
+        time.sleep(0.2)
+    time.sleep(1.0)
+    family = _descendants(serve.pid)
+    serve.kill()
+    serve.wait(timeout=10)
+    left = _wait_gone(family, 40)
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)
+    assert not left, f"processes {left} outlived their killed parent"

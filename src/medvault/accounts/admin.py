@@ -5,12 +5,17 @@ from __future__ import annotations
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 
+from medvault.accounts.admin_audit import AuditedModelAdmin
+from medvault.accounts.forms import MedVaultAdminLoginForm
 from medvault.accounts.models import AccountStatus, ApiToken, AuditRecord, StudyShare, User
-from medvault.accounts.services import user_set_status
+from medvault.accounts.services import user_sessions_end, user_set_status
+
+# /admin/login/ is a second door: the same lockout and audit as /accounts/login/.
+admin.site.login_form = MedVaultAdminLoginForm
 
 
 @admin.register(User)
-class UserAdmin(DjangoUserAdmin):
+class UserAdmin(AuditedModelAdmin, DjangoUserAdmin):
     list_display = ("username", "full_name", "email", "role", "status", "institution", "is_active")
     list_filter = ("role", "status", "is_active", "groups")
     search_fields = ("username", "full_name", "email", "institution")
@@ -18,6 +23,11 @@ class UserAdmin(DjangoUserAdmin):
         ("MedVault", {"fields": ("full_name", "role", "status", "institution")}),
     )
     actions = ["approve", "reject"]
+
+    def save_model(self, request, obj, form, change):  # type: ignore[no-untyped-def]
+        super().save_model(request, obj, form, change)
+        if change and (not obj.is_active or obj.status != AccountStatus.APPROVED):
+            user_sessions_end(user=obj)
 
     @admin.action(description="Approve the selected accounts")
     def approve(self, request, queryset):  # type: ignore[no-untyped-def]
@@ -47,7 +57,7 @@ class AuditRecordAdmin(admin.ModelAdmin):
 
 
 @admin.register(ApiToken)
-class ApiTokenAdmin(admin.ModelAdmin):
+class ApiTokenAdmin(AuditedModelAdmin):
     list_display = ("prefix", "user", "name", "created_at", "last_used_at", "revoked_at")
     readonly_fields = ("key_hash", "prefix", "created_at", "last_used_at")
 
@@ -56,5 +66,5 @@ class ApiTokenAdmin(admin.ModelAdmin):
 
 
 @admin.register(StudyShare)
-class StudyShareAdmin(admin.ModelAdmin):
+class StudyShareAdmin(AuditedModelAdmin):
     list_display = ("study", "shared_by", "shared_with_user", "shared_with_group", "expires_at", "revoked_at")

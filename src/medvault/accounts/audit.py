@@ -21,16 +21,17 @@ OUTCOMES = ("ok", "denied", "error")
 
 
 def client_address(request: Any) -> str:
-    """The client's address: the peer, or behind a trusted proxy (nginx on the same host by
-    default, ``MEDVAULT_TRUSTED_PROXIES``) the last X-Forwarded-For hop that is not a proxy.
+    """The client's address: the peer, or behind a trusted proxy (``MEDVAULT_TRUSTED_PROXIES``,
+    empty by default) the last X-Forwarded-For hop that is not a proxy.
 
-    Without this every request behind nginx would come from 127.0.0.1, and the per-address
-    login lockout would lock everybody out at once.
+    Behind nginx every request would otherwise come from 127.0.0.1, and the per-address
+    login lockout would lock everybody out at once. Without a configured proxy the header is
+    ignored: a client that could choose its address could dodge the lockout and the audit.
     """
     if request is None:
         return ""
     remote = str(request.META.get("REMOTE_ADDR", ""))
-    trusted = set(getattr(settings, "MEDVAULT_TRUSTED_PROXIES", ["127.0.0.1", "::1"]))
+    trusted = set(getattr(settings, "MEDVAULT_TRUSTED_PROXIES", []))
     if remote in trusted:
         hops = [h.strip() for h in str(request.META.get("HTTP_X_FORWARDED_FOR", "")).split(",")]
         for hop in reversed([h for h in hops if h]):

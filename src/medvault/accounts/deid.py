@@ -1,12 +1,26 @@
-"""De-identification for researchers: no names, IDs or birth dates leave MedVault.
+"""De-identification for researchers, after DICOM PS3.15 Annex E (Basic Application Level
+Confidentiality Profile) with two explicit options.
 
 ``deidentify_json`` works on DICOM JSON (PS3.18 F.2, as kept in ``Instance.metadata``),
 ``deidentify_dataset`` on a pydicom Dataset (returns a copy), ``pseudonym`` turns a patient ID
 into a stable, keyed token so a researcher can still group studies by patient.
-Removed: the attributes that name or identify a person (patient, physicians, operators,
-institution, addresses, phone numbers, IDs, accession numbers, dates of birth), all private
-tags, and any nested sequence items holding them. UIDs are kept: they identify images,
-not people, and the archive needs them to address instances.
+
+Removed, at every nesting level: the attributes that name or identify a person (patient,
+physicians, operators, institution, addresses, phone numbers, IDs, accession numbers), patient
+characteristics (birth date, age, size, weight, occupation, ...), free text (descriptions,
+comments, protocol names, SR text values), every person name (VR PN), all private tags, and,
+unless ``MEDVAULT_DEID_RETAIN_DATES`` is on, every date and time (VR DA, DT, TM).
+The data set is marked PatientIdentityRemoved YES with DeidentificationMethod and
+DeidentificationMethodCodeSequence naming the profile (DCM 113100) and its options:
+
+* Retain UIDs Option (DCM 113110), always: study, series and instance UIDs are what the
+  researcher uses to address images here (WADO-RS, viewer, similar-image search); they
+  identify images, not people. Replacing them would need a mapping table for every address.
+* Retain Longitudinal Temporal Information With Full Dates Option (DCM 113106), only with
+  ``MEDVAULT_DEID_RETAIN_DATES=true``.
+
+Pixel data is not inspected for burned-in text (Annex E's Clean Pixel Data Option is not
+offered); researchers get no DICOM files (the role table's "download DICOM: no").
 """
 
 from __future__ import annotations
@@ -73,6 +87,88 @@ IDENTIFYING_TAGS: frozenset[str] = frozenset(
 )
 
 
+def _tags(*keywords: str) -> frozenset[str]:
+    from pydicom.datadict import tag_for_keyword
+
+    out = set()
+    for keyword in keywords:
+        tag = tag_for_keyword(keyword)
+        if tag is None:
+            raise KeyError(f"unknown DICOM keyword {keyword!r}")
+        out.add(f"{tag:08X}")
+    return frozenset(out)
+
+
+# Annex E table E.1-1 attributes beyond IDENTIFYING_TAGS: patient characteristics, free text,
+# locations and equipment identifiers.
+ANNEX_E_TAGS: frozenset[str] = _tags(
+    # patient characteristics
+    "Occupation", "PatientAge", "PatientSize", "PatientWeight", "MilitaryRank", "BranchOfService",
+    "MedicalAlerts", "Allergies", "CountryOfResidence", "RegionOfResidence",
+    "PatientReligiousPreference", "SmokingStatus", "PregnancyStatus", "LastMenstrualDate",
+    "PatientState", "SpecialNeeds", "PatientTelecomInformation", "ResponsibleOrganization",
+    "InsurancePlanIdentification", "PatientSexNeutered", "PatientBirthDateInAlternativeCalendar",
+    "PatientPrimaryLanguageCodeSequence", "EthnicGroupCodeSequence",
+    # free text
+    "StudyDescription", "SeriesDescription", "ImageComments", "ProtocolName",
+    "PerformedProcedureStepDescription", "ReasonForStudy", "ReasonForTheRequestedProcedure",
+    "DerivationDescription", "AcquisitionComments", "TextValue", "TextComments",
+    "ScheduledProcedureStepDescription", "VisitComments", "ImagingServiceRequestComments",
+    "RequestedProcedureComments", "InterpretationText", "DischargeDiagnosisDescription",
+    "IdentifyingComments", "FrameComments", "ServiceEpisodeDescription",
+    "PerformedProcedureStepID", "ScheduledProcedureStepID", "RequestingService",
+    "RequestedProcedureLocation", "PerformedLocation", "PerformedStationName",
+    "ScheduledStationName", "ScheduledProcedureStepLocation", "OrderEntererLocation",
+    "OrderCallbackPhoneNumber", "PersonAddress", "PersonTelephoneNumbers",
+    "InstitutionCodeSequence", "IssuerOfAccessionNumberSequence", "DetectorID", "GantryID",
+    "PlateID", "CassetteID", "DeviceUID", "StorageMediaFileSetID", "TimezoneOffsetFromUTC",
+    "AdmittingDiagnosesCodeSequence", "ReferencedPatientSequence", "ContentCreatorName",
+)
+REMOVED_TAGS: frozenset[str] = IDENTIFYING_TAGS | ANNEX_E_TAGS
+DATE_VRS = frozenset({"DA", "DT", "TM"})
+
+
+def retain_dates() -> bool:
+    """The Retain Longitudinal Temporal Information With Full Dates Option is on."""
+    return bool(getattr(settings, "MEDVAULT_DEID_RETAIN_DATES", False))
+
+
+def removes(tag: str, vr: str = "") -> bool:
+    """Whether a researcher's view drops this attribute (also: no matching on it)."""
+    key = tag.upper()
+    if key in REMOVED_TAGS or _is_private(key) or vr == "PN":
+        return True
+    if not vr:
+        from pydicom.datadict import dictionary_VR
+
+        try:
+            vr = dictionary_VR(int(key, 16))
+        except (KeyError, ValueError):
+            return False
+    return vr in DATE_VRS and not retain_dates()
+
+
+def method_json() -> dict[str, Any]:
+    """DeidentificationMethod and its code sequence, as DICOM JSON elements."""
+    codes = [
+        ("113100", "Basic Application Confidentiality Profile"),
+        ("113110", "Retain UIDs Option"),
+    ]
+    if retain_dates():
+        codes.append(("113106", "Retain Longitudinal Temporal Information Full Dates Option"))
+    return {
+        "00120063": {"vr": "LO", "Value": [
+            "PS3.15 E Basic Profile; Retain UIDs"
+            + ("; Retain Full Dates" if retain_dates() else "")
+        ]},
+        "00120064": {"vr": "SQ", "Value": [
+            {"00080100": {"vr": "SH", "Value": [code]}, "00080102": {"vr": "SH", "Value": ["DCM"]},
+             "00080104": {"vr": "LO", "Value": [meaning]}}
+            for code, meaning in codes
+        ]},
+    }
+
+
 def pseudonym(patient_id: str, issuer: str = "") -> str:
     """A stable, non-reversible stand-in for a patient identity (keyed with SECRET_KEY)."""
     if not patient_id:
@@ -97,11 +193,9 @@ def deidentify_json(metadata: dict[str, Any]) -> dict[str, Any]:
     """
     out: dict[str, Any] = {}
     for tag, element in metadata.items():
-        key = tag.upper()
-        if key in IDENTIFYING_TAGS or _is_private(key):
+        vr = element.get("vr", "") if isinstance(element, dict) else ""
+        if removes(tag, vr):
             continue
-        if isinstance(element, dict) and element.get("vr") == "PN":
-            continue  # any other person name
         if isinstance(element, dict) and element.get("vr") == "SQ" and "Value" in element:
             element = dict(element)
             element["Value"] = [
@@ -114,6 +208,7 @@ def deidentify_json(metadata: dict[str, Any]) -> dict[str, Any]:
     if patient_id:
         out["00100020"] = {"vr": "LO", "Value": [pseudonym(patient_id, issuer)]}
     out["00120062"] = {"vr": "CS", "Value": ["YES"]}
+    out.update(method_json())
     return out
 
 
@@ -134,8 +229,7 @@ def deidentify_dataset(ds: Any) -> Any:
 
     def strip(dataset: Dataset) -> None:
         for elem in list(dataset):
-            key = f"{elem.tag:08X}"
-            if key in IDENTIFYING_TAGS or elem.tag.is_private or elem.VR == "PN":
+            if elem.tag.is_private or removes(f"{elem.tag:08X}", str(elem.VR)):
                 del dataset[elem.tag]
             elif elem.VR == "SQ":
                 for item in elem.value:
@@ -145,6 +239,7 @@ def deidentify_dataset(ds: Any) -> Any:
     if patient_id:
         result.PatientID = pseudonym(patient_id, issuer)
     result.PatientIdentityRemoved = "YES"
+    result.update(Dataset.from_json(method_json()))
     return result
 
 

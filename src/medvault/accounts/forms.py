@@ -6,6 +6,7 @@ from typing import Any
 
 from django import forms
 from django.contrib.auth import authenticate, get_user_model
+from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth.forms import AuthenticationForm, UserCreationForm
 from django.contrib.auth.models import Group
 
@@ -35,7 +36,13 @@ INACTIVE_MESSAGE = "This account has been deactivated. Contact your MedVault adm
 
 
 class MedVaultLoginForm(AuthenticationForm):
-    """Login with lockout, and a plain-words reason when an account cannot log in."""
+    """Login with lockout, and a plain-words reason when an account cannot log in.
+
+    Every door that logs a user in (the site and the Django admin) uses this form, so each
+    counts toward, and is refused by, the same lockout, and each attempt is audited here.
+    """
+
+    door = "site"
 
     error_messages = {
         **AuthenticationForm.error_messages,
@@ -61,9 +68,18 @@ class MedVaultLoginForm(AuthenticationForm):
                 raise forms.ValidationError(reason, code="inactive")
             login_attempt_record(username=username, remote_addr=address, succeeded=False)
             audit_record(user=None, action="login", outcome="denied", request=self.request,
-                         detail=f"wrong password or unknown user: {username}")
+                         detail=f"wrong password or unknown user ({self.door}): {username}")
             raise self.get_invalid_login_error()
+        try:
+            # The admin door also asks for staff status (AdminAuthenticationForm).
+            self.confirm_login_allowed(self.user_cache)
+        except forms.ValidationError:
+            audit_record(user=None, action="login", outcome="denied", request=self.request,
+                         detail=f"not allowed at the {self.door} login: {username}")
+            raise
         login_attempt_record(username=username, remote_addr=address, succeeded=True)
+        audit_record(user=self.user_cache, action="login", request=self.request,
+                     detail=f"{self.door} login")
         return self.cleaned_data
 
     @staticmethod
@@ -77,6 +93,16 @@ class MedVaultLoginForm(AuthenticationForm):
         if not user.is_active:
             return INACTIVE_MESSAGE
         return ""
+
+
+class MedVaultAdminLoginForm(MedVaultLoginForm, AdminAuthenticationForm):
+    """``/admin/login/``: the site's lockout and audit, plus the admin's staff check."""
+
+    door = "admin"
+    error_messages = {
+        **AdminAuthenticationForm.error_messages,
+        "invalid_login": MedVaultLoginForm.error_messages["invalid_login"],
+    }
 
 
 class RegistrationForm(UserCreationForm):
@@ -95,6 +121,23 @@ class RegistrationForm(UserCreationForm):
         super().__init__(*args, **kwargs)
         for name in ("full_name", "email", "institution"):
             self.fields[name].required = True
+
+    def clean_username(self) -> str:
+        # No "a user with that username already exists": that would tell anyone which
+        # usernames exist. The view answers a taken name with the same page as a new one.
+        return str(self.cleaned_data.get("username") or "")
+
+    def validate_unique(self) -> None:
+        exclude = self._get_validation_exclusions()
+        exclude.add("username")
+        try:
+            self.instance.validate_unique(exclude=exclude)
+        except forms.ValidationError as exc:
+            self._update_errors(exc)
+
+    def username_taken(self) -> bool:
+        username = self.cleaned_data.get("username") or ""
+        return get_user_model().objects.filter(username__iexact=username).exists()
 
     def save(self, commit: bool = True) -> Any:
         user = super().save(commit=False)

@@ -15,18 +15,41 @@ from medvault.accounts.audit import audit_record
 from medvault.accounts.models import AccountStatus, Role, StudyShare
 
 
+def user_sessions_end(*, user: Any) -> int:
+    """Delete every stored session of ``user`` (they are logged out everywhere).
+
+    Called when an account is deactivated or loses its approval, so that reactivating it
+    later does not bring the old sessions (and whoever held them) back. Sessions live in the
+    database (``SESSION_ENGINE``); each is decoded to find its user, which is fine for a rare
+    administrative action. Returns how many were ended.
+    """
+    from django.contrib.auth import SESSION_KEY
+    from django.contrib.sessions.models import Session
+
+    ended = 0
+    target = str(user.pk)
+    for session in Session.objects.filter(expire_date__gt=timezone.now()).iterator():
+        if str(session.get_decoded().get(SESSION_KEY, "")) == target:
+            session.delete()
+            ended += 1
+    return ended
+
+
 def user_set_status(*, user: Any, status: str, by: Any = None, request: Any = None) -> None:
     if status not in AccountStatus.values:
         raise ValueError(f"unknown status {status!r}")
     user.status = status
     user.is_active = status != AccountStatus.REJECTED
     user.save(update_fields=["status", "is_active"])
+    if status != AccountStatus.APPROVED:
+        user_sessions_end(user=user)
     audit_record(user=by, action="user-admin", request=request, detail=f"{user.username}: status={status}")
 
 
 def user_deactivate(*, user: Any, by: Any = None, request: Any = None) -> None:
     user.is_active = False
     user.save(update_fields=["is_active"])
+    user_sessions_end(user=user)
     audit_record(user=by, action="user-admin", request=request, detail=f"{user.username}: deactivated")
 
 

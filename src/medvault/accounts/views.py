@@ -11,6 +11,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.models import Group
 from django.core.paginator import Paginator
+from django.db import IntegrityError, transaction
 from django.db.models import Count, Q
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -37,11 +38,7 @@ class LoginView(auth_views.LoginView):
     template_name = "accounts/login.html"
     authentication_form = MedVaultLoginForm
     redirect_authenticated_user = True
-
-    def form_valid(self, form: Any) -> HttpResponse:
-        response = super().form_valid(form)
-        audit_record(user=form.get_user(), action="login", request=self.request)
-        return response
+    # The form counts the attempt toward the lockout and writes the audit record.
 
 
 class LogoutView(auth_views.LogoutView):
@@ -59,8 +56,20 @@ def register(request: HttpRequest) -> HttpResponse:
     if request.method == "POST":
         form = RegistrationForm(request.POST)
         if form.is_valid():
-            user = form.save()
-            audit_record(user=None, action="register", request=request, detail=f"{user.username} ({user.role})")
+            user = form.save(commit=False)
+            created = False
+            if not form.username_taken():
+                try:
+                    with transaction.atomic():
+                        user.save()
+                    created = True
+                except IntegrityError:  # registered by someone else a moment ago
+                    pass
+            # A taken username gets the same page as a new account: registration must not
+            # tell anyone which usernames exist. Nothing is created or changed then.
+            audit_record(user=None, action="register", outcome="ok" if created else "denied",
+                         request=request,
+                         detail=f"{user.username} ({user.role})" + ("" if created else ": username taken"))
             return render(request, "accounts/registered.html", {"new_user": user})
     else:
         form = RegistrationForm()
@@ -226,6 +235,17 @@ def audit(request: HttpRequest) -> HttpResponse:
     return render(request, "accounts/audit.html", {"form": form, "page": page, "actions": sorted(set(actions)), "nav": "audit"})
 
 
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: Any) -> str:
+    """A cell a spreadsheet will not run: text starting with ``= + - @`` (or a tab or carriage
+    return before one) gets a leading apostrophe (OWASP "CSV injection"). Audit fields come
+    from DICOM headers and requests, so a PatientID of ``=HYPERLINK(...)`` is possible."""
+    text = "" if value is None else str(value)
+    return "'" + text if text.startswith(_FORMULA_STARTS) else text
+
+
 class _Echo:
     def write(self, value: str) -> str:
         return value
@@ -243,10 +263,10 @@ def audit_csv(request: HttpRequest) -> HttpResponse:
     def lines() -> Any:
         yield writer.writerow(header)
         for r in rows.iterator(chunk_size=2000):
-            yield writer.writerow([
+            yield writer.writerow([csv_cell(value) for value in (
                 r.created_at.isoformat(),
                 r.username, r.action, r.outcome, r.remote_addr, r.patient_id, r.study_uid, r.series_uid, r.sop_uid, r.detail,
-            ])
+            )])
 
     response = StreamingHttpResponse(lines(), content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="medvault-audit-{timezone.now():%Y%m%d-%H%M}.csv"'

@@ -143,18 +143,29 @@ def _analysis_list(request: HttpRequest) -> HttpResponse:
         results = results.filter(instance__series__study=study)
         jobs = jobs.filter(instance__series__study=study)
         audit.setdefault("study_uid", study.study_instance_uid)
-    if audit:
-        audit_record(user=user, action="view", request=request, detail="analysis results", **audit)
+    shown = list(results[:_LIST_LIMIT])
+    # Every answer that carries patient data is audited, the unfiltered list too.
+    audit_record(user=user, action="view", request=request,
+                 detail=f"analysis results ({len(shown)} shown): {request.GET.urlencode()[:200]}",
+                 **audit)
     return JsonResponse(
         {
             "disclaimer": DISCLAIMER,
             "results": [
                 _with_similar_link(selectors.result_as_json(r, deidentified=deidentified), user)
-                for r in results[:_LIST_LIMIT]
+                for r in shown
             ],
             "jobs": [selectors.job_as_json(j) for j in jobs[:_LIST_LIMIT]],
         }
     )
+
+
+def _result_audit(request: HttpRequest, result: Any, what: str) -> None:
+    from medvault.ui.access import audit_view
+
+    instance = result.instance
+    audit_view(request, instance.series.study, series_uid=instance.series.series_instance_uid,
+               sop_uid=instance.sop_instance_uid, detail=f"{what} of analysis result {result.pk}")
 
 
 @api_login_required
@@ -164,6 +175,7 @@ def analysis_detail(request: HttpRequest, result_id: int) -> HttpResponse:
     result = selectors.result_visible(user=request.user, result_id=result_id)
     if result is None:
         return _error("no such analysis", 404)
+    _result_audit(request, result, "detail")
     return JsonResponse(_with_similar_link(
         selectors.result_as_json(result, deidentified=is_deidentified_user(request.user)), request.user))
 
@@ -183,8 +195,9 @@ def analysis_heatmap(request: HttpRequest, result_id: int) -> HttpResponse:
         png = services.blob_store().get(result.heatmap_key)
     except BlobNotFound:
         return _error("the heat-map is missing from the blob store", 500)
+    _result_audit(request, result, "heat-map")
     response = HttpResponse(png, content_type="image/png")
-    response["Cache-Control"] = "private, max-age=86400, immutable"
+    response["Cache-Control"] = "private, no-store"  # PHI: never outlives the access
     return response
 
 

@@ -25,6 +25,10 @@ from django.db import DatabaseError, close_old_connections, connections
 from medvault.analysis import services
 from medvault.analysis.backends import AnalysisBackend, analysis_backend
 from medvault.archive.compression import compression_step
+from medvault.ops.children import die_with_parent
+
+# Set by worker_pool for its children: the pid whose death stops them (see parent_watch).
+PARENT_PID_ENV = "MEDVAULT_WORKER_PARENT_PID"
 
 log = logging.getLogger("medvault.worker")
 
@@ -165,8 +169,13 @@ def worker_pool(*, concurrency: int, once: bool, extra_args: list[str] | None = 
     install_stop_handlers(stop)
     children: dict[int, subprocess.Popen[bytes]] = {}
 
+    # A pool killed with SIGKILL cannot forward anything: each child gets SIGTERM from the
+    # kernel (Linux) or notices its parent is gone (parent_watch), and stops as on Ctrl-C.
+    preexec = die_with_parent()
+    env = {**os.environ, PARENT_PID_ENV: str(os.getpid())}
+
     def spawn(slot: int) -> None:
-        children[slot] = subprocess.Popen(command)
+        children[slot] = subprocess.Popen(command, preexec_fn=preexec, env=env)
 
     for slot in range(concurrency):
         spawn(slot)

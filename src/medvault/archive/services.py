@@ -40,7 +40,15 @@ from medvault.core.dicom.parse import (
     splice_encapsulated_pixels,
 )
 from medvault.core.dicom.secondary_capture import image_to_secondary_capture, is_image
+from medvault.core.dicom.structure import (
+    DEFAULT_MAX_DEPTH,
+    DEFAULT_MAX_ELEMENTS,
+    NESTING_REASON,
+    StructureTooLarge,
+    dataset_structure_check,
+)
 from medvault.core.dicom.zipsafe import ZipLimits, ZipRejected, is_zip, iter_zip_members
+from medvault.core.dicom.wellformed import NESTED_TOO_DEEPLY
 
 logger = logging.getLogger(__name__)
 
@@ -614,10 +622,29 @@ def instance_parse(
     For callers that must look at the data set before it is stored (STOW-RS checks the
     study in its URL) without reading it twice.
     """
+    max_depth, max_elements = structure_limits()
     try:
-        return parse_instance(data, transfer_syntax_uid=transfer_syntax_uid, **_limits())
+        parsed = parse_instance(data, transfer_syntax_uid=transfer_syntax_uid, **_limits())
     except DicomRejected as exc:
-        return StoreResult(REJECTED, exc.sop_instance_uid, exc.reason, None, path)
+        reason = exc.reason
+        if reason == NESTED_TOO_DEEPLY:
+            # pydicom reads and converts sequences recursively: a data set nested hundreds of
+            # levels deep exhausts the stack before the structure check below can run.
+            reason = NESTING_REASON.format(limit=max_depth)
+        return StoreResult(REJECTED, exc.sop_instance_uid, reason, None, path)
+    try:
+        dataset_structure_check(parsed.dataset, max_depth=max_depth, max_elements=max_elements)
+    except StructureTooLarge as exc:
+        return StoreResult(REJECTED, parsed.sop_instance_uid, str(exc), None, path)
+    return parsed
+
+
+def structure_limits() -> tuple[int, int]:
+    """(most levels of sequence nesting, most elements) one instance may have."""
+    return (
+        int(getattr(settings, "MEDVAULT_DICOM_MAX_DEPTH", DEFAULT_MAX_DEPTH)),
+        int(getattr(settings, "MEDVAULT_DICOM_MAX_ELEMENTS", DEFAULT_MAX_ELEMENTS)),
+    )
 
 
 def parsed_store(

@@ -2,7 +2,8 @@
 
 Matching follows PS3.4 C.2.2.2: single value, list of UIDs, universal (empty value),
 wildcard (``*`` and ``?``), and range matching for dates and times. Person names match
-case-insensitively; ``fuzzy`` makes them match any name component by prefix.
+case-insensitively; ``fuzzy`` makes them match any name component by prefix. Wildcards become
+escaped SQL GLOB/LIKE patterns (``medvault.dicomweb.wildcard``), never regular expressions.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from django.db.models import Exists, OuterRef, Q, QuerySet
 
 from medvault.archive.models import Instance, Patient, Series, Study
 from medvault.dicomweb.attributes import Attribute, Level, field_path
+from medvault.dicomweb.wildcard import WildcardError, has_wildcard, pattern_normalise
 
 UID_RE = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 
@@ -26,25 +28,6 @@ class QueryError(ValueError):
 
 def uid_valid(value: str) -> bool:
     return 0 < len(value) <= 64 and bool(UID_RE.match(value))
-
-
-_REGEX_SPECIAL = set(".^$+()[]{}|\\")
-_CASELESS = "(?i)"  # understood by SQLite (Python re), PostgreSQL (ARE) and MySQL/MariaDB (PCRE/ICU)
-
-
-def _wildcard_regex(value: str) -> str:
-    out = ["^"]
-    for ch in value:
-        if ch == "*":
-            out.append(".*")
-        elif ch == "?":
-            out.append(".")
-        elif ch in _REGEX_SPECIAL:
-            out.append("\\" + ch)
-        else:
-            out.append(ch)
-    out.append("$")
-    return "".join(out)
 
 
 def _date_parse(text: str, attribute: Attribute) -> dt.date:
@@ -90,26 +73,33 @@ def match_q(level: Level, attribute: Attribute, value: str, *, fuzzy: bool = Fal
         return _modalities_q(level, value)
     values = value.split("\\")
     combined = Q()
-    for item in values:
-        combined |= _string_q(path, item, case_insensitive=kind == "pn", fuzzy=fuzzy and kind == "pn")
+    try:
+        for item in values:
+            combined |= _string_q(path, item, case_insensitive=kind == "pn", fuzzy=fuzzy and kind == "pn")
+    except WildcardError as exc:
+        raise QueryError(f"{attribute.keyword}: {exc}") from None
     return combined
 
 
 def _string_q(path: str, value: str, *, case_insensitive: bool, fuzzy: bool) -> Q:
     if fuzzy:
         # Any name component (family, given, ...) that starts with each word given.
+        pattern_normalise(value)  # the same length cap
         words = [w for w in re.split(r"[\s^,]+", value.replace("*", "").replace("?", "")) if w]
         q = Q()
         for word in words:
-            rx = r"(^|[\^ ])" + _wildcard_regex(word)[1:-1]
-            q &= Q(**{f"{path}__regex": _CASELESS + rx})
+            q &= (
+                Q(**{f"{path}__dicom_iwildcard": f"{word}*"})
+                | Q(**{f"{path}__dicom_iwildcard": f"*^{word}*"})
+                | Q(**{f"{path}__dicom_iwildcard": f"* {word}*"})
+            )
         return q
     if case_insensitive:
-        # An embedded (?i) rather than Django's iregex/iexact: on MySQL/MariaDB those rely on
+        # LOWER() on both sides rather than Django's iexact: on MySQL/MariaDB that relies on
         # the column's collation, and MedVault's columns are binary there.
-        return Q(**{f"{path}__regex": _CASELESS + _wildcard_regex(value)})
-    if "*" in value or "?" in value:
-        return Q(**{f"{path}__regex": _wildcard_regex(value)})
+        return Q(**{f"{path}__dicom_iwildcard": pattern_normalise(value)})
+    if has_wildcard(value):
+        return Q(**{f"{path}__dicom_wildcard": pattern_normalise(value)})
     return Q(**{path: value})
 
 
@@ -153,7 +143,13 @@ def _modalities_q(level: Level, value: str) -> Q:
         raise QueryError("ModalitiesInStudy cannot be matched at the PATIENT level")
     q = Q()
     for modality in modalities:
-        lookup = {"modality__regex": _wildcard_regex(modality)} if ("*" in modality or "?" in modality) else {"modality": modality}
+        if has_wildcard(modality):
+            try:
+                lookup = {"modality__dicom_wildcard": pattern_normalise(modality)}
+            except WildcardError as exc:
+                raise QueryError(f"ModalitiesInStudy: {exc}") from None
+        else:
+            lookup = {"modality": modality}
         q |= Q(Exists(Series.objects.filter(study_id=ref, **lookup)))
     return q
 

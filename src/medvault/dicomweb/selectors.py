@@ -12,7 +12,7 @@ from django.db.models import QuerySet, TextField
 from django.db.models.functions import Cast
 from django.http import QueryDict
 
-from medvault.accounts.deid import IDENTIFYING_TAGS, deidentify_json
+from medvault.accounts.deid import deidentify_json, removes
 from medvault.accounts.permissions import is_deidentified_user, visible_studies
 from medvault.archive.models import Instance, Series, Study
 from medvault.dicomweb.attributes import (
@@ -119,7 +119,7 @@ def qido_query_parse(
             unsupported.append(key)
             query.include.add(tag)
             continue
-        if deidentified and tag in IDENTIFYING_TAGS:
+        if deidentified and removes(tag):
             unsupported.append(key)
             continue
         value = values[-1]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import logging
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
@@ -11,9 +12,12 @@ import pydicom
 from pydicom.errors import InvalidDicomError
 
 from medvault.accounts.audit import audit_record
-from medvault.archive.services import StoreResult, instance_parse, parsed_store
-from medvault.core.dicom.parse import ParsedInstance
+from medvault.archive.services import StoreResult, instance_parse, parsed_store, structure_limits
 from medvault.core.dicom.multipart import Part, media_type_parse
+from medvault.core.dicom.parse import ParsedInstance
+from medvault.core.dicom.structure import NESTING_REASON, StructureTooLarge, json_structure_check
+
+log = logging.getLogger(__name__)
 
 
 class FailureReason(IntEnum):
@@ -98,6 +102,12 @@ def stow_json_parts(parts: list[Part]) -> tuple[list[Part], list[JsonFailure]]:
         items = json.loads(parts[0].content)
     except (ValueError, UnicodeDecodeError) as exc:
         raise StowJsonError(f"the metadata part is not JSON: {exc}") from None
+    except RecursionError:
+        # Python's JSON reader recurses per nesting level: far past any DICOM limit.
+        raise StowJsonError(
+            "the metadata part nests deeper than any DICOM data set may "
+            f"({NESTING_REASON.format(limit=structure_limits()[0]).split(';')[0]})"
+        ) from None
     if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
         raise StowJsonError("the metadata part must be a JSON array of DICOM JSON objects")
     bulk: dict[str, Part] = {}
@@ -122,6 +132,12 @@ def stow_json_parts(parts: list[Part]) -> tuple[list[Part], list[JsonFailure]]:
                 )
             return found.content
 
+        max_depth, max_elements = structure_limits()
+        try:
+            json_structure_check(item, max_depth=max_depth, max_elements=max_elements)
+        except StructureTooLarge as exc:
+            failures.append(JsonFailure(sop_class, sop_uid, str(exc)))
+            continue
         try:
             ds = Dataset.from_json(item, bulk_data_uri_handler=bulk_data)
             meta = FileMetaDataset()
@@ -139,6 +155,30 @@ def stow_json_parts(parts: list[Part]) -> tuple[list[Part], list[JsonFailure]]:
             continue
         out.append(Part({"content-type": "application/dicom"}, data))
     return out, failures
+
+
+class _PartFailed(Exception):
+    """One part could not be stored for a reason of its own; the other parts go on."""
+
+
+def _part_store(parsed: ParsedInstance, data: bytes, *, user: Any, group: Any) -> StoreResult:
+    """Store one STOW-RS part so that its failure is its own: each part is indexed in its own
+    transaction, and an error storing it becomes that part's FailureReason instead of
+    aborting the request after the earlier parts committed (a ``[good, broken, good]``
+    request stores both good ones). An unreachable database or a full blob store still
+    fails the request (503/507): every later part would fail the same way, and the client
+    should retry."""
+    from django.db import DatabaseError
+
+    from medvault.ops.middleware import is_database_unavailable, is_storage_full
+
+    try:
+        return parsed_store(parsed=parsed, data=data, source="stow", user=user, group=group)
+    except (DatabaseError, OSError, RecursionError, ValueError) as exc:
+        if is_database_unavailable(exc) or is_storage_full(exc):
+            raise
+        log.exception("STOW-RS part %s could not be stored", parsed.sop_instance_uid)
+        raise _PartFailed(f"processing failure: {type(exc).__name__}") from exc
 
 
 def _uid_element(value: str) -> dict[str, Any]:
@@ -197,9 +237,10 @@ def stow_store(
             )
         else:
             if isinstance(parsed, ParsedInstance):
-                result = parsed_store(
-                    parsed=parsed, data=part.content, source="stow", user=user, group=group
-                )
+                try:
+                    result = _part_store(parsed, part.content, user=user, group=group)
+                except _PartFailed as exc:
+                    result = StoreResult("rejected", sop_uid, str(exc), None, "")
             else:
                 assert parsed is not None
                 result = parsed
@@ -227,13 +268,14 @@ def stow_store(
                 )
                 continue
             reason_text = result.reason or "rejected"
-            code = (
-                FailureReason.NOT_AUTHORISED
-                if result.other_group
-                else FailureReason.DUPLICATE_CONFLICT
-                if "differ" in reason_text.lower() or "conflict" in reason_text.lower()
-                else FailureReason.CANNOT_UNDERSTAND
-            )
+            if result.other_group:
+                code = FailureReason.NOT_AUTHORISED
+            elif reason_text.startswith("processing failure"):
+                code = FailureReason.PROCESSING_FAILURE
+            elif "differ" in reason_text.lower() or "conflict" in reason_text.lower():
+                code = FailureReason.DUPLICATE_CONFLICT
+            else:
+                code = FailureReason.CANNOT_UNDERSTAND
             failure = (code, reason_text)
             sop_uid = sop_uid or (result.sop_instance_uid or "")
         code, text = failure

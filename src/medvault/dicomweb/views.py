@@ -337,19 +337,19 @@ def _retrieve(request: HttpRequest, study: str, series: str | None = None, sop: 
 
 
 @require_http_methods(["GET"])
-@dicomweb_view("view")
+@dicomweb_view("download")  # whole DICOM files: the role table's "download DICOM"
 def retrieve_study(request: HttpRequest, study: str) -> HttpResponse:
     return _retrieve(request, study)
 
 
 @require_http_methods(["GET"])
-@dicomweb_view("view")
+@dicomweb_view("download")  # whole DICOM files: the role table's "download DICOM"
 def retrieve_series(request: HttpRequest, study: str, series: str) -> HttpResponse:
     return _retrieve(request, study, series)
 
 
 @require_http_methods(["GET"])
-@dicomweb_view("view")
+@dicomweb_view("download")  # whole DICOM files: the role table's "download DICOM"
 def retrieve_instance(request: HttpRequest, study: str, series: str, instance: str) -> HttpResponse:
     return _retrieve(request, study, series, instance)
 
@@ -528,7 +528,7 @@ def _render(request: HttpRequest, inst: Instance, frame: int, thumbnail: bool) -
                  series_uid=inst.series.series_instance_uid, sop_uid=inst.sop_instance_uid,
                  detail="WADO-RS thumbnail" if thumbnail else "WADO-RS rendered")
     response = HttpResponse(data, content_type=media_type)
-    response["Cache-Control"] = "private, max-age=3600"
+    response["Cache-Control"] = "private, no-store"  # PHI: never outlives the access
     return response
 
 
@@ -642,6 +642,11 @@ def wado_uri(request: HttpRequest) -> HttpResponse:
     inst = _one_instance(request, params["studyUID"], params["seriesUID"], params["objectUID"])
     content_type = (params.get("contentType") or "image/jpeg").split(",")[0].strip().lower()
     if content_type == "application/dicom":
+        if not user_can(request.user, "download"):
+            # The role table: researchers (and any role without "download") get no DICOM files.
+            audit_record(user=request.user, action="download", outcome="denied", request=request,
+                         sop_uid=params["objectUID"][:64], detail="WADO-URI application/dicom")
+            return JsonResponse({"error": "your role may not download DICOM files"}, status=403)
         asked = params.get("transferSyntax") or "*"
         syntax = _effective_syntax(asked, inst.transfer_syntax_uid)
         if syntax is None:

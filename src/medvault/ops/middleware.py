@@ -148,6 +148,27 @@ class ContentSecurityPolicyMiddleware:
         return response
 
 
+PRIVATE_NO_STORE = "private, no-store"
+
+
+class PrivateNoStoreMiddleware:
+    """``Cache-Control: private, no-store`` on every answer MedVault computes (pages, JSON,
+    DICOM, rendered images): almost all of them carry patient data, and a copy in a browser or
+    proxy cache would outlive a revoked share or a logout. Static files are answered earlier
+    by WhiteNoise and keep their long cache lifetimes; a view that says ``public`` or already
+    ``no-store`` (Django's ``never_cache``) is left alone."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        current = response.get("Cache-Control", "")
+        if "public" not in current and "no-store" not in current:
+            response["Cache-Control"] = PRIVATE_NO_STORE
+        return response
+
+
 # Raw-body uploads (STOW-RS and friends) may be as large as MEDVAULT_MAX_UPLOAD_BYTES; form
 # posts and JSON stay under Django's DATA_UPLOAD_MAX_MEMORY_SIZE.
 _RAW_UPLOAD_TYPES = ("multipart/related", "application/dicom", "application/octet-stream",

@@ -244,6 +244,11 @@ def thumbnail(request: HttpRequest, sop_instance_uid: str) -> HttpResponse:
     except Exception:  # noqa: BLE001 - any decode failure shows as a missing picture, logged
         log.exception("thumbnail of %s failed", instance.pk)
         return _error("this image cannot be rendered", 404)
+    from medvault.ui.access import audit_view
+
+    audit_view(request, instance.series.study, series_uid=instance.series.series_instance_uid,
+               sop_uid=instance.sop_instance_uid, detail="similar-image thumbnail",
+               dedupe_seconds=600)
     response = HttpResponse(data, content_type="image/png")
-    response["Cache-Control"] = "private, max-age=3600"
+    response["Cache-Control"] = "private, no-store"  # PHI: never outlives the access
     return response

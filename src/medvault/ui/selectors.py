@@ -7,10 +7,11 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from django.db.models import Count, Q, QuerySet, Sum
-from django.db.models.functions import Lower
+from django.db.models import Count, Q, QuerySet, Sum, Value
+from django.db.models.functions import Lower, Replace
 
 from medvault.accounts.permissions import visible_studies
+from medvault.dicomweb.wildcard import has_wildcard
 
 SORTS = {
     "date": ("study_date", "study_time", "id"),
@@ -48,22 +49,11 @@ class StudyQuery:
                         self.date_to, self.modality, self.description])
 
 
-def wildcard_regex(pattern: str) -> str:
-    """DICOM-style wildcards (``*`` any run, ``?`` one character) as an anchored regex.
-
-    A space matches the ``^`` between name components too, so "doe jane" finds "Doe^Jane".
-    """
-    parts = []
-    for char in pattern.strip():
-        if char == "*":
-            parts.append(".*")
-        elif char == "?":
-            parts.append(".")
-        elif char in " ^":
-            parts.append("[ ^]+")
-        else:
-            parts.append(re.escape(char))
-    return "^" + "".join(parts) + "$"
+def wildcard_pattern(pattern: str) -> str:
+    """DICOM-style wildcards (``*`` any run, ``?`` one character) for the ``dicom_wildcard``
+    lookup (an escaped SQL GLOB/LIKE pattern, never a regex), matched against the value with
+    ``^`` turned into a space, so "doe jane" finds "Doe^Jane"."""
+    return re.sub(r"[ ^]+", " ", pattern.strip())
 
 
 def _lowered(queryset: QuerySet[Any], field: str) -> tuple[QuerySet[Any], str]:
@@ -79,9 +69,12 @@ def text_filter(queryset: QuerySet[Any], field: str, pattern: str, *, words: boo
     pattern = pattern.strip().lower()
     if not pattern:
         return queryset
+    if has_wildcard(pattern):
+        # The name components' separator ``^`` as a space on both sides (see wildcard_pattern).
+        alias = "_wild_" + field.replace("__", "_")
+        queryset = queryset.annotate(**{alias: Replace(Lower(field), Value("^"), Value(" "))})
+        return queryset.filter(**{f"{alias}__dicom_wildcard": wildcard_pattern(pattern)})
     queryset, alias = _lowered(queryset, field)
-    if "*" in pattern or "?" in pattern:
-        return queryset.filter(**{f"{alias}__regex": wildcard_regex(pattern)})
     if not words:
         return queryset.filter(**{alias: pattern})
     for word in re.split(r"[\s^,]+", pattern):

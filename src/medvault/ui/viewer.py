@@ -11,7 +11,7 @@ from django.shortcuts import render
 
 from medvault.accounts import permissions
 from medvault.accounts.decorators import role_required
-from medvault.accounts.deid import deidentify_json, patient_label
+from medvault.accounts.deid import deidentify_json, patient_label, retain_dates
 from medvault.ui import selectors
 from medvault.ui.access import audit_view, visible_instance_or_404, visible_study_or_404
 from medvault.ui.rendering import CT_PRESETS, render_frame_png
@@ -65,7 +65,7 @@ def viewer(request: HttpRequest, study_uid: str) -> HttpResponse:
     }
     return render(request, "ui/viewer.html", {
         "study": study, "series_list": series_list, "current": current, "config": config,
-        "patient_name": name, "patient_id": pid, "deid": deid,
+        "patient_name": name, "patient_id": pid, "deid": deid, "retain_dates": retain_dates(),
         "birth_date": None if deid else study.patient.patient_birth_date,
     })
 
@@ -107,7 +107,7 @@ def frame_png(request: HttpRequest, sop_uid: str, frame: int) -> HttpResponse:
     except Exception as exc:  # noqa: BLE001 - tell the viewer in words, never a stack trace
         return HttpResponse(f"This image cannot be displayed: {exc}", status=422, content_type="text/plain")
     response = HttpResponse(png, content_type="image/png")
-    response["Cache-Control"] = "private, max-age=86400"
+    response["Cache-Control"] = "private, no-store"  # PHI: never outlives the access
     response["X-Window"] = f"{used[0]:g},{used[1]:g}"
     response["X-Render-Ms"] = f"{(time.perf_counter() - started) * 1000:.1f}"
     return response

@@ -18,9 +18,10 @@ from django.views.decorators.http import require_POST
 from medvault.accounts import permissions, services as account_services
 from medvault.accounts.audit import audit_record
 from medvault.accounts.decorators import page_login_required, role_required
-from medvault.accounts.deid import patient_label
+from medvault.accounts.deid import patient_label, retain_dates
 from medvault.accounts.forms import ShareForm
 from medvault.accounts.models import StudyShare
+from medvault.dicomweb.wildcard import MAX_PATTERN_LENGTH
 from medvault.ui import selectors
 from medvault.ui.access import audit_view, visible_series_or_404, visible_study_or_404
 
@@ -62,6 +63,9 @@ def _study_row(study: Any, deid: bool) -> dict[str, Any]:
         "study": study, "patient_name": name, "patient_id": pid,
         "birth_date": None if deid else study.patient.patient_birth_date,
         "accession": "" if deid else study.accession_number,
+        # PS3.15 Annex E (medvault.accounts.deid): free text always goes, dates unless kept.
+        "description": "" if deid else study.study_description,
+        "study_date": None if deid and not retain_dates() else study.study_date,
         "modalities": study.modalities_in_study.replace("\\", ", "),
     }
 
@@ -184,13 +188,16 @@ def upload_file(request: HttpRequest) -> HttpResponse:
 
 # --- Studies -----------------------------------------------------------------------------
 class StudySearchForm(forms.Form):
-    patient_name = forms.CharField(required=False, label="Patient name", help_text="* and ? are wildcards; case does not matter")
-    patient_id = forms.CharField(required=False, label="Patient ID")
-    accession = forms.CharField(required=False, label="Accession number")
+    # Text fields are capped at the wildcard matcher's pattern length (a longer value could
+    # not match anything a DICOM attribute holds).
+    patient_name = forms.CharField(required=False, label="Patient name", max_length=MAX_PATTERN_LENGTH,
+                                   help_text="* and ? are wildcards; case does not matter")
+    patient_id = forms.CharField(required=False, label="Patient ID", max_length=MAX_PATTERN_LENGTH)
+    accession = forms.CharField(required=False, label="Accession number", max_length=MAX_PATTERN_LENGTH)
     date_from = forms.DateField(required=False, label="Study date from", widget=forms.DateInput(attrs={"type": "date"}))
     date_to = forms.DateField(required=False, label="to", widget=forms.DateInput(attrs={"type": "date"}))
     modality = forms.CharField(required=False, label="Modality", max_length=16)
-    description = forms.CharField(required=False, label="Description")
+    description = forms.CharField(required=False, label="Description", max_length=MAX_PATTERN_LENGTH)
 
 
 @role_required("search")
@@ -202,11 +209,15 @@ def studies(request: HttpRequest) -> HttpResponse:
         data = form.cleaned_data
         query = selectors.StudyQuery(
             patient_name="" if deid else data["patient_name"], patient_id="" if deid else data["patient_id"],
-            accession="" if deid else data["accession"], date_from=data["date_from"], date_to=data["date_to"],
-            modality=data["modality"], description=data["description"], sort=query.sort,
+            accession="" if deid else data["accession"],
+            date_from=None if deid and not retain_dates() else data["date_from"],
+            date_to=None if deid and not retain_dates() else data["date_to"],
+            modality=data["modality"], description="" if deid else data["description"], sort=query.sort,
         )
     if deid:
-        for name in ("patient_name", "patient_id", "accession"):
+        for name in ("patient_name", "patient_id", "accession", "description") + (
+            () if retain_dates() else ("date_from", "date_to")
+        ):
             form.fields.pop(name, None)
     results = selectors.study_search(user=request.user, query=query)
     page = Paginator(results, 25).get_page(request.GET.get("page"))
@@ -215,7 +226,7 @@ def studies(request: HttpRequest) -> HttpResponse:
                  detail=f"studies: {request.GET.urlencode()[:400]} -> {page.paginator.count}")
     return render(request, "ui/studies.html", {
         "nav": "studies", "form": form, "page": page, "rows": [_study_row(s, deid) for s in page],
-        "sort": query.sort, "deid": deid, **_sort_links(query.sort),
+        "sort": query.sort, "deid": deid, "retain_dates": retain_dates(), **_sort_links(query.sort),
     })
 
 
@@ -319,7 +330,7 @@ def series_thumbnail(request: HttpRequest, series_uid: str) -> HttpResponse:
     except Exception:  # noqa: BLE001 - a thumbnail that cannot be drawn is not an error page
         return HttpResponse(status=204)
     response = HttpResponse(png, content_type="image/png")
-    response["Cache-Control"] = "private, max-age=3600"
+    response["Cache-Control"] = "private, no-store"  # PHI: never outlives the access
     return response
 
 

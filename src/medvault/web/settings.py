@@ -64,6 +64,8 @@ MIDDLEWARE = [
     "medvault.ops.middleware.ContentSecurityPolicyMiddleware",
     "medvault.ops.middleware.UploadSizeLimitMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    # After WhiteNoise: static files keep their cache lifetimes, everything else is no-store.
+    "medvault.ops.middleware.PrivateNoStoreMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -125,7 +127,13 @@ AUTHENTICATION_BACKENDS = ["medvault.accounts.backends.ApprovedUserBackend"]
 MEDVAULT_LOGIN_MAX_FAILURES = envint("MEDVAULT_LOGIN_MAX_FAILURES", 5)
 MEDVAULT_LOGIN_LOCKOUT_SECONDS = envint("MEDVAULT_LOGIN_LOCKOUT_SECONDS", 15 * 60)
 # Reverse proxies whose X-Forwarded-For is believed (client address for audit and lockout).
-MEDVAULT_TRUSTED_PROXIES = envlist("MEDVAULT_TRUSTED_PROXIES", ["127.0.0.1", "::1"])
+# None by default: when gunicorn serves directly (``make run``) any local program could
+# otherwise pick its own address with the header and walk past the per-address lockout.
+# Behind nginx set it to the balancers' addresses (scripts/cluster.sh, deploy/systemd).
+MEDVAULT_TRUSTED_PROXIES = envlist("MEDVAULT_TRUSTED_PROXIES", [])
+# Researchers' de-identification (PS3.15 Annex E, medvault.accounts.deid): keep dates and
+# times (the Retain Longitudinal Temporal Information With Full Dates Option) or drop them.
+MEDVAULT_DEID_RETAIN_DATES = envbool("MEDVAULT_DEID_RETAIN_DATES", False)
 LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "/"
@@ -201,6 +209,10 @@ MEDVAULT_MAX_IMAGE_PIXELS = envint("MEDVAULT_MAX_IMAGE_PIXELS", 64 * 1024 * 1024
 MEDVAULT_ZIP_MAX_TOTAL_BYTES = envint("MEDVAULT_ZIP_MAX_TOTAL_BYTES", 4 * 1024**3)
 MEDVAULT_ZIP_MAX_RATIO = envint("MEDVAULT_ZIP_MAX_RATIO", 200)
 MEDVAULT_ZIP_MAX_MEMBERS = envint("MEDVAULT_ZIP_MAX_MEMBERS", 100_000)
+# Limits on one instance's shape (every door: upload, STOW-RS, C-STORE, CLI): levels of
+# sequence nesting and elements in all (medvault.core.dicom.structure).
+MEDVAULT_DICOM_MAX_DEPTH = envint("MEDVAULT_DICOM_MAX_DEPTH", 32)
+MEDVAULT_DICOM_MAX_ELEMENTS = envint("MEDVAULT_DICOM_MAX_ELEMENTS", 500_000)
 DATA_UPLOAD_MAX_MEMORY_SIZE = envint("MEDVAULT_MAX_FORM_BYTES", 10 * 1024**2)
 FILE_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024**2
 FILE_UPLOAD_TEMP_DIR = None

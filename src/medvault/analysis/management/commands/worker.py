@@ -10,7 +10,8 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 
 from medvault.analysis.backends import models_available
-from medvault.analysis.worker import install_stop_handlers, worker_pool, worker_run
+from medvault.analysis.worker import PARENT_PID_ENV, install_stop_handlers, worker_pool, worker_run
+from medvault.ops.children import parent_watch
 
 
 class Command(BaseCommand):
@@ -45,6 +46,10 @@ class Command(BaseCommand):
             return
         stop = threading.Event()
         previous = install_stop_handlers(stop)
+        parent = os.environ.get(PARENT_PID_ENV, "")
+        if parent.isdigit():
+            # A pool's child: stop when the pool is gone, even where no signal says so.
+            parent_watch(stop, int(parent))
         try:
             stats = worker_run(stop=stop, once=options["once"])
         finally:

@@ -12,6 +12,8 @@ from typing import Any
 from django.core.management import get_commands
 from django.core.management.base import BaseCommand
 
+from medvault.ops.children import die_with_parent
+
 
 class Command(BaseCommand):
     help = "Run MedVault (gunicorn) and one analysis worker until interrupted."
@@ -25,8 +27,10 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         bindir = os.path.dirname(sys.executable)
         children: list[subprocess.Popen[bytes]] = []
+        # Killed with SIGKILL, serve cannot stop its children: the kernel sends them SIGTERM.
+        preexec = die_with_parent()
         if not options["no_worker"] and "worker" in get_commands():
-            children.append(subprocess.Popen([os.path.join(bindir, "medvault"), "worker"]))
+            children.append(subprocess.Popen([os.path.join(bindir, "medvault"), "worker"], preexec_fn=preexec))
         server = subprocess.Popen(
             [
                 os.path.join(bindir, "gunicorn"),
@@ -35,7 +39,8 @@ class Command(BaseCommand):
                 "--workers", str(options["workers"]),
                 "--timeout", "300",
                 "--access-logfile", "-",
-            ]
+            ],
+            preexec_fn=preexec,
         )
         children.append(server)
         self.stdout.write(f"MedVault is running at http://{options['host']}:{options['port']}/  (Ctrl-C stops it)")
