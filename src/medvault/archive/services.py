@@ -47,8 +47,8 @@ from medvault.core.dicom.structure import (
     StructureTooLarge,
     dataset_structure_check,
 )
-from medvault.core.dicom.zipsafe import ZipLimits, ZipRejected, is_zip, iter_zip_members
 from medvault.core.dicom.wellformed import NESTED_TOO_DEEPLY
+from medvault.core.dicom.zipsafe import ZipLimits, ZipRejected, is_zip, iter_zip_members
 
 logger = logging.getLogger(__name__)
 

@@ -390,6 +390,10 @@ def parse_instance(
         raise DicomRejected("File Meta Information has no TransferSyntaxUID", sop_instance_uid=sop_uid)
     try:
         metadata = dataset_to_json(ds) if with_metadata else {}
+    except RecursionError:
+        # The JSON conversion recurses deeper per level than the reader: a data set the reader
+        # managed can still exhaust the stack here.
+        raise DicomRejected(NESTED_TOO_DEEPLY, sop_instance_uid=sop_uid) from None
     except _READ_ERRORS as exc:
         logger.info("%s: DICOM JSON conversion failed: %r", sop_uid, exc)
         reason = bad_element_reason(ds, _element_json) or "an element cannot be read"
