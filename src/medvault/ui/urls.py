@@ -1,6 +1,6 @@
 from django.urls import path
 
-from medvault.ui import viewer, views
+from medvault.ui import ohif, viewer, views
 
 app_name = "ui"
 urlpatterns = [
@@ -17,4 +17,6 @@ urlpatterns = [
     path("frames/<str:sop_uid>/<int:frame>.png", viewer.frame_png, name="frame"),
     path("frames/<str:sop_uid>/info", viewer.frame_info, name="frame_info"),
     path("history/", views.history, name="history"),
+    path("ohif/", ohif.ohif, name="ohif"),
+    path("ohif/<path:path>", ohif.ohif, name="ohif_path"),
 ]
