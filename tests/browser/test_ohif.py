@@ -66,15 +66,25 @@ def poll(page, script: str, accept, timeout_s: float = 60.0):
         time.sleep(0.1)
 
 
-def test_ohif_opens_ct_scrolls_and_measures(mv_server, ohif_browser, shot, blob_dir, group_a):
+def test_ohif_opens_ct_scrolls_and_measures(mv_server, ohif_browser, shot, blob_dir, group_a, settings, tmp_path):
+    from analysis.fake_backend import FakeBackend
+
+    from medvault.analysis import services
     from medvault.archive.services import upload_store
 
+    settings.MEDVAULT_AUTO_ANALYSE = False
     user = make_user("reader", "clinician", [group_a])
     blobs = ct_series(6, patient_id="OHIF-1", patient_name="Ohif^Test")
     for i, data in enumerate(blobs):
         [result] = upload_store(name=f"{i}.dcm", data=data, source="test", user=user, group=group_a)
         assert result.status == "stored", result.reason
     study_uid = result.instance.series.study.study_instance_uid
+    # One slice analysed: its report (SR) and heat-map (Secondary Capture) are in the study.
+    settings.MEDVAULT_MODELS_DIR = tmp_path / "models"
+    settings.MEDVAULT_MODELS_DIR.mkdir()
+    (settings.MEDVAULT_MODELS_DIR / "lung-ct.onnx").write_bytes(b"placeholder: the fake model never reads it")
+    services.job_enqueue(instance=result.instance, model_name="lung-ct", requested_by=user)
+    assert [o.status for o in services.jobs_drain(backend=FakeBackend())] == ["done"]
     base = mv_server.url
 
     context = ohif_browser.new_context(viewport={"width": 1366, "height": 860})
@@ -94,6 +104,9 @@ def test_ohif_opens_ct_scrolls_and_measures(mv_server, ohif_browser, shot, blob_
     page.wait_for_url("**/ohif/viewer**")
 
     first = poll(page, VIEWPORT_PIXELS_JS, lambda v: v is not None and v["distinct"] > 20)
+    # The study browser lists the CT and the AI results' own series (SR, heat-map).
+    browser_text = poll(page, "() => document.body.innerText", lambda t: "SR" in t and "OT" in t, 30)
+    assert "CT" in browser_text
     canvas = page.locator("canvas.cornerstone-canvas").first
     box = canvas.bounding_box()
     centre = (box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
