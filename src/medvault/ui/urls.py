@@ -15,6 +15,7 @@ urlpatterns = [
     path("instances/<str:sop_uid>/download", views.instance_download, name="download"),
     path("viewer/<str:study_uid>/", viewer.viewer, name="viewer"),
     path("frames/<str:sop_uid>/<int:frame>.png", viewer.frame_png, name="frame"),
+    path("frames/<str:sop_uid>/<int:frame>.pixels", viewer.frame_pixels, name="frame_pixels"),
     path("frames/<str:sop_uid>/info", viewer.frame_info, name="frame_info"),
     path("history/", views.history, name="history"),
     path("ohif/", ohif.ohif, name="ohif"),
