@@ -134,7 +134,7 @@ def measure(base: str, instance, args: argparse.Namespace) -> dict:
         page.fill("#id_password", "x" * 12)
         page.click("#login-button")
         page.wait_for_load_state()
-        for run in range(args.runs):
+        for _ in range(args.runs):
             page.goto(f"{base}/viewer/{study_uid}/")
             deadline = time.perf_counter() + 30
             while page.get_attribute("#frame", "data-ms") is None:

@@ -12,7 +12,10 @@ from typing import Any
 import highdicom as hd
 import pydicom
 import pytest
+from analysis.fake_backend import FakeBackend
+from dicomweb.ctgen import ct_series
 from dicomweb_client.api import DICOMwebClient
+from dimse.conftest import free_port
 from django.core.management import call_command
 from pydicom.dataset import Dataset
 from pynetdicom import AE, build_role, evt
@@ -24,10 +27,6 @@ from pynetdicom.sop_class import (
     StudyRootQueryRetrieveInformationModelGet,
     StudyRootQueryRetrieveInformationModelMove,
 )
-
-from analysis.fake_backend import FakeBackend
-from dicomweb.ctgen import ct_series
-from dimse.conftest import free_port
 
 pytestmark = pytest.mark.slow
 

@@ -87,7 +87,8 @@ def heatmap_capture(*, result: AnalysisResult, ref_dataset: Any, series_uid: str
     from medvault.analysis.services import _frame_for_display, blob_store
 
     pixels, window = _frame_for_display(ref_dataset)
-    burned = composite(display_rgb(pixels, window=window), png_rgba(blob_store().get(result.heatmap_key)))
+    heat = png_rgba(blob_store().get(result.heatmap_key))
+    burned = composite(display_rgb(pixels, window=window), heat)
     outcome = "refused" if result.refused else (result.label or "")
     sc = hd.sc.SCImage.from_ref_dataset(
         ref_dataset=ref_dataset,
@@ -108,7 +109,9 @@ def heatmap_capture(*, result: AnalysisResult, ref_dataset: Any, series_uid: str
         f"{result.model_name} {result.model_version}: {outcome}. Class activation heat-map "
         f"blended on the image. Decision support, not a diagnosis."
     )[:10240]
-    sc.DerivationDescription = f"Class activation heat-map of {result.model_name} {result.model_version}"[:1024]
+    sc.DerivationDescription = (
+        f"Class activation heat-map of {result.model_name} {result.model_version}"[:1024]
+    )
     sc.BurnedInAnnotation = "YES"
     sc.Modality = "OT"
     return sc
@@ -170,6 +173,7 @@ def analysis_report(*, result: AnalysisResult, ref_dataset: Any, heatmap: Any | 
                     series_uid: str, sop_uid: str, series_number: int, instance_number: int) -> Any:
     """The Comprehensive SR of ``result``."""
     import highdicom as hd
+    from pydicom.dataset import Dataset
 
     evidence = [ref_dataset] + ([heatmap] if heatmap is not None else [])
     sr = hd.sr.ComprehensiveSR(
@@ -183,8 +187,6 @@ def analysis_report(*, result: AnalysisResult, ref_dataset: Any, heatmap: Any | 
         is_complete=True,
     )
     sr.SeriesDescription = f"MedVault AI: {result.model_name}"[:64]
-    from pydicom.dataset import Dataset
-
     item = Dataset()
     item.CodingSchemeDesignator = CODING_SCHEME
     item.CodingSchemeName = "MedVault analysis codes"
@@ -225,9 +227,11 @@ def result_dicom_store(*, result: AnalysisResult) -> StoredObjects:
             series_uid=_uid("heatmap-series", study.study_instance_uid, result.model_name),
             sop_uid=heatmap_uid, series_number=HEATMAP_SERIES_NUMBER, instance_number=result.pk,
         )
-        stored = instance_store(data=_part10(heatmap), source="analysis", user=owner, group=study.group)
+        stored = instance_store(data=_part10(heatmap), source="analysis", user=owner,
+                                group=study.group)
         if stored.status not in ("stored", "duplicate"):
-            raise RuntimeError(f"the heat-map of result {result.pk} was not stored: {stored.reason}")
+            raise RuntimeError(
+                f"the heat-map of result {result.pk} was not stored: {stored.reason}")
     sr = analysis_report(
         result=result, ref_dataset=ref_dataset, heatmap=heatmap,
         series_uid=_uid("sr-series", study.study_instance_uid, result.model_name),

@@ -46,7 +46,7 @@ window.browserImportFunction = function (n) { return import(n); };
 
 # The data source is MedVault's DICOMweb on the same origin: the browser sends the session
 # cookie with every request, and MedVault answers only what this user may see.
-APP_CONFIG_JS = """/** MedVault's OHIF configuration (served by medvault.ui.ohif; not from the bundle). */
+APP_CONFIG_JS = """/** MedVault's OHIF configuration (from medvault.ui.ohif, not the bundle). */
 (function () {
   var root = window.location.origin + "/dicomweb";
   window.config = {

@@ -227,7 +227,9 @@ def render_frame_png(
 _PIXELS_CACHE = _LRU(128 * 1024 * 1024)
 
 
-def frame_pixels_bytes(instance: Any, frame: int) -> tuple[bytes | None, str, np.ndarray, FrameInfo]:
+def frame_pixels_bytes(
+    instance: Any, frame: int
+) -> tuple[bytes | None, str, np.ndarray, FrameInfo]:
     """The grey frame in modality units as little-endian bytes for the browser: ``int16`` when
     that holds every value exactly, else ``float32``. ``None`` for a colour frame."""
     values = modality_frame(instance, frame)
