@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test install worker clean-venv cluster cluster-stop
+.PHONY: run test install ohif worker clean-venv cluster cluster-stop
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -14,15 +14,22 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e ".[train,test]"
 	touch $(STAMP)
 
-install: $(STAMP)
+# OHIF Viewer (npm @ohif/app, pinned and integrity-checked in the script) into .ohif/ (git-ignored).
+OHIF_STAMP := .ohif/.installed-3.13.2
+$(OHIF_STAMP): scripts/fetch_ohif.sh
+	OHIF_FORCE=1 scripts/fetch_ohif.sh
 
-run: $(STAMP)
+ohif: $(OHIF_STAMP)
+
+install: $(STAMP) $(OHIF_STAMP)
+
+run: $(STAMP) $(OHIF_STAMP)
 	$(BIN)/medvault migrate --noinput
 	$(BIN)/medvault collectstatic --noinput -v0
 	$(BIN)/medvault ensure_admin
 	$(BIN)/medvault serve --host $(HOST) --port $(PORT)
 
-test: $(STAMP)
+test: $(STAMP) $(OHIF_STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 clean-venv:

@@ -162,7 +162,8 @@ def test_scrub_counts_heatmaps_as_referenced(ct_instance: Any, blob_dir: Any) ->
     key = AnalysisResult.objects.get().heatmap_key
     report = blob_scrub(repair=True, min_age_s=0.0)
     assert report["orphans"] == [] and report["deleted"] == []
-    assert report["blobs_checked"] == 2 and services.blob_store().exists(key)
+    # The image, the heat-map overlay, and the result as DICOM (report + Secondary Capture).
+    assert report["blobs_checked"] == 4 and services.blob_store().exists(key)
 
 
 def test_worker_stores_the_embedding_for_similar_image_search(

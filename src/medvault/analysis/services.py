@@ -38,7 +38,7 @@ from medvault.analysis.backends import (
     models_available,
 )
 from medvault.analysis.models import AnalysisJob, AnalysisResult, Call, JobStatus, JobTrigger
-from medvault.analysis.overlay import composite, display_rgb, overlay_png, png_rgba
+from medvault.analysis.overlay import overlay_png
 from medvault.archive.models import Instance
 
 log = logging.getLogger(__name__)
@@ -430,6 +430,11 @@ def job_run(*, job: AnalysisJob, worker_id: str, backend: AnalysisBackend) -> Jo
         job_fail(job=job, worker_id=worker_id, error=error, permanent=permanent)
         return JobOutcome(job.pk, "failed" if permanent else "retry", None, error)
     result, created = result_store(job=job, output=output, worker_id=worker_id)
+    if created and getattr(settings, "MEDVAULT_ANALYSIS_DICOM", True):
+        from medvault.analysis.dicom_results import result_dicom_store_logged
+
+        # The result as DICOM objects in its study (SR + heat-map), for PACS and viewers.
+        result_dicom_store_logged(result=result)
     return JobOutcome(job.pk, "done" if created else "duplicate", result)
 
 
@@ -488,11 +493,11 @@ def _frame_for_display(ds: Any) -> tuple[np.ndarray, tuple[float, float] | None]
 def result_export(*, result: AnalysisResult, user: Any, request: Any = None) -> Any:
     """Store a Secondary Capture of the image with the heat-map burned in, in the same
     study (new series), through the archive's ``instance_store``. Returns its StoreResult."""
-    import highdicom as hd
     from pydicom.uid import generate_uid
 
     from medvault.accounts.audit import audit_record
     from medvault.accounts.permissions import study_writable
+    from medvault.analysis.dicom_results import heatmap_capture
     from medvault.archive.services import instance_store
 
     study = result.instance.series.study
@@ -509,34 +514,10 @@ def result_export(*, result: AnalysisResult, user: Any, request: Any = None) -> 
         raise AnalysisError("this result has no heat-map to export (the model refused the image)")
     instance = result.instance
     ds = instance_dataset(instance)
-    pixels, window = _frame_for_display(ds)
-    image = display_rgb(pixels, window=window)
-    burned = composite(image, png_rgba(blob_store().get(result.heatmap_key)))
-    study = instance.series.study
-    outcome = "refused" if result.refused else (result.label or "")
-    sc = hd.sc.SCImage.from_ref_dataset(
-        ref_dataset=ds,
-        pixel_array=burned,
-        photometric_interpretation=hd.PhotometricInterpretationValues.RGB,
-        bits_allocated=8,
-        coordinate_system=hd.CoordinateSystemNames.PATIENT,
-        series_instance_uid=generate_uid(),
-        series_number=9000 + (result.pk % 1000),
-        sop_instance_uid=generate_uid(),
-        instance_number=1,
-        manufacturer="MedVault",
-        patient_orientation=("L", "P"),
-        transfer_syntax_uid="1.2.840.10008.1.2.1",
+    sc = heatmap_capture(
+        result=result, ref_dataset=ds, series_uid=generate_uid(), sop_uid=generate_uid(),
+        series_number=9000 + (result.pk % 1000), instance_number=1,
     )
-    sc.SeriesDescription = f"MedVault {result.model_name} heat-map (decision support)"[:64]
-    sc.ImageComments = (
-        f"{result.model_name} {result.model_version}: {outcome}. Decision support, not a diagnosis."
-    )[:10240]
-    sc.DerivationDescription = (
-        f"Class activation heat-map of {result.model_name} {result.model_version}"[:1024]
-    )
-    sc.BurnedInAnnotation = "YES"
-    sc.Modality = "OT"
     buffer = io.BytesIO()
     sc.save_as(buffer, enforce_file_format=True)
     stored = instance_store(data=buffer.getvalue(), source="analysis", user=user, group=study.group)

@@ -222,3 +222,27 @@ def render_frame_png(
     data = encode_png(image)
     PNG_CACHE.put(key, data, len(data))
     return data, info, (center, width)
+
+
+_PIXELS_CACHE = _LRU(128 * 1024 * 1024)
+
+
+def frame_pixels_bytes(
+    instance: Any, frame: int
+) -> tuple[bytes | None, str, np.ndarray, FrameInfo]:
+    """The grey frame in modality units as little-endian bytes for the browser: ``int16`` when
+    that holds every value exactly, else ``float32``. ``None`` for a colour frame."""
+    values = modality_frame(instance, frame)
+    info = frame_info(instance, values, frame)
+    if info.color:
+        return None, "", values, info
+    key = (instance.sop_instance_uid, instance.blob_key, frame)
+    cached = _PIXELS_CACHE.get(key)
+    if cached is not None:
+        return cached[0], cached[1], values, info
+    low, high = (float(values.min()), float(values.max())) if values.size else (0.0, 0.0)
+    whole = low >= -32768 and high <= 32767 and bool(np.all(np.equal(np.mod(values, 1), 0)))
+    dtype = "int16" if whole else "float32"
+    body = values.astype("<i2" if whole else "<f4").tobytes()
+    _PIXELS_CACHE.put(key, (body, dtype), len(body))
+    return body, dtype, values, info

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from medvault.ui import viewer, views
+from medvault.ui import ohif, viewer, views
 
 app_name = "ui"
 urlpatterns = [
@@ -15,7 +15,10 @@ urlpatterns = [
     path("instances/<str:sop_uid>/download", views.instance_download, name="download"),
     path("viewer/<str:study_uid>/", viewer.viewer, name="viewer"),
     path("frames/<str:sop_uid>/<int:frame>.png", viewer.frame_png, name="frame"),
+    path("frames/<str:sop_uid>/<int:frame>.pixels", viewer.frame_pixels, name="frame_pixels"),
     path("frames/<str:sop_uid>/info", viewer.frame_info, name="frame_info"),
     path("history/", views.history, name="history"),
     path("models/<str:model_name>/", views.model_card, name="model_card"),
+    path("ohif/", ohif.ohif, name="ohif"),
+    path("ohif/<path:path>", ohif.ohif, name="ohif_path"),
 ]

@@ -14,7 +14,10 @@ from medvault.accounts.decorators import role_required
 from medvault.accounts.deid import deidentify_json, patient_label, retain_dates
 from medvault.ui import selectors
 from medvault.ui.access import audit_view, visible_instance_or_404, visible_study_or_404
-from medvault.ui.rendering import CT_PRESETS, render_frame_png
+from medvault.ui.rendering import CT_PRESETS, frame_pixels_bytes, render_frame_png
+
+# CT, Enhanced CT and Legacy Converted Enhanced CT Image Storage: pixel values rescale to HU.
+CT_HOUNSFIELD_CLASSES = {"1.2.840.10008.5.1.4.1.1.2", "1.2.840.10008.5.1.4.1.1.2.1", "1.2.840.10008.5.1.4.1.1.2.2"}
 
 # DICOM JSON tags shown first in the metadata panel, with their names.
 _KEYWORDS: dict[str, str] | None = None
@@ -58,7 +61,10 @@ def viewer(request: HttpRequest, study_uid: str) -> HttpResponse:
     name, pid = patient_label(study.patient, deid)
     config = {
         "frames": frames, "start": start, "modality": current.modality,
-        "presets": CT_PRESETS if current.modality == "CT" else {},
+        # Presets are in Hounsfield units: only for CT images that carry them, not for a
+        # PNG/JPEG upload labelled "CT" (a Secondary Capture of 8-bit grey levels).
+        "presets": CT_PRESETS if current.modality == "CT" and instances
+        and all(i.sop_class_uid in CT_HOUNSFIELD_CLASSES for i in instances) else {},
         "overlayResult": request.GET.get("result", ""),
         "canAnalyse": permissions.user_can(request.user, "analyse"),
         "similarUrl": _similar_url() if permissions.user_can(request.user, "search") else "",
@@ -110,6 +116,36 @@ def frame_png(request: HttpRequest, sop_uid: str, frame: int) -> HttpResponse:
     response["Cache-Control"] = "private, no-store"  # PHI: never outlives the access
     response["X-Window"] = f"{used[0]:g},{used[1]:g}"
     response["X-Render-Ms"] = f"{(time.perf_counter() - started) * 1000:.1f}"
+    return response
+
+
+@role_required("view")
+def frame_pixels(request: HttpRequest, sop_uid: str, frame: int) -> HttpResponse:
+    """One grey frame in modality units (e.g. Hounsfield), for window/level in the browser.
+
+    Little-endian ``int16`` when every value is a whole number in its range (most CT, MR),
+    else ``float32``; ``X-Dtype``, ``X-Rows``, ``X-Columns``, ``X-Window`` (default centre,
+    width) and ``X-Photometric`` describe it. Colour frames answer 415: the viewer shows
+    those as rendered PNGs.
+    """
+    instance = visible_instance_or_404(request, sop_uid)
+    if frame >= max(1, instance.number_of_frames or 1):
+        return HttpResponse("There is no such frame.", status=404, content_type="text/plain")
+    study = instance.series.study
+    audit_view(request, study, series_uid=instance.series.series_instance_uid, sop_uid=sop_uid,
+               detail="frame", dedupe_seconds=600)
+    try:
+        body, dtype, values, info = frame_pixels_bytes(instance, frame)
+    except Exception as exc:  # noqa: BLE001 - tell the viewer in words, never a stack trace
+        return HttpResponse(f"This image cannot be displayed: {exc}", status=422, content_type="text/plain")
+    if body is None:
+        return HttpResponse("A colour image: ask for the rendered PNG.", status=415, content_type="text/plain")
+    response = HttpResponse(body, content_type="application/octet-stream")
+    response["Cache-Control"] = "private, max-age=86400"
+    response["X-Dtype"] = dtype
+    response["X-Rows"], response["X-Columns"] = str(values.shape[0]), str(values.shape[1])
+    response["X-Window"] = f"{info.default_center:g},{info.default_width:g}"
+    response["X-Photometric"] = info.photometric
     return response
 
 

@@ -219,14 +219,18 @@ def studies(request: HttpRequest) -> HttpResponse:
             () if retain_dates() else ("date_from", "date_to")
         ):
             form.fields.pop(name, None)
-    results = selectors.study_search(user=request.user, query=query)
+    # A search with an invalid field (e.g. "2024-13-45" as a date) lists nothing: showing every
+    # study, unfiltered, under "Enter a valid date." would look like the search's answer.
+    invalid = form.is_bound and not form.is_valid()
+    results = [] if invalid else selectors.study_search(user=request.user, query=query)
     page = Paginator(results, 25).get_page(request.GET.get("page"))
     audit_record(user=request.user, action="search", request=request,
                  outcome="ok" if form.is_valid() or not request.GET else "error",
                  detail=f"studies: {request.GET.urlencode()[:400]} -> {page.paginator.count}")
     return render(request, "ui/studies.html", {
         "nav": "studies", "form": form, "page": page, "rows": [_study_row(s, deid) for s in page],
-        "sort": query.sort, "deid": deid, "retain_dates": retain_dates(), **_sort_links(query.sort),
+        "sort": query.sort, "deid": deid, "retain_dates": retain_dates(), "invalid": invalid,
+        **_sort_links(query.sort),
     })
 
 

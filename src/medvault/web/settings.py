@@ -217,9 +217,16 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = envint("MEDVAULT_MAX_FORM_BYTES", 10 * 1024**2)
 FILE_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024**2
 FILE_UPLOAD_TEMP_DIR = None
 
+# OHIF Viewer at /ohif/ (medvault.ui.ohif): the prebuilt @ohif/app bundle fetched by
+# scripts/fetch_ohif.sh; absent -> /ohif/ answers 503 with how to install it.
+MEDVAULT_OHIF_DIR = Path(envstr("MEDVAULT_OHIF_DIR", str(BASE_DIR / ".ohif" / "dist"))).resolve()
+
 # --- Analysis --------------------------------------------------------------------------
 MEDVAULT_MODELS_DIR = Path(envstr("MEDVAULT_MODELS_DIR", str(BASE_DIR / "models"))).resolve()
 MEDVAULT_AUTO_ANALYSE = envbool("MEDVAULT_AUTO_ANALYSE", True)
+# Store each finished analysis in its study as DICOM (Comprehensive SR + heat-map Secondary
+# Capture; medvault.analysis.dicom_results).
+MEDVAULT_ANALYSIS_DICOM = envbool("MEDVAULT_ANALYSIS_DICOM", True)
 MEDVAULT_JOB_LEASE_SECONDS = envint("MEDVAULT_JOB_LEASE_SECONDS", 300)
 MEDVAULT_JOB_MAX_ATTEMPTS = envint("MEDVAULT_JOB_MAX_ATTEMPTS", 3)
 MEDVAULT_WORKER_POLL_MS = envint("MEDVAULT_WORKER_POLL_MS", 100)

@@ -63,3 +63,15 @@ def query_with(context: dict[str, Any], **changes: Any) -> str:
             params[key] = value
     encoded = params.urlencode()
     return f"?{encoded}" if encoded else "?"
+
+
+@register.filter
+def ohif_url(study_uid: str) -> str:
+    """``/ohif/viewer?StudyInstanceUIDs=<uid>``, or "" when the OHIF bundle is not installed."""
+    from urllib.parse import urlencode
+
+    from medvault.ui.ohif import ohif_available
+
+    if not ohif_available():
+        return ""
+    return "/ohif/viewer?" + urlencode({"StudyInstanceUIDs": study_uid})

@@ -1,6 +1,9 @@
-// MedVault viewer: the server renders each windowed frame to PNG (cached); this script
-// handles scrolling (wheel, arrow keys), window/level by drag and presets, zoom and pan,
-// the metadata panel, and the analysis heat-map overlay.
+// MedVault viewer: window/level runs in the browser. Each grey frame comes once as its
+// modality values (Hounsfield for CT; /frames/<uid>/<n>.pixels, int16 or float32) and is
+// windowed into a canvas on every change, so dragging W/L redraws at the display's rate
+// without a request. Colour frames are rendered by the server (PNG). The script also handles
+// scrolling (wheel, arrow keys), presets, zoom and pan, the metadata panel and the analysis
+// heat-map overlay.
 (function () {
   "use strict";
   var configNode = document.getElementById("viewer-config");
@@ -8,7 +11,8 @@
   var cfg = JSON.parse(configNode.textContent);
   var frames = cfg.frames;
   var stage = document.getElementById("stage");
-  var img = document.getElementById("frame");
+  var canvas = document.getElementById("frame");
+  var ctx = canvas.getContext("2d");
   var overlay = document.getElementById("overlay");
   var hudPos = document.getElementById("hud-pos");
   var hudWindow = document.getElementById("hud-window");
@@ -25,85 +29,178 @@
   var state = {
     index: Math.min(Math.max(cfg.start || 0, 0), frames.length - 1),
     wc: null, ww: null, invert: false,
-    scale: 1, x: 0, y: 0, fitted: false, tool: "wl",
+    scale: 1, x: 0, y: 0, fitted: false, tool: "wl", toolChosen: false,
     natural: { w: 0, h: 0 }, overlayOn: false, overlayUrl: null,
   };
-  var inflight = false, wanted = null, currentUrl = null, lastMetaUid = null, lastAnalysisUid = null;
+  var lastMetaUid = null, lastAnalysisUid = null, drawQueued = false, draws = 0, firstDrawn = false;
+  var cache = new Map(), pending = new Map(), MAX_CACHED = 64;
+  var imageData = null, out32 = null, lut = null;
 
-  function frameUrl(i, withWindow) {
+  function key(i) { return frames[i].uid + "/" + frames[i].frame; }
+
+  function pngUrl(i) {
     var f = frames[i];
     var url = "/frames/" + encodeURIComponent(f.uid) + "/" + f.frame + ".png";
     var params = [];
-    if (withWindow && state.wc !== null) params.push("wc=" + state.wc.toFixed(1), "ww=" + state.ww.toFixed(1));
+    if (state.wc !== null) params.push("wc=" + state.wc.toFixed(1), "ww=" + state.ww.toFixed(1));
     if (state.invert) params.push("invert=1");
     return params.length ? url + "?" + params.join("&") : url;
   }
 
-  function render() {
-    var url = frameUrl(state.index, true);
-    if (inflight) { wanted = url; return; }
-    if (url === currentUrl) return;
-    inflight = true;
-    var started = performance.now();
-    fetch(url, { credentials: "same-origin" }).then(function (response) {
-      if (!response.ok) {
-        return response.text().then(function (t) { throw new Error(t || ("error " + response.status)); });
-      }
-      var win = response.headers.get("X-Window");
-      if (win && state.wc === null) {
-        var parts = win.split(",");
-        state.wc = parseFloat(parts[0]); state.ww = parseFloat(parts[1]);
-      }
-      return response.blob();
-    }).then(function (blob) {
-      var objectUrl = URL.createObjectURL(blob);
-      img.onload = function () {
-        if (img.dataset.prev) URL.revokeObjectURL(img.dataset.prev);
-        img.dataset.prev = objectUrl;
-        state.natural = { w: img.naturalWidth, h: img.naturalHeight };
-        if (!state.fitted) fit();
-        img.dataset.ms = String(Math.round(performance.now() - started));
-        stage.dataset.loaded = String(state.index);
-        stage.dataset.window = state.wc === null ? "" : state.wc.toFixed(1) + "," + state.ww.toFixed(1);
-        statusNode.textContent = "";
-        finish();
-      };
-      img.src = objectUrl;
-      currentUrl = url;
-      updateHud();
-    }).catch(function (err) {
-      statusNode.textContent = String(err.message || err).slice(0, 200);
-      finish();
-    });
-    function finish() {
-      inflight = false;
-      if (wanted && wanted !== currentUrl) { wanted = null; render(); }
-      else { wanted = null; prefetch(); }
+  function remember(k, entry) {
+    cache.set(k, entry);
+    if (cache.size > MAX_CACHED) cache.delete(cache.keys().next().value);
+    return entry;
+  }
+
+  function failure(response) {
+    return response.text().then(function (t) { throw new Error(t || ("error " + response.status)); });
+  }
+
+  // The frame's modality values (grey) or a rendered bitmap (colour), fetched once.
+  function load(i) {
+    var k = key(i);
+    if (cache.has(k)) return Promise.resolve(cache.get(k));
+    if (pending.has(k)) return pending.get(k);
+    var f = frames[i];
+    var p = fetch("/frames/" + encodeURIComponent(f.uid) + "/" + f.frame + ".pixels", { credentials: "same-origin" })
+      .then(function (response) {
+        if (response.status === 415) return { kind: "color", key: k, bitmaps: {} };
+        if (!response.ok) return failure(response);
+        var h = response.headers;
+        var win = (h.get("X-Window") || "40,400").split(",").map(parseFloat);
+        var dtype = h.get("X-Dtype");
+        return response.arrayBuffer().then(function (buffer) {
+          var data = dtype === "int16" ? new Int16Array(buffer) : new Float32Array(buffer);
+          var lo = Infinity, hi = -Infinity;
+          for (var j = 0; j < data.length; j++) { var v = data[j]; if (v < lo) lo = v; if (v > hi) hi = v; }
+          return { kind: "grey", key: k, data: data, dtype: dtype, min: lo, max: hi,
+                   rows: parseInt(h.get("X-Rows"), 10), cols: parseInt(h.get("X-Columns"), 10),
+                   window: win, mono1: h.get("X-Photometric") === "MONOCHROME1" };
+        });
+      })
+      .then(function (entry) { pending.delete(k); return remember(k, entry); },
+            function (err) { pending.delete(k); throw err; });
+    pending.set(k, p);
+    return p;
+  }
+
+  // Window the grey values into the canvas's pixels: a lookup table per window for int16.
+  function paint(e) {
+    if (!imageData || imageData.width !== e.cols || imageData.height !== e.rows) {
+      imageData = ctx.createImageData(e.cols, e.rows);
+      out32 = new Uint32Array(imageData.data.buffer);
     }
-    var uid = frames[state.index].uid;
+    var width = Math.max(state.ww, 1), low = state.wc - width / 2, scale = 255 / width;
+    var flip = e.mono1 !== state.invert, d = e.data, n = d.length, out = out32, i, g;
+    if (e.dtype === "int16") {
+      var span = e.max - e.min + 1, off = e.min;
+      if (!lut || lut.length < span) lut = new Uint32Array(span);
+      for (i = 0; i < span; i++) {
+        g = (i + off - low) * scale;
+        g = g <= 0 ? 0 : (g >= 255 ? 255 : g | 0);
+        if (flip) g = 255 - g;
+        lut[i] = 0xff000000 | (g << 16) | (g << 8) | g;
+      }
+      for (i = 0; i < n; i++) out[i] = lut[d[i] - off];
+    } else {
+      for (i = 0; i < n; i++) {
+        g = (d[i] - low) * scale;
+        g = g <= 0 ? 0 : (g >= 255 ? 255 : g | 0);
+        if (flip) g = 255 - g;
+        out[i] = 0xff000000 | (g << 16) | (g << 8) | g;
+      }
+    }
+    ctx.putImageData(imageData, 0, 0);
+  }
+
+  function windowKey() { return state.wc === null ? "" : state.wc.toFixed(1) + "," + state.ww.toFixed(1) + (state.invert ? ",i" : ""); }
+
+  // Colour frames: the server windows them; one bitmap per window, drawn when it arrives.
+  function paintColour(e, index) {
+    var wk = windowKey(), bitmap = e.bitmaps[wk];
+    if (bitmap) { sizeCanvas(bitmap.width, bitmap.height); ctx.drawImage(bitmap, 0, 0); return true; }
+    if (e.loading) { e.again = true; return false; }
+    e.loading = true;
+    fetch(pngUrl(index), { credentials: "same-origin" }).then(function (response) {
+      if (!response.ok) return failure(response);
+      var win = response.headers.get("X-Window");
+      if (win && state.wc === null) { var p = win.split(","); state.wc = parseFloat(p[0]); state.ww = parseFloat(p[1]); wk = windowKey(); }
+      return response.blob().then(createImageBitmap);
+    }).then(function (bmp) {
+      e.bitmaps = {}; e.bitmaps[wk] = bmp; e.loading = false;
+      e.rows = bmp.height; e.cols = bmp.width;
+      scheduleDraw();
+    }).catch(function (err) { e.loading = false; statusNode.textContent = String(err.message || err).slice(0, 200); });
+    return false;
+  }
+
+  function sizeCanvas(w, h) {
+    if (canvas.width !== w || canvas.height !== h) { canvas.width = w; canvas.height = h; }
+    state.natural = { w: w, h: h };
+  }
+
+  function draw() {
+    drawQueued = false;
+    var e = cache.get(key(state.index));
+    if (!e) return;
+    if (e.kind === "grey") {
+      if (state.wc === null) { state.wc = e.window[0]; state.ww = e.window[1]; }
+      sizeCanvas(e.cols, e.rows);
+      paint(e);
+    } else if (!paintColour(e, state.index)) {
+      return;
+    }
+    if (!state.fitted) fit();
+    draws += 1;
+    stage.dataset.draws = String(draws);
+    stage.dataset.loaded = String(state.index);
+    stage.dataset.window = state.wc === null ? "" : state.wc.toFixed(1) + "," + state.ww.toFixed(1);
+    // Milliseconds from the start of the navigation to the first image on screen.
+    if (!firstDrawn) { firstDrawn = true; canvas.dataset.ms = String(Math.round(performance.now())); }
+    statusNode.textContent = "";
+    updateHud();
+  }
+
+  function scheduleDraw() {
+    if (drawQueued) return;
+    drawQueued = true;
+    requestAnimationFrame(draw);
+  }
+
+  function render() {
+    var index = state.index;
+    load(index).then(function () { if (index === state.index) { scheduleDraw(); prefetch(); } })
+      .catch(function (err) { statusNode.textContent = String(err.message || err).slice(0, 200); });
+    var uid = frames[index].uid;
     if (uid !== lastMetaUid) { lastMetaUid = uid; loadMeta(uid); loadAnalyses(uid); updateLinks(uid); }
   }
 
   function prefetch() {
-    // Warm the browser cache with the neighbours in the current window.
-    [1, -1, 2].forEach(function (d) {
+    // The neighbours' values, so scrolling draws without waiting.
+    [1, -1, 2, 3].forEach(function (d) {
       var j = state.index + d;
-      if (j >= 0 && j < frames.length) fetch(frameUrl(j, true), { credentials: "same-origin" }).catch(function () {});
+      if (j >= 0 && j < frames.length) load(j).catch(function () {});
     });
   }
 
   function applyTransform() {
     var t = "translate(" + state.x + "px," + state.y + "px) scale(" + state.scale + ")";
-    img.style.transform = t;
+    canvas.style.transform = t;
     overlay.style.transform = t;
     overlay.style.width = state.natural.w + "px";
     overlay.style.height = state.natural.h + "px";
   }
 
+  function fitScale() {
+    var r = stage.getBoundingClientRect();
+    return Math.min(r.width / state.natural.w, r.height / state.natural.h);
+  }
+
   function fit() {
     if (!state.natural.w) return;
     var r = stage.getBoundingClientRect();
-    state.scale = Math.min(r.width / state.natural.w, r.height / state.natural.h);
+    state.scale = fitScale();
     state.x = (r.width - state.natural.w * state.scale) / 2;
     state.y = (r.height - state.natural.h * state.scale) / 2;
     state.fitted = true;
@@ -154,16 +251,24 @@
   function zoomAt(factor, e) {
     var r = stage.getBoundingClientRect();
     var px = (e ? e.clientX - r.left : r.width / 2), py = (e ? e.clientY - r.top : r.height / 2);
+    // Limits relative to the fitted size, so a 16x16 image can still be zoomed in (a fixed
+    // 4000 % cap made "zoom in" shrink it), and a step never goes the other way.
+    var fitted = state.natural.w ? fitScale() : 1;
+    var next = Math.min(Math.max(state.scale * factor, Math.min(0.05, fitted / 4)), Math.max(40, fitted * 32));
+    if ((factor > 1 && next < state.scale) || (factor < 1 && next > state.scale)) return;
+    factor = next / state.scale;
     state.x = px - (px - state.x) * factor;
     state.y = py - (py - state.y) * factor;
-    state.scale = Math.min(Math.max(state.scale * factor, 0.05), 40);
+    state.scale = next;
     applyTransform(); updateHud();
   }
 
   var drag = null;
   stage.addEventListener("pointerdown", function (e) {
     stage.setPointerCapture(e.pointerId);
-    var tool = e.button === 1 ? "pan" : (e.button === 2 ? "zoom" : state.tool);
+    // A finger pans unless a tool was chosen (the image stays where the finger puts it).
+    var touchPan = e.pointerType === "touch" && !state.toolChosen;
+    var tool = e.button === 1 || touchPan ? "pan" : (e.button === 2 ? "zoom" : state.tool);
     drag = { x: e.clientX, y: e.clientY, tool: tool, wc: state.wc, ww: state.ww, sx: state.x, sy: state.y, scale: state.scale };
     stage.focus();
     e.preventDefault();
@@ -176,7 +281,7 @@
       var sensitivity = Math.max(drag.ww, 10) / 250;
       state.ww = Math.max(1, drag.ww + dx * sensitivity);
       state.wc = drag.wc + dy * sensitivity;
-      updateHud(); render();
+      scheduleDraw();
     } else if (drag.tool === "pan") {
       state.x = drag.sx + dx; state.y = drag.sy + dy; applyTransform();
     } else if (drag.tool === "zoom") {
@@ -190,18 +295,23 @@
   document.querySelectorAll("[data-tool]").forEach(function (b) {
     b.addEventListener("click", function () {
       state.tool = b.dataset.tool;
-      document.querySelectorAll("[data-tool]").forEach(function (o) { o.classList.toggle("active", o === b); });
+      state.toolChosen = true;
+      document.querySelectorAll("[data-tool]").forEach(function (o) {
+        o.classList.toggle("active", o === b);
+        o.setAttribute("aria-pressed", String(o === b));
+      });
     });
   });
   document.querySelectorAll("[data-preset]").forEach(function (b) {
     b.addEventListener("click", function () {
       var p = cfg.presets[b.dataset.preset];
       state.wc = p[0]; state.ww = p[1];
-      updateHud(); render();
+      scheduleDraw();
     });
   });
-  function reset() { state.wc = null; state.ww = null; state.invert = false; currentUrl = null; fit(); render(); }
-  function toggleInvert() { state.invert = !state.invert; document.getElementById("invert").classList.toggle("active", state.invert); render(); }
+  function setPressed(button, on) { button.classList.toggle("active", on); button.setAttribute("aria-pressed", String(on)); }
+  function reset() { state.wc = null; state.ww = null; state.invert = false; setPressed(document.getElementById("invert"), false); fit(); scheduleDraw(); }
+  function toggleInvert() { state.invert = !state.invert; setPressed(document.getElementById("invert"), state.invert); scheduleDraw(); }
   document.getElementById("fit").addEventListener("click", fit);
   document.getElementById("reset").addEventListener("click", reset);
   document.getElementById("invert").addEventListener("click", toggleInvert);
@@ -282,7 +392,7 @@
           overlay.src = chosen.heatmap_url;
           if (cfg.overlayResult) { state.overlayOn = true; }
           overlay.hidden = !state.overlayOn;
-          overlayButton.classList.toggle("active", state.overlayOn);
+          setPressed(overlayButton, state.overlayOn);
           applyTransform();
         }
       }).catch(function () {});
@@ -290,7 +400,7 @@
   function toggleOverlay() {
     state.overlayOn = !state.overlayOn;
     overlay.hidden = !state.overlayOn || !state.overlayUrl;
-    overlayButton.classList.toggle("active", state.overlayOn);
+    setPressed(overlayButton, state.overlayOn);
   }
   overlayButton.addEventListener("click", toggleOverlay);
   var analyseButton = document.getElementById("analyse");
