@@ -36,6 +36,13 @@ def test_ohif_page_policy_and_config(client, clinician_a, settings):
     # A path is looked up in the bundle's file list, never joined onto the filesystem.
     assert b"[project]" not in client.get("/ohif/..%2F..%2F..%2Fpyproject.toml").content
     assert b"[project]" not in client.get("/ohif/../../../pyproject.toml").content
+    # The bundle's own files (no patient data, the same bytes for everyone) keep a cache
+    # lifetime through the no-store rule for computed answers; the config does not.
+    bundle_name = "app.bundle." + body.split('src="/ohif/app.bundle.')[1].split('"')[0]
+    bundle = client.get("/ohif/" + bundle_name)
+    assert bundle.status_code == 200 and "max-age=86400" in bundle["Cache-Control"]
+    assert "no-store" not in bundle["Cache-Control"]
+    assert "no-store" in client.get("/ohif/app-config.js")["Cache-Control"]
     client.logout()
     assert client.get("/ohif/app-config.js").status_code == 302
 

@@ -99,7 +99,10 @@ APP_CONFIG_JS = """/** MedVault's OHIF configuration (from medvault.ui.ohif, not
 _ROOT_URL = re.compile(r'(href|src|content)="/(?!/)')
 _INLINE_SCRIPT = re.compile(r"<script>[^<]*</script>")
 _SERVICE_WORKER = re.compile(r'<script[^>]*init-service-worker\.js"></script>')
-_CACHE = "private, max-age=86400"
+# The bundle's files are the npm package's bytes, the same for every user and free of patient
+# data: "public" keeps their lifetime through ops.middleware's no-store rule for computed answers
+# (without it every OHIF open would fetch and compile the 17 MB bundle again).
+_CACHE = "public, max-age=86400"
 mimetypes.add_type("application/wasm", ".wasm")
 mimetypes.add_type("text/javascript", ".mjs")
 
