@@ -126,5 +126,5 @@ def test_c_get_c_move_and_export_send_the_results(analysed_study: str, settings:
         server.shutdown()
 
     call_command("export", "--study", analysed_study, str(tmp_path / "out"), stdout=io.StringIO())
-    exported = [pydicom.dcmread(p) for p in sorted((tmp_path / "out").glob("*.dcm"))]
+    exported = [pydicom.dcmread(p) for p in sorted((tmp_path / "out").rglob("*.dcm"))]
     assert _classes(exported) == sorted([CT, SR, SC])
