@@ -140,6 +140,14 @@ def pseudonyms_record(issued: dict[str, str]) -> None:
         UidPseudonym.objects.bulk_create(new, ignore_conflicts=True, batch_size=_CHUNK)
 
 
+def pseudonym_issue(uid: str) -> str:
+    """The pseudonym of ``uid``, recorded so that it resolves when a researcher sends it
+    (as if it had been shown; for links made outside a researcher's request)."""
+    pseudonym = deid.uid_pseudonym(uid)
+    pseudonyms_record({uid: pseudonym})
+    return pseudonym
+
+
 def _deidentified(request: HttpRequest) -> bool:
     if is_deidentified_user(getattr(request, "user", None)):
         return True
