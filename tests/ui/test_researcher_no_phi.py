@@ -267,3 +267,24 @@ def test_retain_dates_option_keeps_dates_and_says_so(researcher, phi_ct, address
     assert metadata["00080020"]["Value"] == ["20231115"]
     assert "113106" in [item["00080100"]["Value"][0] for item in metadata["00120064"]["Value"]]
     assert "Astronaut" not in str(metadata) and "Secretperson" not in str(metadata)
+
+
+def test_deidentified_dataset_has_pseudonymous_uids_and_declares_the_basic_profile(settings):
+    """The same replacement on a pydicom Dataset: instance UIDs replaced, class UIDs kept."""
+    from medvault.accounts.deid import deidentify_dataset, uid_pseudonym
+
+    settings.MEDVAULT_DEID_UID_KEY = "test-key"
+    original = pydicom.dcmread(io.BytesIO(_phi_instance()))
+    ds = deidentify_dataset(original)
+    for keyword in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "FrameOfReferenceUID"):
+        assert ds[keyword].value == uid_pseudonym(original[keyword].value), keyword
+        assert ds[keyword].value != original[keyword].value and ds[keyword].value.startswith("2.25.")
+    assert ds.ReferencedImageSequence[0].ReferencedSOPInstanceUID == uid_pseudonym(REFERENCED_SOP)
+    assert ds.ReferencedImageSequence[0].ReferencedSOPClassUID == original.SOPClassUID
+    assert ds.SOPClassUID == original.SOPClassUID
+    assert ds.file_meta.MediaStorageSOPInstanceUID == ds.SOPInstanceUID
+    assert ds.file_meta.TransferSyntaxUID == original.file_meta.TransferSyntaxUID
+    assert [item.CodeValue for item in ds.DeidentificationMethodCodeSequence] == ["113100"]
+    # Another key gives other pseudonyms (unlinkable without the key).
+    settings.MEDVAULT_DEID_UID_KEY = "another-key"
+    assert uid_pseudonym(original.StudyInstanceUID) != ds.StudyInstanceUID
