@@ -288,3 +288,12 @@ def test_deidentified_dataset_has_pseudonymous_uids_and_declares_the_basic_profi
     # Another key gives other pseudonyms (unlinkable without the key).
     settings.MEDVAULT_DEID_UID_KEY = "another-key"
     assert uid_pseudonym(original.StudyInstanceUID) != ds.StudyInstanceUID
+
+
+@pytest.mark.django_db
+def test_researcher_redirects_name_only_pseudonyms(researcher, phi_ct, addresses):
+    """CommonMiddleware's slash redirect runs outside the pseudonym middleware: still no original."""
+    st = addresses[0]
+    response = researcher.get(f"/studies/{st}", {"from": st})
+    assert response.status_code == 301
+    assert response["Location"] == f"/studies/{st}/?from={st}"

@@ -86,8 +86,8 @@ def _request_translate(request: HttpRequest) -> None:
         request.path = request.path[: len(request.path) - len(request.path_info)] + path_info
         request.path_info = path_info
     query = request.META.get("QUERY_STRING", "")
-    if query and UID_TEXT.search(QueryDict(query).urlencode()):
-        params = QueryDict(query, mutable=True)
+    params = QueryDict(query, mutable=True)
+    if any(UID_TEXT.search(v) for key in params for v in params.getlist(key)):
         for key in list(params):
             params.setlist(key, [_text_in(v) for v in params.getlist(key)])
         request.META["QUERY_STRING"] = params.urlencode()
@@ -164,9 +164,13 @@ class ResearcherUidMiddleware:
         if not _deidentified(request):
             return self.get_response(request)
         issued = deid.uids_issued_begin()
+        sent = (request.path, request.path_info, request.META.get("QUERY_STRING", ""))
         try:
             _request_translate(request)
             response = self.get_response(request)
+            # Outer middleware (CommonMiddleware's slash redirect, logging) sees what was sent.
+            request.path, request.path_info, request.META["QUERY_STRING"] = sent
+            request.__dict__.pop("GET", None)
             _response_translate(response)
             if issued:
                 pseudonyms_record(issued)
