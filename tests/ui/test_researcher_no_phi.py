@@ -199,7 +199,9 @@ def test_researcher_pseudonyms_resolve_under_the_same_permissions(researcher, ph
     st, se, sop = addresses
     for url in (f"/studies/{st}/", f"/viewer/{st}/", f"/dicomweb/studies/{st}/metadata",
                 f"/dicomweb/studies/{st}/series/{se}/instances/{sop}/rendered", f"/frames/{sop}/0.png"):
-        assert other.get(url).status_code == 404, url
+        response = other.get(url)
+        assert response.status_code == 404, url
+        assert not [uid for uid in _originals(phi_ct) if uid in _text(response)], url
 
 
 @pytest.mark.django_db
@@ -297,3 +299,4 @@ def test_researcher_redirects_name_only_pseudonyms(researcher, phi_ct, addresses
     response = researcher.get(f"/studies/{st}", {"from": st})
     assert response.status_code == 301
     assert response["Location"] == f"/studies/{st}/?from={st}"
+    assert phi_ct.series.study.study_instance_uid not in response["Location"]
