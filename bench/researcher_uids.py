@@ -25,6 +25,7 @@ import shutil
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
@@ -49,7 +50,8 @@ def _store(n: int, user, group) -> str:
         template.InstanceNumber = i + 1
         buffer = io.BytesIO()
         template.save_as(buffer, enforce_file_format=True)
-        [result] = upload_store(name=f"{i}.dcm", data=buffer.getvalue(), source="bench", user=user, group=group)
+        [result] = upload_store(name=f"{i}.dcm", data=buffer.getvalue(), source="bench",
+                                user=user, group=group)
         assert result.status == "stored", result.reason
     return study
 
@@ -80,25 +82,28 @@ def main() -> None:
         uid_pseudonym = str
 
     clinician, group = bench_clinician()
-    researcher = User.objects.create_user("bench-r", password="x" * 12, role="researcher", status="approved")
+    researcher = User.objects.create_user("bench-r", password="x" * 12, role="researcher",
+                                          status="approved")
     researcher.groups.add(group)
     study = _store(args.instances, clinician, group)
     json_accept = "application/dicom+json"
-    result: dict[str, object] = {"instances": args.instances}
-    for who, user, uid in (("clinician", clinician, study), ("researcher", researcher, uid_pseudonym(study))):
+    result: dict[str, Any] = {"instances": args.instances}
+    for who, user, uid in (("clinician", clinician, study),
+                           ("researcher", researcher, uid_pseudonym(study))):
         client = Client()
         client.force_login(user)
         # A researcher learns the pseudonym from a listing first (that records it).
         assert client.get("/dicomweb/studies", HTTP_ACCEPT=json_accept).status_code == 200
+        base = f"/dicomweb/studies/{uid}"
         result[who] = {
-            "metadata_ms": summary(_time(client, f"/dicomweb/studies/{uid}/metadata", args.repeat, json_accept)),
-            "qido_instances_ms": summary(_time(client, f"/dicomweb/studies/{uid}/instances", args.repeat, json_accept)),
+            "metadata_ms": summary(_time(client, f"{base}/metadata", args.repeat, json_accept)),
+            "qido_instances_ms": summary(
+                _time(client, f"{base}/instances", args.repeat, json_accept)),
             "study_page_ms": summary(_time(client, f"/studies/{uid}/", args.repeat)),
             "viewer_page_ms": summary(_time(client, f"/viewer/{uid}/", args.repeat)),
         }
-    ratios = {}
-    for key in result["clinician"]:  # type: ignore[union-attr]
-        ratios[key] = round(result["researcher"][key]["p50"] / result["clinician"][key]["p50"], 2)  # type: ignore[index]
+    clin, res = result["clinician"], result["researcher"]
+    ratios = {key: round(res[key]["p50"] / clin[key]["p50"], 2) for key in clin}
     result["ratio_researcher_to_clinician_p50"] = ratios
     print(json.dumps(result, indent=2))
     shutil.rmtree(tmp, ignore_errors=True)

@@ -69,7 +69,8 @@ def incoming_map(tokens: Iterable[str]) -> dict[str, str]:
     tokens = {t for t in tokens if t != UNKNOWN_UID}
     out: dict[str, str] = {}
     for chunk in _chunks(tokens):
-        out.update(UidPseudonym.objects.filter(pseudonym__in=chunk).values_list("pseudonym", "original"))
+        rows = UidPseudonym.objects.filter(pseudonym__in=chunk)
+        out.update(rows.values_list("pseudonym", "original"))
     for original in stored_uids(tokens - set(out)):
         out[original] = UNKNOWN_UID
     return out
@@ -99,7 +100,11 @@ def _request_translate(request: HttpRequest) -> None:
         body = request.body
         mapping = incoming_map(t.decode() for t in UID_BYTES.findall(body))
         if mapping:
-            new = UID_BYTES.sub(lambda m: mapping.get(m.group(0).decode(), m.group(0).decode()).encode(), body)
+            def swap(match: re.Match[bytes]) -> bytes:
+                token = match.group(0).decode()
+                return mapping.get(token, token).encode()
+
+            new = UID_BYTES.sub(swap, body)
             request._body = new  # type: ignore[attr-defined]
             request._stream = io.BytesIO(new)  # type: ignore[attr-defined]
             request.META["CONTENT_LENGTH"] = str(len(new))
@@ -124,7 +129,8 @@ def _response_translate(response: HttpResponse) -> None:
             found = stored_uids(UID_TEXT.findall(value))
             if found:
                 response[header] = UID_TEXT.sub(
-                    lambda m: deid.uid_pseudonym(m.group(0)) if m.group(0) in found else m.group(0), value)
+                    lambda m: deid.uid_pseudonym(m.group(0)) if m.group(0) in found else m.group(0),
+                    value)
 
 
 def pseudonyms_record(issued: dict[str, str]) -> None:
@@ -134,7 +140,8 @@ def pseudonyms_record(issued: dict[str, str]) -> None:
     by_pseudonym = {p: o for o, p in issued.items()}
     known: set[str] = set()
     for chunk in _chunks(by_pseudonym):
-        known.update(UidPseudonym.objects.filter(pseudonym__in=chunk).values_list("pseudonym", flat=True))
+        rows = UidPseudonym.objects.filter(pseudonym__in=chunk)
+        known.update(rows.values_list("pseudonym", flat=True))
     new = [UidPseudonym(pseudonym=p, original=o) for p, o in by_pseudonym.items() if p not in known]
     if new:
         UidPseudonym.objects.bulk_create(new, ignore_conflicts=True, batch_size=_CHUNK)
