@@ -210,8 +210,12 @@ def test_pages_per_role(role, group_a, blob_dir):
     for path, allowed in expected.items():
         assert (client.get(path).status_code == 200) == allowed, (role, path)
     sees_group = role in ("administrator", "clinician", "researcher")
-    assert client.get(f"/studies/{others.study_instance_uid}/").status_code == (200 if sees_group else 404)
-    assert client.get(f"/studies/{own.study_instance_uid}/").status_code == 200
+    # Researchers address studies by pseudonymous UIDs (PS3.15 Annex E); the originals name nothing.
+    from medvault.accounts.uid_middleware import pseudonym_issue
+
+    address = pseudonym_issue if role == "researcher" else str
+    assert client.get(f"/studies/{address(others.study_instance_uid)}/").status_code == (200 if sees_group else 404)
+    assert client.get(f"/studies/{address(own.study_instance_uid)}/").status_code == 200
 
 
 @pytest.mark.django_db
@@ -226,8 +230,11 @@ def test_researcher_sees_no_identifying_data(researcher_a, group_a, blob_dir):
         secrets.append(patient.patient_birth_date.isoformat())
         secrets.append(patient.patient_birth_date.strftime("%Y%m%d"))
     secrets = [s for s in secrets if s]
-    pages = ["/", "/studies/", f"/studies/{study.study_instance_uid}/", f"/viewer/{study.study_instance_uid}/",
-             f"/frames/{instance.sop_instance_uid}/info", "/history/"]
+    from medvault.accounts.uid_middleware import pseudonym_issue
+
+    st, sop = pseudonym_issue(study.study_instance_uid), pseudonym_issue(instance.sop_instance_uid)
+    secrets += [study.study_instance_uid, instance.sop_instance_uid]
+    pages = ["/", "/studies/", f"/studies/{st}/", f"/viewer/{st}/", f"/frames/{sop}/info", "/history/"]
     for path in pages:
         response = client.get(path)
         assert response.status_code == 200, path
@@ -236,7 +243,7 @@ def test_researcher_sees_no_identifying_data(researcher_a, group_a, blob_dir):
             assert secret not in body, (path, secret)
     # Search by identity is not offered to researchers and does not narrow anything.
     assert 'name="patient_name"' not in client.get("/studies/").content.decode()
-    assert client.get(f"/instances/{instance.sop_instance_uid}/download").status_code == 403
+    assert client.get(f"/instances/{sop}/download").status_code == 403
 
 
 def _csrf_token(client: Client, path: str) -> str:

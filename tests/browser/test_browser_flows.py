@@ -211,7 +211,12 @@ def test_researcher_sees_no_identifying_data(mv_server, new_page, shot, blob_dir
     forbidden = [f for f in forbidden if f]
     page = new_page()
     login(page, mv_server.url, researcher_a.username, PASSWORD)
-    for path in ("/", "/studies/", f"/studies/{study.study_instance_uid}/", f"/viewer/{study.study_instance_uid}/"):
+    # Researchers address studies by pseudonymous UIDs (PS3.15 Annex E); the original is never shown.
+    from medvault.accounts.uid_middleware import pseudonym_issue
+
+    forbidden.append(study.study_instance_uid)
+    st = pseudonym_issue(study.study_instance_uid)
+    for path in ("/", "/studies/", f"/studies/{st}/", f"/viewer/{st}/"):
         page.goto(mv_server.url + path)
         if path.startswith("/viewer/"):
             page.wait_for_function("document.getElementById('meta').rows.length > 10")

@@ -157,10 +157,13 @@ def test_search_is_audited(world) -> None:
 
 
 def test_researcher_sees_no_identifying_data(world) -> None:
-    res = _post(Client(), world["users"]["rita"], {"sop_instance_uid": world["query"].sop_instance_uid})
+    from medvault.accounts.uid_middleware import pseudonym_issue
+
+    original = world["query"].sop_instance_uid
+    res = _post(Client(), world["users"]["rita"], {"sop_instance_uid": pseudonym_issue(original)})
     assert res.status_code == 200
     text = res.content.decode()
-    assert "Secret^Name" not in text and "PID" not in text
+    assert "Secret^Name" not in text and "PID" not in text and original not in text
 
 
 def test_session_post_needs_csrf(world) -> None:

@@ -63,8 +63,16 @@ def analysed(settings, tmp_path, stored_ct, clinician_a, clinician_b, group_a, g
     reset_registry()
 
 
-def _expected_link(instance) -> str:
-    return f"/similar/{quote(instance.sop_instance_uid, safe='')}/?model=lung-ct"
+def _pseudonym(uid: str) -> str:
+    """A researcher's address of ``uid`` (PS3.15 Annex E pseudonymous UIDs), as if shown."""
+    from medvault.accounts.uid_middleware import pseudonym_issue
+
+    return pseudonym_issue(uid)
+
+
+def _expected_link(instance, researcher: bool = False) -> str:
+    uid = _pseudonym(instance.sop_instance_uid) if researcher else instance.sop_instance_uid
+    return f"/similar/{quote(uid, safe='')}/?model=lung-ct"
 
 
 def _viewer_config(html: str) -> dict:
@@ -115,7 +123,9 @@ def test_researcher_gets_the_button_and_a_deidentified_grid(analysed, researcher
     for secret in ("MINE-PID", "Mine^Patient", "Mine Patient", "OTHER-PID", analysed["other"].sop_instance_uid,
                    analysed["instance"].series.study.patient.patient_id):
         assert secret not in html, secret
-    compare = client.get(f"/similar/{analysed['instance'].sop_instance_uid}/compare/{analysed['mine'].sop_instance_uid}/")
+    query, mine = (_pseudonym(analysed[k].sop_instance_uid) for k in ("instance", "mine"))
+    assert analysed["mine"].sop_instance_uid not in html and mine in html
+    compare = client.get(f"/similar/{query}/compare/{mine}/")
     assert compare.status_code == 200
     assert "MINE-PID" not in compare.content.decode() and "Mine^Patient" not in compare.content.decode()
 
@@ -133,10 +143,10 @@ def test_role_without_search_sees_no_button(analysed, researcher_a, monkeypatch)
     history = client.get("/history/").content.decode()
     assert "adenocarcinoma" in history and BUTTON.findall(history) == []
     study = analysed["instance"].series.study
-    viewer = client.get(f"/viewer/{study.study_instance_uid}/").content.decode()
+    viewer = client.get(f"/viewer/{_pseudonym(study.study_instance_uid)}/").content.decode()
     assert _viewer_config(viewer)["similarUrl"] == ""
     assert re.search(r'<a class="btn-tool" id="find-similar"[^>]*\bhidden\b', viewer)
-    assert client.get(_expected_link(analysed["instance"])).status_code == 404
+    assert client.get(_expected_link(analysed["instance"], True)).status_code == 404
 
 
 def test_analysis_api_gives_the_similar_link_the_viewer_panel_shows(analysed, clinician_a, researcher_a,
@@ -146,12 +156,14 @@ def test_analysis_api_gives_the_similar_link_the_viewer_panel_shows(analysed, cl
     that may not search; another group gets no result at all."""
     uid = analysed["instance"].sop_instance_uid
     ok, refused = analysed["ok"].pk, analysed["refused"].pk
-    for user in (clinician_a, researcher_a):
+    for user, researcher in ((clinician_a, False), (researcher_a, True)):
         client = login(user)
-        listing = {r["id"]: r for r in client.get("/api/v1/analyses", {"instance": uid}).json()["results"]}
-        assert listing[ok]["similar_url"] == _expected_link(analysed["instance"])
+        address = _pseudonym(uid) if researcher else uid
+        link = _expected_link(analysed["instance"], researcher)
+        listing = {r["id"]: r for r in client.get("/api/v1/analyses", {"instance": address}).json()["results"]}
+        assert listing[ok]["similar_url"] == link
         assert listing[refused]["similar_url"] is None
-        assert client.get(f"/api/v1/analyses/{ok}").json()["similar_url"] == _expected_link(analysed["instance"])
+        assert client.get(f"/api/v1/analyses/{ok}").json()["similar_url"] == link
     assert login(clinician_b).get(f"/api/v1/analyses/{ok}").status_code == 404
     monkeypatch.setitem(permissions._ROLE_ACTIONS, Role.RESEARCHER, frozenset({"view"}))  # noqa: SLF001
     assert login(researcher_a).get(f"/api/v1/analyses/{ok}").json()["similar_url"] is None

@@ -49,7 +49,10 @@ def api_user(request: HttpRequest) -> Any | None:
     Sets ``request.medvault_auth`` to "session" or "token" for the caller's information.
     """
     if request.META.get("HTTP_AUTHORIZATION"):
-        user = _header_user(request)
+        # Read once per request (the researcher UID middleware asks before the view does).
+        if not hasattr(request, "_medvault_header_user"):
+            request._medvault_header_user = _header_user(request)  # type: ignore[attr-defined]
+        user = request._medvault_header_user  # type: ignore[attr-defined]
         if user is not None and is_active_user(user):
             request.medvault_auth = "token"  # type: ignore[attr-defined]
             return user

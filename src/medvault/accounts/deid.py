@@ -11,13 +11,20 @@ characteristics (birth date, age, size, weight, occupation, ...), free text (des
 comments, protocol names, SR text values), every person name (VR PN), all private tags, and,
 unless ``MEDVAULT_DEID_RETAIN_DATES`` is on, every date and time (VR DA, DT, TM).
 The data set is marked PatientIdentityRemoved YES with DeidentificationMethod and
-DeidentificationMethodCodeSequence naming the profile (DCM 113100) and its options:
+DeidentificationMethodCodeSequence naming the profile (DCM 113100) and its option:
 
-* Retain UIDs Option (DCM 113110), always: study, series and instance UIDs are what the
-  researcher uses to address images here (WADO-RS, viewer, similar-image search); they
-  identify images, not people. Replacing them would need a mapping table for every address.
 * Retain Longitudinal Temporal Information With Full Dates Option (DCM 113106), only with
   ``MEDVAULT_DEID_RETAIN_DATES=true``.
+
+UIDs are replaced, as the Basic Profile asks (no Retain UIDs Option): every UI value except
+class and transfer syntax UIDs (SOPClassUID, ReferencedSOPClassUID, ...) and the well-known UIDs
+of the standard becomes ``uid_pseudonym(original)``, ``2.25.<UUID>`` where the UUID is a keyed
+hash of the original (``MEDVAULT_DEID_UID_KEY``, default SECRET_KEY). The same original always
+gives the same pseudonym, so a study, its series and instances, and references between them stay
+consistent across requests and between QIDO-RS, metadata and pages; without the key a pseudonym
+cannot be linked to the original. ``accounts.uid_middleware`` applies the same function to the
+Study/Series/SOP Instance UIDs in everything a researcher is sent (pages, URLs, JSON) and resolves
+the pseudonyms a researcher sends back.
 
 Pixel data is not inspected for burned-in text (Annex E's Clean Pixel Data Option is not
 offered); researchers get no DICOM files (the role table's "download DICOM: no").
@@ -25,6 +32,7 @@ offered); researchers get no DICOM files (the role table's "download DICOM: no")
 
 from __future__ import annotations
 
+import contextvars
 import copy
 import hashlib
 import hmac
@@ -152,13 +160,12 @@ def method_json() -> dict[str, Any]:
     """DeidentificationMethod and its code sequence, as DICOM JSON elements."""
     codes = [
         ("113100", "Basic Application Confidentiality Profile"),
-        ("113110", "Retain UIDs Option"),
     ]
     if retain_dates():
         codes.append(("113106", "Retain Longitudinal Temporal Information Full Dates Option"))
     return {
         "00120063": {"vr": "LO", "Value": [
-            "PS3.15 E Basic Profile; Retain UIDs"
+            "PS3.15 E Basic Profile"
             + ("; Retain Full Dates" if retain_dates() else "")
         ]},
         "00120064": {"vr": "SQ", "Value": [
@@ -177,6 +184,67 @@ def pseudonym(patient_id: str, issuer: str = "") -> str:
         settings.SECRET_KEY.encode(), f"{issuer}\\{patient_id}".encode(), hashlib.sha256
     ).hexdigest()
     return "ANON-" + digest[:10].upper()
+
+
+# Original -> pseudonym pairs shown during the current request; ``accounts.uid_middleware``
+# stores them (UidPseudonym) so that the pseudonyms can be resolved when they come back.
+_issued: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar(
+    "medvault_uid_pseudonyms", default=None
+)
+
+
+def uid_key() -> bytes:
+    return (getattr(settings, "MEDVAULT_DEID_UID_KEY", "") or settings.SECRET_KEY).encode()
+
+
+def uid_pseudonym(uid: str) -> str:
+    """The pseudonymous UID that stands for ``uid``: ``2.25.`` and a version-8 UUID (PS3.5 B.2)
+    made of the first 16 bytes of HMAC-SHA256(key, uid). Deterministic and not reversible."""
+    raw = bytearray(hmac.new(uid_key(), b"uid\\" + uid.encode(), hashlib.sha256).digest()[:16])
+    raw[6] = (raw[6] & 0x0F) | 0x80  # version 8 (custom)
+    raw[8] = (raw[8] & 0x3F) | 0x80  # RFC 9562 variant
+    pseudonym = "2.25." + str(int.from_bytes(raw, "big"))
+    issued = _issued.get()
+    if issued is not None:
+        issued[uid] = pseudonym
+    return pseudonym
+
+
+def uids_issued_begin() -> dict[str, str]:
+    """Start collecting the pseudonyms shown in this request (returns the collecting dict)."""
+    issued: dict[str, str] = {}
+    _issued.set(issued)
+    return issued
+
+
+def uids_issued_end() -> None:
+    _issued.set(None)
+
+
+def keeps_uid(tag: str, uid: str) -> bool:
+    """Whether a UI value stays as it is: class and transfer syntax UIDs, well-known UIDs."""
+    from pydicom.datadict import keyword_for_tag
+    from pydicom.uid import UID_dictionary
+
+    if uid in UID_dictionary:
+        return True
+    try:
+        keyword = keyword_for_tag(int(tag, 16))
+    except ValueError:
+        return True
+    return keyword.endswith("ClassUID") or keyword in _KEPT_UID_KEYWORDS
+
+
+_KEPT_UID_KEYWORDS = frozenset({
+    "TransferSyntaxUID", "CodingSchemeUID", "ContextGroupExtensionCreatorUID",
+    "PrivateInformationCreatorUID", "ImplementationClassUID",
+})
+
+
+def _uid_value(tag: str, value: Any) -> Any:
+    if isinstance(value, str) and value and not keeps_uid(tag, value):
+        return uid_pseudonym(value)
+    return value
 
 
 def _is_private(tag: str) -> bool:
@@ -202,7 +270,10 @@ def deidentify_json(metadata: dict[str, Any]) -> dict[str, Any]:
                 deidentify_json(item) if isinstance(item, dict) else item
                 for item in element["Value"]
             ]
-        out[tag] = copy.deepcopy(element)
+        element = copy.deepcopy(element)
+        if vr == "UI" and isinstance(element.get("Value"), list):
+            element["Value"] = [_uid_value(tag, value) for value in element["Value"]]
+        out[tag] = element
     patient_id = _json_string(metadata.get("00100020"))
     issuer = _json_string(metadata.get("00100021"))
     if patient_id:
@@ -234,12 +305,21 @@ def deidentify_dataset(ds: Any) -> Any:
             elif elem.VR == "SQ":
                 for item in elem.value:
                     strip(item)
+            elif elem.VR == "UI" and elem.value:
+                tag = f"{elem.tag:08X}"
+                if elem.VM > 1:
+                    elem.value = [_uid_value(tag, str(v)) for v in elem.value]
+                else:
+                    elem.value = _uid_value(tag, str(elem.value))
 
     strip(result)
     if patient_id:
         result.PatientID = pseudonym(patient_id, issuer)
     result.PatientIdentityRemoved = "YES"
     result.update(Dataset.from_json(method_json()))
+    meta = getattr(result, "file_meta", None)
+    if meta is not None and "MediaStorageSOPInstanceUID" in meta and "SOPInstanceUID" in result:
+        meta.MediaStorageSOPInstanceUID = result.SOPInstanceUID
     return result
 
 

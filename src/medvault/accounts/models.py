@@ -160,3 +160,19 @@ class StudyShare(models.Model):
         if self.shared_with_user_id:
             return f"user {self.shared_with_user}"
         return f"group {self.shared_with_group}"
+
+
+class UidPseudonym(models.Model):
+    """A pseudonymous UID a researcher was shown, and the original it stands for.
+
+    The pseudonym is derived from the original (``accounts.deid.uid_pseudonym``), so a row
+    holds nothing new; it is kept only so that a pseudonym the researcher sends back (in a URL,
+    query or body) can be resolved to the original. Rows are written when a pseudonym is first
+    shown (``accounts.uid_middleware``).
+    """
+
+    pseudonym = models.CharField(max_length=64, unique=True)
+    original = models.CharField(max_length=64)
+
+    def __str__(self) -> str:
+        return self.pseudonym

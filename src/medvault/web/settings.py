@@ -70,6 +70,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Researchers see and send pseudonymous UIDs (PS3.15 Annex E); after authentication.
+    "medvault.accounts.uid_middleware.ResearcherUidMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -134,6 +136,8 @@ MEDVAULT_TRUSTED_PROXIES = envlist("MEDVAULT_TRUSTED_PROXIES", [])
 # Researchers' de-identification (PS3.15 Annex E, medvault.accounts.deid): keep dates and
 # times (the Retain Longitudinal Temporal Information With Full Dates Option) or drop them.
 MEDVAULT_DEID_RETAIN_DATES = envbool("MEDVAULT_DEID_RETAIN_DATES", False)
+# Key of researchers' pseudonymous UIDs (accounts.deid.uid_pseudonym); empty: SECRET_KEY.
+MEDVAULT_DEID_UID_KEY = envstr("MEDVAULT_DEID_UID_KEY", "")
 LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "/"
