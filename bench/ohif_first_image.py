@@ -39,7 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 
 from ctseries import ENHANCED_CT, ct_series_512  # noqa: E402
-from throwaway import bench_clinician, throwaway_installation  # noqa: E402
+from throwaway import bench_clinician, free_port, throwaway_installation  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update",
@@ -61,12 +61,6 @@ def request_kind(path: str) -> str:
     """A /dicomweb path with its UIDs and frame numbers taken out."""
     path = re.sub(r"/(studies|series|instances)/[0-9.]+", r"/\1/{uid}", path)
     return re.sub(r"/frames/[0-9,]+", "/frames/{n}", path)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def main() -> None:

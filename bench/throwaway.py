@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -44,3 +45,11 @@ def bench_clinician(group_name: str = "bench") -> tuple[Any, Any]:
     user = User.objects.create_user("bench", password="x" * 12, role="clinician", status="approved")
     user.groups.add(group)
     return user, group
+
+
+def free_port() -> int:
+    """A loopback port that was free a moment ago, for a server started as a subprocess that
+    must be told its port (one that binds in-process should bind port 0 instead)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])

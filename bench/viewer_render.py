@@ -44,7 +44,7 @@ SHARED = ROOT.parent / "shared" / "data"
 SAMPLE = SHARED / "dicom" / "multiframe" / "eCT_Supplemental.dcm"
 sys.path.insert(0, str(ROOT / "bench"))
 
-from throwaway import bench_clinician, throwaway_installation  # noqa: E402
+from throwaway import bench_clinician, free_port, throwaway_installation  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 # A drag at the display's rate: one pointermove per animation frame (the real mouse button is
@@ -71,12 +71,6 @@ SERVER_PNG_LOOP_JS = """async ([uid, seconds]) => {
   }
   return n / seconds;
 }"""
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def main() -> None:
