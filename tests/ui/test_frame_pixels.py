@@ -12,6 +12,8 @@ from pydicom.pixels import apply_modality_lut
 
 pytestmark = pytest.mark.django_db
 
+FRAME_UNREADABLE = "This image cannot be displayed: its stored pixel data cannot be read or decoded."
+
 
 def test_values_are_hounsfield_units_as_int16(client, stored_ct, clinician_a):
     client.force_login(clinician_a)
@@ -46,3 +48,25 @@ def test_colour_frames_are_left_to_the_server(client, blob_dir, group_a, clinici
     assert stored.status == "stored", stored.reason
     client.force_login(clinician_a)
     assert client.get(f"/frames/{stored.sop_instance_uid}/0.pixels").status_code == 415
+
+
+def test_an_undecodable_frame_is_refused_in_words(client, stored_ct, clinician_a):
+    """A frame whose stored pixels cannot be decoded answers 422 with a sentence, never the
+    decoder's exception text (both the PNG and the values)."""
+    import os
+
+    from medvault.archive.blobstore import blob_store
+    from medvault.ui.rendering import FRAME_CACHE, PNG_CACHE
+
+    # Other tests store the same sample (the same content address): their decoded frames
+    # must not stand in for this damaged blob.
+    FRAME_CACHE.clear()
+    PNG_CACHE.clear()
+    path = blob_store()._path(stored_ct.blob_key)
+    os.chmod(path, 0o644)
+    path.write_bytes(path.read_bytes()[:-4000])  # Pixel Data cut short
+    client.force_login(clinician_a)
+    for suffix in ("png", "pixels"):
+        response = client.get(f"/frames/{stored_ct.sop_instance_uid}/0.{suffix}")
+        assert response.status_code == 422
+        assert response.content.decode() == FRAME_UNREADABLE

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
@@ -15,6 +16,11 @@ from medvault.accounts.deid import deidentify_json, patient_label, retain_dates
 from medvault.ui import selectors
 from medvault.ui.access import audit_view, visible_instance_or_404, visible_study_or_404
 from medvault.ui.rendering import CT_PRESETS, frame_pixels_bytes, render_frame_png
+
+if TYPE_CHECKING:
+    from medvault.archive.models import Instance
+
+log = logging.getLogger(__name__)
 
 # CT, Enhanced CT and Legacy Converted Enhanced CT Image Storage: pixel values rescale to HU.
 CT_HOUNSFIELD_CLASSES = {"1.2.840.10008.5.1.4.1.1.2", "1.2.840.10008.5.1.4.1.1.2.1", "1.2.840.10008.5.1.4.1.1.2.2"}
@@ -97,21 +103,36 @@ def _float(value: str | None) -> float | None:
     return number if abs(number) < 1e9 else None
 
 
-@role_required("view")
-def frame_png(request: HttpRequest, sop_uid: str, frame: int) -> HttpResponse:
+def _frame_instance(request: HttpRequest, sop_uid: str, frame: int) -> Instance | HttpResponse:
+    """The instance of a frame the user may see (audited), or the 404 for a frame it lacks."""
     instance = visible_instance_or_404(request, sop_uid)
     if frame >= max(1, instance.number_of_frames or 1):
         return HttpResponse("There is no such frame.", status=404, content_type="text/plain")
-    study = instance.series.study
-    audit_view(request, study, series_uid=instance.series.series_instance_uid, sop_uid=sop_uid,
-               detail="frame", dedupe_seconds=600)
+    audit_view(request, instance.series.study, series_uid=instance.series.series_instance_uid,
+               sop_uid=sop_uid, detail="frame", dedupe_seconds=600)
+    return instance
+
+
+def _frame_unreadable(sop_uid: str) -> HttpResponse:
+    log.warning("frame of %s cannot be rendered", sop_uid, exc_info=True)
+    return HttpResponse(
+        "This image cannot be displayed: its stored pixel data cannot be read or decoded.",
+        status=422, content_type="text/plain",
+    )
+
+
+@role_required("view")
+def frame_png(request: HttpRequest, sop_uid: str, frame: int) -> HttpResponse:
+    instance = _frame_instance(request, sop_uid, frame)
+    if isinstance(instance, HttpResponse):
+        return instance
     center, width = _float(request.GET.get("wc")), _float(request.GET.get("ww"))
     invert = request.GET.get("invert") == "1"
     started = time.perf_counter()
     try:
         png, info, used = render_frame_png(instance, frame, center, width, invert)
-    except Exception as exc:  # noqa: BLE001 - tell the viewer in words, never a stack trace
-        return HttpResponse(f"This image cannot be displayed: {exc}", status=422, content_type="text/plain")
+    except Exception:  # noqa: BLE001 - tell the viewer in words; the decoder's text goes to the log
+        return _frame_unreadable(sop_uid)
     response = HttpResponse(png, content_type="image/png")
     response["Cache-Control"] = "private, no-store"  # PHI: never outlives the access
     response["X-Window"] = f"{used[0]:g},{used[1]:g}"
@@ -128,16 +149,13 @@ def frame_pixels(request: HttpRequest, sop_uid: str, frame: int) -> HttpResponse
     width) and ``X-Photometric`` describe it. Colour frames answer 415: the viewer shows
     those as rendered PNGs.
     """
-    instance = visible_instance_or_404(request, sop_uid)
-    if frame >= max(1, instance.number_of_frames or 1):
-        return HttpResponse("There is no such frame.", status=404, content_type="text/plain")
-    study = instance.series.study
-    audit_view(request, study, series_uid=instance.series.series_instance_uid, sop_uid=sop_uid,
-               detail="frame", dedupe_seconds=600)
+    instance = _frame_instance(request, sop_uid, frame)
+    if isinstance(instance, HttpResponse):
+        return instance
     try:
         body, dtype, values, info = frame_pixels_bytes(instance, frame)
-    except Exception as exc:  # noqa: BLE001 - tell the viewer in words, never a stack trace
-        return HttpResponse(f"This image cannot be displayed: {exc}", status=422, content_type="text/plain")
+    except Exception:  # noqa: BLE001 - tell the viewer in words; the decoder's text goes to the log
+        return _frame_unreadable(sop_uid)
     if body is None:
         return HttpResponse("A colour image: ask for the rendered PNG.", status=415, content_type="text/plain")
     response = HttpResponse(body, content_type="application/octet-stream")
