@@ -26,9 +26,7 @@ import json
 import os
 import re
 import shutil
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -39,7 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 
 from ctseries import ENHANCED_CT, ct_series_512  # noqa: E402
-from throwaway import bench_clinician, free_port, throwaway_installation  # noqa: E402
+from throwaway import bench_clinician, medvault_served, throwaway_installation  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update",
@@ -84,17 +82,10 @@ def main() -> None:
     for i, data in enumerate(blobs):
         [result] = upload_store(name=f"{i}.dcm", data=data, source="bench", user=user, group=group)
         assert result.status == "stored", result.reason
-    port = free_port()
-    server = subprocess.Popen(
-        [str(ROOT / ".venv/bin/medvault"), "serve", "--host", "127.0.0.1", "--port", str(port), "--no-worker"],
-        env=dict(os.environ), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
     try:
-        out = measure(base, study_uid, args)
+        with medvault_served() as base:
+            out = measure(base, study_uid, args)
     finally:
-        server.terminate()
-        server.wait(10)
         shutil.rmtree(tmp, ignore_errors=True)
     out["series"] = f"{args.slices} slices, 512x512 16-bit CT derived from {ENHANCED_CT.name}"
     print(json.dumps(out, indent=2))
@@ -113,12 +104,6 @@ def wait_drawn(page, timeout_s: float) -> None:
 def measure(base: str, study_uid: str, args: argparse.Namespace) -> dict:
     from playwright.sync_api import sync_playwright
 
-    for _ in range(100):
-        try:
-            socket.create_connection(("127.0.0.1", int(base.rsplit(":", 1)[1])), 0.2).close()
-            break
-        except OSError:
-            time.sleep(0.1)
     requests: dict[str, Counter] = defaultdict(Counter)
     with sync_playwright() as p:
         # A profile on disk, as a radiologist's browser has: its HTTP cache keeps the 17 MB

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
+import subprocess
 import tempfile
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -47,9 +51,27 @@ def bench_clinician(group_name: str = "bench") -> tuple[Any, Any]:
     return user, group
 
 
-def free_port() -> int:
-    """A loopback port that was free a moment ago, for a server started as a subprocess that
-    must be told its port (one that binds in-process should bind port 0 instead)."""
-    with socket.socket() as s:
+
+@contextlib.contextmanager
+def medvault_served() -> Iterator[str]:
+    """``medvault serve`` (no worker) on a free loopback port of the installation set up by
+    ``throwaway_installation``; yields its base URL once it accepts connections."""
+    with socket.socket() as s:  # a port free a moment ago: the subprocess must be told it
         s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+        port = int(s.getsockname()[1])
+    medvault = Path(__file__).resolve().parents[1] / ".venv/bin/medvault"
+    server = subprocess.Popen(
+        [str(medvault), "serve", "--host", "127.0.0.1", "--port", str(port), "--no-worker"],
+        env=dict(os.environ), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        for _ in range(100):
+            try:
+                socket.create_connection(("127.0.0.1", port), 0.2).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.terminate()
+        server.wait(10)

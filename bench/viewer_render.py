@@ -29,11 +29,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -44,7 +41,7 @@ SHARED = ROOT.parent / "shared" / "data"
 SAMPLE = SHARED / "dicom" / "multiframe" / "eCT_Supplemental.dcm"
 sys.path.insert(0, str(ROOT / "bench"))
 
-from throwaway import bench_clinician, free_port, throwaway_installation  # noqa: E402
+from throwaway import bench_clinician, medvault_served, throwaway_installation  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 # A drag at the display's rate: one pointermove per animation frame (the real mouse button is
@@ -90,16 +87,10 @@ def main() -> None:
     [result] = upload_store(name=SAMPLE.name, data=SAMPLE.read_bytes(), source="bench", user=user, group=group)
     assert result.status == "stored", result.reason
     instance = result.instance
-    port = free_port()
-    server = subprocess.Popen(
-        [str(ROOT / ".venv/bin/medvault"), "serve", "--host", "127.0.0.1", "--port", str(port), "--no-worker"],
-        env=dict(os.environ), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
     try:
-        out = measure(f"http://127.0.0.1:{port}", instance, args)
+        with medvault_served() as base:
+            out = measure(base, instance, args)
     finally:
-        server.terminate()
-        server.wait(10)
         shutil.rmtree(tmp, ignore_errors=True)
     out["image"] = (f"{SAMPLE.relative_to(SHARED)} ({instance.rows}x{instance.columns}, "
                     f"{instance.number_of_frames} frames, stored as {instance.transfer_syntax_uid})")
@@ -109,12 +100,6 @@ def main() -> None:
 def measure(base: str, instance, args: argparse.Namespace) -> dict:
     from playwright.sync_api import sync_playwright
 
-    for _ in range(100):
-        try:
-            socket.create_connection(("127.0.0.1", int(base.rsplit(":", 1)[1])), 0.2).close()
-            break
-        except OSError:
-            time.sleep(0.1)
     study_uid = instance.series.study.study_instance_uid
     first, client_rates, display_rates, server_rates = [], [], [], []
     with sync_playwright() as p:
