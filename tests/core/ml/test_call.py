@@ -71,16 +71,6 @@ def test_near_ood_rule_overrides_any_probability():
     assert rule.decide(0.99, ood.distance(centres[0])) == ("abnormal", REASON_ABNORMAL)
 
 
-@pytest.fixture(scope="module")
-def lung():
-    return load_model("lung-ct", MODELS)
-
-
-@pytest.fixture(scope="module")
-def brain():
-    return load_model("brain-mri", MODELS)
-
-
 def _img(path: Path) -> np.ndarray:
     with Image.open(path) as im:
         return np.asarray(im.convert("L"))

@@ -52,16 +52,6 @@ def _img(path: Path) -> np.ndarray:
         return np.asarray(im.convert("RGB") if im.mode not in ("L", "RGB") else im)
 
 
-@pytest.fixture(scope="module")
-def lung():
-    return load_model("lung-ct", MODELS)
-
-
-@pytest.fixture(scope="module")
-def brain():
-    return load_model("brain-mri", MODELS)
-
-
 @pytest.mark.parametrize("card_path", sorted(MODELS.glob("*.json")), ids=lambda p: p.name)
 def test_shipped_onnx_matches_card_sha256(card_path):
     card = json.loads(card_path.read_text())
