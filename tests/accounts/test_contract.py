@@ -14,7 +14,7 @@ from mvfixtures import make_user
 from medvault.accounts.api_auth import api_login_required, api_user
 from medvault.accounts.audit import audit_record
 from medvault.accounts.models import ApiToken, AuditRecord
-from medvault.accounts.permissions import is_deidentified_user, user_can, visible_studies
+from medvault.accounts.permissions import is_deidentified_user, user_can, visible_to
 from medvault.accounts.services import share_create, share_revoke
 from medvault.accounts.tokens import token_create, token_revoke
 
@@ -63,24 +63,24 @@ def test_visible_studies_by_group_upload_and_share(group_a, clinician_a, clinici
                                                    researcher_a, admin_user, study_a, study_b):
     from mvfixtures import make_study
 
-    assert list(visible_studies(clinician_a)) == [study_a]
-    assert list(visible_studies(clinician_b)) == [study_b]
-    assert list(visible_studies(researcher_a)) == [study_a]
-    assert set(visible_studies(admin_user)) == {study_a, study_b}
+    assert list(visible_to(clinician_a)) == [study_a]
+    assert list(visible_to(clinician_b)) == [study_b]
+    assert list(visible_to(researcher_a)) == [study_a]
+    assert set(visible_to(admin_user)) == {study_a, study_b}
     # A technician sees only what they uploaded, not the rest of their group.
-    assert list(visible_studies(technician_a)) == []
+    assert list(visible_to(technician_a)) == []
     own = make_study(group_a, uploaded_by=technician_a)
-    assert list(visible_studies(technician_a)) == [own]
+    assert list(visible_to(technician_a)) == [own]
     # A share gives read access until it expires or is revoked.
     share = share_create(study=study_b, by=clinician_b, user=clinician_a,
                          expires_at=timezone.now() + timedelta(days=1))
-    assert set(visible_studies(clinician_a)) == {study_a, own, study_b}
+    assert set(visible_to(clinician_a)) == {study_a, own, study_b}
     share_revoke(share=share, by=clinician_b)
-    assert set(visible_studies(clinician_a)) == {study_a, own}
+    assert set(visible_to(clinician_a)) == {study_a, own}
     expired = share_create(study=study_b, by=clinician_b, group=group_a, expires_at=timezone.now() + timedelta(seconds=60))
-    assert study_b in visible_studies(researcher_a)
+    assert study_b in visible_to(researcher_a)
     type(expired).objects.filter(pk=expired.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
-    assert study_b not in visible_studies(researcher_a)
+    assert study_b not in visible_to(researcher_a)
     assert list(AuditRecord.objects.filter(action__startswith="share").values_list("action", flat=True)) == [
         "share", "share-revoke", "share"
     ]

@@ -8,7 +8,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from medvault.accounts.models import User
-from medvault.accounts.permissions import visible_studies
+from medvault.accounts.permissions import visible_to
 
 pytestmark = pytest.mark.django_db
 
@@ -22,9 +22,9 @@ def _user() -> User:
 def test_group_ids_are_read_once_per_user_object() -> None:
     user = _user()
     user.groups.add(Group.objects.create(name="g1"))
-    list(visible_studies(user))
+    list(visible_to(user))
     with CaptureQueriesContext(connection) as ctx:
-        list(visible_studies(user))
+        list(visible_to(user))
     assert not [q for q in ctx.captured_queries if "auth_group" in q["sql"]]
 
 
@@ -36,8 +36,8 @@ def test_a_group_change_on_the_same_object_is_seen() -> None:
     patient = Patient.objects.create(patient_id="P")
     study = Study.objects.create(study_instance_uid="1.2.3", patient=patient, group=g2)
     user.groups.add(g1)
-    assert study not in visible_studies(user)
+    assert study not in visible_to(user)
     user.groups.add(g2)
-    assert study in visible_studies(user)
+    assert study in visible_to(user)
     user.groups.remove(g2)
-    assert study not in visible_studies(user)
+    assert study not in visible_to(user)

@@ -121,10 +121,6 @@ def visible_to(principal: Any) -> QuerySet[Any]:
     return Study.objects.filter(_own_studies_q(principal) | Q(pk__in=shared))
 
 
-# The former name; every caller gets the one rule above.
-visible_studies = visible_to
-
-
 def writable_by(principal: Any) -> QuerySet[Any]:
     """The studies ``principal`` may write into (add instances, store analysis exports,
     share): the studies of its own groups. A share never grants writing: shares are

@@ -16,9 +16,9 @@ _RESULT_RELATED = ("instance__series__study__patient", "requested_by", "job")
 
 
 def _visible_study_ids(user: Any) -> QuerySet[Any]:
-    from medvault.accounts.permissions import visible_studies
+    from medvault.accounts.permissions import visible_to
 
-    return visible_studies(user).values("pk")
+    return visible_to(user).values("pk")
 
 
 def results_visible_to(user: Any) -> QuerySet[AnalysisResult]:

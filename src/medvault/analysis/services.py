@@ -180,7 +180,7 @@ def analysis_request(
     instance is reported as not found), audits the request and queues the job.
     """
     from medvault.accounts.audit import audit_record
-    from medvault.accounts.permissions import user_can, visible_studies
+    from medvault.accounts.permissions import user_can, visible_to
 
     if not isinstance(sop_instance_uid, str) or not sop_instance_uid.strip():
         raise AnalysisError("sop_instance_uid is required")
@@ -200,7 +200,7 @@ def analysis_request(
         raise AnalysisDenied("you may not request analyses")
     instance = (
         Instance.objects.select_related("series__study__patient")
-        .filter(sop_instance_uid=sop_instance_uid, series__study__in=visible_studies(user))
+        .filter(sop_instance_uid=sop_instance_uid, series__study__in=visible_to(user))
         .first()
     )
     if instance is None:

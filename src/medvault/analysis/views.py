@@ -17,7 +17,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from medvault.accounts.api_auth import api_login_required
 from medvault.accounts.audit import audit_record
-from medvault.accounts.permissions import is_deidentified_user, user_can, visible_studies
+from medvault.accounts.permissions import is_deidentified_user, user_can, visible_to
 from medvault.analysis import selectors, services
 from medvault.analysis.models import DISCLAIMER
 from medvault.archive.models import Instance
@@ -125,7 +125,7 @@ def _analysis_list(request: HttpRequest) -> HttpResponse:
     if instance_uid:
         instance = (
             Instance.objects.select_related("series__study")
-            .filter(sop_instance_uid=instance_uid, series__study__in=visible_studies(user))
+            .filter(sop_instance_uid=instance_uid, series__study__in=visible_to(user))
             .first()
         )
         if instance is None:
@@ -137,7 +137,7 @@ def _analysis_list(request: HttpRequest) -> HttpResponse:
             "study_uid": instance.series.study.study_instance_uid,
         }
     if study_uid:
-        study = visible_studies(user).filter(study_instance_uid=study_uid).first()
+        study = visible_to(user).filter(study_instance_uid=study_uid).first()
         if study is None:
             return _error("no such study", 404)
         results = results.filter(instance__series__study=study)

@@ -13,7 +13,7 @@ from django.db.models.functions import Cast
 from django.http import QueryDict
 
 from medvault.accounts.deid import deidentify_json, removes
-from medvault.accounts.permissions import is_deidentified_user, visible_studies
+from medvault.accounts.permissions import is_deidentified_user, visible_to
 from medvault.archive.models import Instance, Series, Study
 from medvault.dicomweb.attributes import (
     ATTRIBUTES,
@@ -220,7 +220,7 @@ def retrieve_url(base: str, level: Level, row: Any) -> str:
 
 def qido_search(*, user: Any, query: QidoQuery, base_url: str) -> list[dict[str, Any]]:
     """Run a QIDO-RS search for ``user``; DICOM JSON results (de-identified for researchers)."""
-    studies = visible_studies(user)
+    studies = visible_to(user)
     qs = _parent_filters(query, studies)
     for attribute, value in query.matches:
         q = match_q(query.level, attribute, value, fuzzy=query.fuzzy)
@@ -268,7 +268,7 @@ def instances_select(
         uid_check(series_uid, "SeriesInstanceUID")
     if sop_uid is not None:
         uid_check(sop_uid, "SOPInstanceUID")
-    study = visible_studies(user).filter(study_instance_uid=study_uid).first()
+    study = visible_to(user).filter(study_instance_uid=study_uid).first()
     if study is None:
         raise not_found(f"study {study_uid} not found")
     qs = Instance.objects.filter(series__study=study).select_related("series", "series__study")

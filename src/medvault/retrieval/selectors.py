@@ -54,20 +54,20 @@ class SimilarResult:
 
 def _visible_study_ids(user: Any) -> np.ndarray | None:
     """Study ids the user may see; ``None`` means all (administrators, or no user: CLI)."""
-    from medvault.accounts.permissions import is_administrator, visible_studies
+    from medvault.accounts.permissions import is_administrator, visible_to
 
     if user is None or is_administrator(user):
         return None
-    return np.fromiter(visible_studies(user).values_list("id", flat=True), dtype=np.int64)
+    return np.fromiter(visible_to(user).values_list("id", flat=True), dtype=np.int64)
 
 
 def visible_instance(*, user: Any, sop_instance_uid: str) -> Instance | None:
     """The instance with this UID if ``user`` may see its study (``None`` for no user: CLI)."""
     qs = Instance.objects.select_related("series__study").filter(sop_instance_uid=sop_instance_uid)
     if user is not None:
-        from medvault.accounts.permissions import visible_studies
+        from medvault.accounts.permissions import visible_to
 
-        qs = qs.filter(series__study__in=visible_studies(user))
+        qs = qs.filter(series__study__in=visible_to(user))
     return qs.first()
 
 
@@ -125,7 +125,7 @@ def similar_instances(
                          "instance__series__study__study_instance_uid",
                          "instance__series__study_id", "instance__series__study__study_date",
                          "instance__series__modality"))
-    # Second permission check, against the study ids read from visible_studies() for this
+    # Second permission check, against the study ids read from visible_to() for this
     # request (not the index's copy): a stale index can lose a match, never leak one.
     allowed_studies = None if studies is None else set(studies.tolist())
     by_id = {row[0]: row for row in rows if allowed_studies is None or row[5] in allowed_studies}

@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from medvault.accounts.audit import audit_record
 from medvault.accounts.models import AuditRecord
-from medvault.accounts.permissions import study_access_via_share, visible_studies
+from medvault.accounts.permissions import study_access_via_share, visible_to
 
 NOT_FOUND = "There is no such study, or you do not have access to it."
 
@@ -46,7 +46,7 @@ def audit_view(request: HttpRequest, study: Any, *, action: str = "view", series
 
 
 def visible_study_or_404(request: HttpRequest, study_uid: str) -> Any:
-    study = visible_studies(request.user).select_related("patient", "group").filter(
+    study = visible_to(request.user).select_related("patient", "group").filter(
         study_instance_uid=study_uid
     ).first()
     if study is None:
@@ -58,7 +58,7 @@ def visible_series_or_404(request: HttpRequest, series_uid: str) -> Any:
     from medvault.archive.models import Series
 
     series = Series.objects.select_related("study__patient").filter(
-        series_instance_uid=series_uid, study__in=visible_studies(request.user).values("pk")
+        series_instance_uid=series_uid, study__in=visible_to(request.user).values("pk")
     ).first()
     if series is None:
         raise _denied(request, "series", series_uid=series_uid[:64])
@@ -69,7 +69,7 @@ def visible_instance_or_404(request: HttpRequest, sop_uid: str) -> Any:
     from medvault.archive.models import Instance
 
     instance = Instance.objects.select_related("series__study__patient").filter(
-        sop_instance_uid=sop_uid, series__study__in=visible_studies(request.user).values("pk")
+        sop_instance_uid=sop_uid, series__study__in=visible_to(request.user).values("pk")
     ).first()
     if instance is None:
         raise _denied(request, "instance", sop_uid=sop_uid[:64])

@@ -10,7 +10,7 @@ from typing import Any
 from django.db.models import Count, Q, QuerySet, Sum, Value
 from django.db.models.functions import Lower, Replace
 
-from medvault.accounts.permissions import visible_studies
+from medvault.accounts.permissions import visible_to
 from medvault.dicomweb.wildcard import has_wildcard
 
 SORTS = {
@@ -84,7 +84,7 @@ def text_filter(queryset: QuerySet[Any], field: str, pattern: str, *, words: boo
 
 
 def study_search(*, user: Any, query: StudyQuery) -> QuerySet[Any]:
-    studies = visible_studies(user).select_related("patient", "group")
+    studies = visible_to(user).select_related("patient", "group")
     if query.patient_name:
         studies = text_filter(studies, "patient__patient_name", query.patient_name, words=True)
     if query.patient_id:
@@ -101,7 +101,7 @@ def study_search(*, user: Any, query: StudyQuery) -> QuerySet[Any]:
             Q(modalities_in_study=modality)
             | Q(modalities_in_study__startswith=modality + "\\")
             | Q(modalities_in_study__contains="\\" + modality)
-            | Q(pk__in=visible_studies(user).filter(series__modality=modality).values("pk"))
+            | Q(pk__in=visible_to(user).filter(series__modality=modality).values("pk"))
         )
     if query.description:
         studies = text_filter(studies, "study_description", query.description, words=True)

@@ -42,7 +42,7 @@ def home(request: HttpRequest) -> HttpResponse:
         return render(request, "ui/landing.html", {"nav": "home"})
     deid = permissions.is_deidentified_user(request.user)
     similar = similar_link(request.user)
-    studies = list(permissions.visible_studies(request.user).select_related("patient").order_by("-created_at")[:8])
+    studies = list(permissions.visible_to(request.user).select_related("patient").order_by("-created_at")[:8])
     rows = [_study_row(s, deid) for s in studies]
     context: dict[str, Any] = {
         "nav": "home", "studies": rows, "analyses": [_result_row(r, deid, similar)
@@ -164,7 +164,7 @@ def upload_file(request: HttpRequest) -> HttpResponse:
         audit_record(user=request.user, action="upload", outcome="error", request=request, detail=f"{name}: {exc}"[:500])
         return _upload_error(f"The file could not be stored: {exc}", 500)
     out = []
-    visible = set(permissions.visible_studies(request.user).filter(
+    visible = set(permissions.visible_to(request.user).filter(
         pk__in=[r.instance.series.study_id for r in results if r.instance is not None]
     ).values_list("pk", flat=True))
     for result in results:
