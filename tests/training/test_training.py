@@ -81,9 +81,9 @@ def test_smoke_training_exports_checked_onnx_and_resumes(shared_data, tmp_path):
     epochs = [e for e in events if e["event"] == "epoch"]
     assert len(epochs) == 1 and {"loss", "val_acc", "eta_s"} <= set(epochs[0])
     card = json.loads((tmp_path / "models" / "brain-mri-smoke.json").read_text())
-    from medvault.training.export import sha256_file
+    from medvault.core.ml.call import file_sha256
 
-    assert card["sha256"] == sha256_file(tmp_path / "models" / "brain-mri-smoke.onnx")
+    assert card["sha256"] == file_sha256(tmp_path / "models" / "brain-mri-smoke.onnx")
     assert card["onnx"]["onnxruntime_vs_pytorch_max_abs_diff"] <= 1e-4
     assert card["data"]["manifest_sha256"]
     assert card["intended_use"].lower().startswith("decision support, not a diagnosis")

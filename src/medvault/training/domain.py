@@ -238,7 +238,8 @@ def build_sets(data_dir: Path, cache_dir: Path, smoke: bool = False) -> dict:
 def train_domain(out_dir: Path = Path("models"), smoke: bool = False, threads: int = 2,
                  data_dir: Path | None = None, work_dir: Path = Path("var/ml"),
                  epochs: int = 10, progress: Callable[[dict], None] | None = None) -> dict:
-    from medvault.training.export import export_onnx, sha256_file
+    from medvault.core.ml.call import file_sha256
+    from medvault.training.export import export_onnx
 
     log = progress or (lambda m: print(json.dumps(m), flush=True))
     torch.manual_seed(SEED)
@@ -291,7 +292,7 @@ def train_domain(out_dir: Path = Path("models"), smoke: bool = False, threads: i
     path = out_dir / f"domain{suffix}.onnx"
     export_onnx(DomainExport(net), SIZE, path, ["probabilities", "logits"])
     card = {
-        "name": "domain", "version": "1.1.0", "file": path.name, "sha256": sha256_file(path),
+        "name": "domain", "version": "1.1.0", "file": path.name, "sha256": file_sha256(path),
         "size_bytes": path.stat().st_size,
         "intended_use": "Gate in front of the lung-ct and brain-mri models: decides whether an "
                         "image is a chest CT slice, a brain MRI slice or something else, so that "

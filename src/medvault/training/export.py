@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import time
 from collections.abc import Callable
@@ -13,6 +12,7 @@ import numpy as np
 import torch
 
 from medvault.core.ml import preprocess as pp
+from medvault.core.ml.call import file_sha256
 from medvault.training.nets import MEAN, STD, CompactNet, ExportWrapper
 
 OUTPUT_NAMES = ["probabilities", "logits", "embedding", "cam"]
@@ -46,14 +46,6 @@ TASKS = {
             f"MONOCHROME1 is inverted."),
     },
 }
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def export_onnx(module: torch.nn.Module, size: int, path: Path, output_names: list[str]) -> None:
@@ -118,7 +110,7 @@ def export_model(net: CompactNet, result: dict, out_dir: Path, calib_x: np.ndarr
         "name": name,
         "version": MODEL_VERSION,
         "file": onnx_path.name,
-        "sha256": sha256_file(onnx_path),
+        "sha256": file_sha256(onnx_path),
         "size_bytes": onnx_path.stat().st_size,
         "created": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "intended_use": "Decision support, not a diagnosis. Research/education prototype trained "

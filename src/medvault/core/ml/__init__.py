@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from medvault.core.ml import preprocess as pp
-from medvault.core.ml.call import CallRule, load_rule
+from medvault.core.ml.call import CallRule, file_sha256, load_rule
 
 __all__ = [
     "AnalysisOutput",
@@ -113,16 +113,6 @@ class AnalysisOutput:
     call_reason: str = ""
 
 
-def _sha256(path: Path) -> str:
-    import hashlib
-
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _session(path: Path, threads: int = 1) -> Any:
     import onnxruntime as ort
 
@@ -144,7 +134,7 @@ def _load_card(models_dir: Path, stem: str) -> tuple[dict, Path]:
     onnx_path = models_dir / card.get("file", f"{stem}.onnx")
     if not onnx_path.is_file():
         raise ModelError(f"model file {onnx_path} not found")
-    digest = _sha256(onnx_path)
+    digest = file_sha256(onnx_path)
     if digest != card.get("sha256"):
         raise ModelError(f"{onnx_path.name}: SHA-256 {digest} does not match its card")
     return card, onnx_path

@@ -106,7 +106,12 @@ def p_abnormal(probabilities: dict[str, float], normal_label: str) -> float:
 
 
 def file_sha256(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    """SHA-256 of a file, read in 1 MiB chunks (model files are megabytes)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def load_rule(card: dict, models_dir: Path) -> CallRule | None:
