@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -72,8 +73,9 @@ class CallRule:
 def mahalanobis(x: np.ndarray, means: np.ndarray, precision: np.ndarray) -> np.ndarray:
     """N x D -> N: the smallest Mahalanobis distance to any class mean."""
     diff = x[:, None, :] - means[None, :, :]  # N x C x D
-    d2 = np.einsum("ncd,de,nce->nc", diff, precision, diff)
-    return np.sqrt(np.maximum(d2.min(axis=1), 0.0))
+    d2: np.ndarray = np.einsum("ncd,de,nce->nc", diff, precision, diff)
+    distance: np.ndarray = np.sqrt(np.maximum(d2.min(axis=1), 0.0))
+    return distance
 
 
 def fit_mahalanobis(emb: np.ndarray, y: np.ndarray, n_classes: int,
@@ -114,7 +116,7 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def load_rule(card: dict, models_dir: Path) -> CallRule | None:
+def load_rule(card: dict[str, Any], models_dir: Path) -> CallRule | None:
     """The call rule of a card, or None for a card written before calls existed."""
     spec = card.get("call")
     if not spec:
