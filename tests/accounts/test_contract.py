@@ -14,7 +14,8 @@ from mvfixtures import make_user
 from medvault.accounts.api_auth import api_login_required, api_user
 from medvault.accounts.audit import audit_record
 from medvault.accounts.models import ApiToken, AuditRecord
-from medvault.accounts.permissions import is_deidentified_user, user_can, visible_to
+from medvault.accounts.permissions import is_deidentified_user, user_can
+from medvault.archive.access import visible_to
 from medvault.accounts.services import share_create, share_revoke
 from medvault.accounts.tokens import token_create, token_revoke
 

@@ -211,7 +211,7 @@ def test_pages_per_role(role, group_a, blob_dir):
         assert (client.get(path).status_code == 200) == allowed, (role, path)
     sees_group = role in ("administrator", "clinician", "researcher")
     # Researchers address studies by pseudonymous UIDs (PS3.15 Annex E); the originals name nothing.
-    from medvault.accounts.uid_middleware import pseudonym_issue
+    from medvault.web.uid_middleware import pseudonym_issue
 
     address = pseudonym_issue if role == "researcher" else str
     assert client.get(f"/studies/{address(others.study_instance_uid)}/").status_code == (200 if sees_group else 404)
@@ -230,7 +230,7 @@ def test_researcher_sees_no_identifying_data(researcher_a, group_a, blob_dir):
         secrets.append(patient.patient_birth_date.isoformat())
         secrets.append(patient.patient_birth_date.strftime("%Y%m%d"))
     secrets = [s for s in secrets if s]
-    from medvault.accounts.uid_middleware import pseudonym_issue
+    from medvault.web.uid_middleware import pseudonym_issue
 
     st, sop = pseudonym_issue(study.study_instance_uid), pseudonym_issue(instance.sop_instance_uid)
     secrets += [study.study_instance_uid, instance.sop_instance_uid]

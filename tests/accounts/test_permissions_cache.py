@@ -8,7 +8,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from medvault.accounts.models import User
-from medvault.accounts.permissions import visible_to
+from medvault.archive.access import visible_to
 
 pytestmark = pytest.mark.django_db
 

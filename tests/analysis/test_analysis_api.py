@@ -145,7 +145,7 @@ def test_researcher_may_read_deidentified_but_not_request(
         client, {"sop_instance_uid": ct_instance.sop_instance_uid, "model": "lung-ct"}, headers
     )
     assert response.status_code == 403
-    from medvault.accounts.uid_middleware import pseudonym_issue
+    from medvault.web.uid_middleware import pseudonym_issue
 
     study_uid = ct_instance.series.study.study_instance_uid
     body = client.get(URL, {"study": pseudonym_issue(study_uid)}, **headers).json()

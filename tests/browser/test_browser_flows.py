@@ -212,7 +212,7 @@ def test_researcher_sees_no_identifying_data(mv_server, new_page, shot, blob_dir
     page = new_page()
     login(page, mv_server.url, researcher_a.username, PASSWORD)
     # Researchers address studies by pseudonymous UIDs (PS3.15 Annex E); the original is never shown.
-    from medvault.accounts.uid_middleware import pseudonym_issue
+    from medvault.web.uid_middleware import pseudonym_issue
 
     forbidden.append(study.study_instance_uid)
     st = pseudonym_issue(study.study_instance_uid)

@@ -25,7 +25,7 @@ def eventually(read: Callable[[], T], *, seconds: float, pause: float = 0.05) ->
 
     The SCP's threads write while the test reads. On the in-memory SQLite test database
     (shared cache) a read that meets another thread's write fails at once with "table is
-    locked" instead of waiting, as the SCP's own writes do (``handlers._retrying``); such a
+    locked" instead of waiting, as the SCP's own writes do (``association.retrying``); such a
     read counts as "not yet". A file database in WAL mode, as deployed, does not do this.
     """
     deadline = time.monotonic() + seconds

@@ -28,7 +28,7 @@ from pynetdicom.sop_class import (
 from medvault.accounts.models import AuditRecord
 from medvault.archive.blobstore import blob_store
 from medvault.archive.models import Instance
-from medvault.dimse.handlers import nodelay_set
+from medvault.dimse.association import nodelay_set
 from medvault.dimse.models import RemoteAE, StorageCommitment
 from medvault.dimse.status import Status
 

@@ -52,7 +52,7 @@ def _attacks(world: World) -> dict[str, bytes]:
 
 
 def _b_sees_a(world: World, user: Any) -> bool:
-    from medvault.accounts.permissions import visible_to
+    from medvault.archive.access import visible_to
 
     return visible_to(user).filter(study_instance_uid=world.study_uid).exists()
 

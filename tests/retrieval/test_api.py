@@ -157,7 +157,7 @@ def test_search_is_audited(world) -> None:
 
 
 def test_researcher_sees_no_identifying_data(world) -> None:
-    from medvault.accounts.uid_middleware import pseudonym_issue
+    from medvault.web.uid_middleware import pseudonym_issue
 
     original = world["query"].sop_instance_uid
     res = _post(Client(), world["users"]["rita"], {"sop_instance_uid": pseudonym_issue(original)})

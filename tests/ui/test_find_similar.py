@@ -65,7 +65,7 @@ def analysed(settings, tmp_path, stored_ct, clinician_a, clinician_b, group_a, g
 
 def _pseudonym(uid: str) -> str:
     """A researcher's address of ``uid`` (PS3.15 Annex E pseudonymous UIDs), as if shown."""
-    from medvault.accounts.uid_middleware import pseudonym_issue
+    from medvault.web.uid_middleware import pseudonym_issue
 
     return pseudonym_issue(uid)
 

@@ -22,7 +22,7 @@ of the standard becomes ``uid_pseudonym(original)``, ``2.25.<UUID>`` where the U
 hash of the original (``MEDVAULT_DEID_UID_KEY``, default SECRET_KEY). The same original always
 gives the same pseudonym, so a study, its series and instances, and references between them stay
 consistent across requests and between QIDO-RS, metadata and pages; without the key a pseudonym
-cannot be linked to the original. ``accounts.uid_middleware`` applies the same function to the
+cannot be linked to the original. ``web.uid_middleware`` applies the same function to the
 Study/Series/SOP Instance UIDs in everything a researcher is sent (pages, URLs, JSON) and resolves
 the pseudonyms a researcher sends back.
 
@@ -186,7 +186,7 @@ def pseudonym(patient_id: str, issuer: str = "") -> str:
     return "ANON-" + digest[:10].upper()
 
 
-# Original -> pseudonym pairs shown during the current request; ``accounts.uid_middleware``
+# Original -> pseudonym pairs shown during the current request; ``web.uid_middleware``
 # stores them (UidPseudonym) so that the pseudonyms can be resolved when they come back.
 _issued: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar(
     "medvault_uid_pseudonyms", default=None

@@ -168,7 +168,7 @@ class UidPseudonym(models.Model):
     The pseudonym is derived from the original (``accounts.deid.uid_pseudonym``), so a row
     holds nothing new; it is kept only so that a pseudonym the researcher sends back (in a URL,
     query or body) can be resolved to the original. Rows are written when a pseudonym is first
-    shown (``accounts.uid_middleware``).
+    shown (``web.uid_middleware``).
     """
 
     pseudonym = models.CharField(max_length=64, unique=True)

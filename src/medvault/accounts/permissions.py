@@ -7,8 +7,8 @@
 
 A group is a namespace: patients, studies, series and instances belong to one group, and
 nothing of one group is readable, writable or named for another. Reads go through
-``visible_to`` and writes through ``writable_by``; every door (pages, ``/api/v1``, DICOMweb,
-WADO-URI, DIMSE) asks them. Shares add read-only access to single studies for a user or a
+``archive.access.visible_to`` and writes through ``archive.access.writable_by``; every door
+(pages, ``/api/v1``, DICOMweb, WADO-URI, DIMSE) asks them. Shares add read-only access to single studies for a user or a
 group until they expire. A user who is pending, rejected or inactive may do nothing.
 """
 
@@ -70,84 +70,6 @@ def active_shares_q(user: Any, prefix: str = "shares__") -> Q:
     return Q(**{f"{prefix}revoked_at__isnull": True, f"{prefix}expires_at__gt": now}) & (
         Q(**{f"{prefix}shared_with_user": user}) | Q(**{f"{prefix}shared_with_group__in": group_ids})
     )
-
-
-def _is_remote_ae(principal: Any) -> bool:
-    from medvault.dimse.models import RemoteAE
-
-    return isinstance(principal, RemoteAE)
-
-
-def _group_studies_q(principal: Any) -> Q:
-    """The studies of ``principal``'s own namespace (groups): its home, not what is shared."""
-    if _is_remote_ae(principal):
-        # A configured AE without a group is a site-wide peer (e.g. the hospital PACS).
-        return Q() if principal.group_id is None else Q(group_id=principal.group_id)
-    if is_administrator(principal):
-        return Q()
-    return Q(group_id__in=user_group_ids(principal))
-
-
-def _own_studies_q(user: Any) -> Q:
-    """What ``user`` reads without a share: their groups' studies; for technicians only
-    those of their groups that they uploaded into."""
-    from medvault.archive.models import Study
-
-    if not is_administrator(user) and user.role == Role.TECHNICIAN:
-        uploaded = Study.objects.filter(series__instances__uploaded_by=user).values("pk")
-        return _group_studies_q(user) & Q(pk__in=uploaded)
-    return _group_studies_q(user)
-
-
-def visible_to(principal: Any) -> QuerySet[Any]:
-    """The studies ``principal`` may read: THE visibility rule, for every door.
-
-    A principal is a user (pages, ``/api/v1``, DICOMweb, WADO-URI) or a configured remote
-    AE (C-FIND, C-GET, C-MOVE, storage commitment). A user sees the studies of their groups
-    (technicians: only those they uploaded into) and the studies shared with them or their
-    groups while the share is active; administrators see everything. An AE sees its group's
-    studies (every study when it has no group). A group is a namespace: no other rule
-    grants access across groups.
-    """
-    from medvault.archive.models import Study
-
-    if _is_remote_ae(principal):
-        return Study.objects.filter(_group_studies_q(principal))
-    if not is_active_user(principal) or not user_can(principal, "view"):
-        return Study.objects.none()
-    if is_administrator(principal):
-        return Study.objects.all()
-    shared = Study.objects.filter(active_shares_q(principal)).values("pk")
-    return Study.objects.filter(_own_studies_q(principal) | Q(pk__in=shared))
-
-
-def writable_by(principal: Any) -> QuerySet[Any]:
-    """The studies ``principal`` may write into (add instances, store analysis exports,
-    share): the studies of its own groups. A share never grants writing: shares are
-    read-only. An AE writes into its group; a user needs the ``upload`` or ``export`` role
-    action."""
-    from medvault.archive.models import Study
-
-    if _is_remote_ae(principal):
-        return Study.objects.filter(_group_studies_q(principal)) if principal.may_store else Study.objects.none()
-    if not (user_can(principal, "upload") or user_can(principal, "export")):
-        return Study.objects.none()
-    return Study.objects.filter(_group_studies_q(principal))
-
-
-def study_writable(principal: Any, study: Any) -> bool:
-    return writable_by(principal).filter(pk=study.pk).exists()
-
-
-def study_access_via_share(user: Any, study: Any) -> bool:
-    """True when the user sees ``study`` only because of a share (so its use is audited)."""
-    from medvault.archive.models import Study
-
-    if is_administrator(user):
-        return False
-    if Study.objects.filter(_own_studies_q(user), pk=study.pk).exists():
-        return False
-    return Study.objects.filter(pk=study.pk).filter(active_shares_q(user)).exists()
 
 
 class GroupChoiceError(ValueError):

@@ -16,7 +16,7 @@ _RESULT_RELATED = ("instance__series__study__patient", "requested_by", "job")
 
 
 def _visible_study_ids(user: Any) -> QuerySet[Any]:
-    from medvault.accounts.permissions import visible_to
+    from medvault.archive.access import visible_to
 
     return visible_to(user).values("pk")
 

@@ -180,7 +180,8 @@ def analysis_request(
     instance is reported as not found), audits the request and queues the job.
     """
     from medvault.accounts.audit import audit_record
-    from medvault.accounts.permissions import user_can, visible_to
+    from medvault.accounts.permissions import user_can
+    from medvault.archive.access import visible_to
 
     if not isinstance(sop_instance_uid, str) or not sop_instance_uid.strip():
         raise AnalysisError("sop_instance_uid is required")
@@ -496,7 +497,7 @@ def result_export(*, result: AnalysisResult, user: Any, request: Any = None) -> 
     from pydicom.uid import generate_uid
 
     from medvault.accounts.audit import audit_record
-    from medvault.accounts.permissions import study_writable
+    from medvault.archive.access import study_writable
     from medvault.analysis.dicom_results import heatmap_capture
     from medvault.archive.services import instance_store
 

@@ -17,7 +17,8 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from medvault.accounts.api_auth import api_login_required
 from medvault.accounts.audit import audit_record
-from medvault.accounts.permissions import is_deidentified_user, user_can, visible_to
+from medvault.accounts.permissions import is_deidentified_user, user_can
+from medvault.archive.access import visible_to
 from medvault.analysis import selectors, services
 from medvault.analysis.models import DISCLAIMER
 from medvault.archive.models import Instance
@@ -161,7 +162,7 @@ def _analysis_list(request: HttpRequest) -> HttpResponse:
 
 
 def _result_audit(request: HttpRequest, result: Any, what: str) -> None:
-    from medvault.ui.access import audit_view
+    from medvault.archive.access import audit_view
 
     instance = result.instance
     audit_view(request, instance.series.study, series_uid=instance.series.series_instance_uid,

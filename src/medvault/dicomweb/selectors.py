@@ -13,7 +13,8 @@ from django.db.models.functions import Cast
 from django.http import QueryDict
 
 from medvault.accounts.deid import deidentify_json, removes
-from medvault.accounts.permissions import is_deidentified_user, visible_to
+from medvault.accounts.permissions import is_deidentified_user
+from medvault.archive.access import visible_to
 from medvault.archive.models import Instance, Series, Study
 from medvault.dicomweb.attributes import (
     ATTRIBUTES,

@@ -17,12 +17,7 @@ from django.views.decorators.http import require_http_methods
 from medvault.accounts.api_auth import api_login_required
 from medvault.accounts.audit import audit_record
 from medvault.accounts.deid import deidentify_dataset
-from medvault.accounts.permissions import (
-    GroupChoiceError,
-    ingest_group,
-    is_deidentified_user,
-    user_can,
-)
+from medvault.accounts.permissions import GroupChoiceError, ingest_group, is_deidentified_user, user_can
 from medvault.archive.models import Instance
 from medvault.archive.selectors import instance_dataset, instance_part10_bytes, instance_pixels
 from medvault.core.dicom.multipart import (

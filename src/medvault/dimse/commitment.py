@@ -29,10 +29,11 @@ from pynetdicom import AE, build_role, evt
 from pynetdicom.presentation import AllStoragePresentationContexts
 from pynetdicom.sop_class import StorageCommitmentPushModel, StorageCommitmentPushModelInstance
 
+from medvault.archive.access import visible_to
 from medvault.archive.models import Instance
 from medvault.archive.selectors import instance_blob_verified
 from medvault.core.blobs import BlobCorrupt, BlobNotFound
-from medvault.dimse.handlers import _retrying, ae_studies, nodelay_set
+from medvault.dimse.association import nodelay_set, retrying
 from medvault.dimse.models import RemoteAE, StorageCommitment
 
 log = logging.getLogger("medvault.dimse.commitment")
@@ -125,7 +126,7 @@ def commitment_evaluate(*, ae: RemoteAE, pairs: list[list[str]]) -> dict[str, li
     """
     uids = sorted({instance for _, instance in pairs})
     held: dict[str, Instance] = {}
-    visible = ae_studies(ae)
+    visible = visible_to(ae)
     for start in range(0, len(uids), 500):
         chunk = uids[start:start + 500]
         for inst in (
@@ -247,7 +248,7 @@ def _claim(pk: int) -> bool:
 
 def commitment_deliver(pk: int, *, local_ae_title: str) -> StorageCommitment | None:
     """One delivery attempt of one row, if it is due and this process claims it."""
-    if not _retrying(lambda: _claim(pk)):
+    if not retrying(lambda: _claim(pk)):
         return None
     record = StorageCommitment.objects.select_related("remote_ae", "remote_ae__group").get(pk=pk)
     remote = record.remote_ae
@@ -257,7 +258,7 @@ def commitment_deliver(pk: int, *, local_ae_title: str) -> StorageCommitment | N
             raise DeliveryError(f"remote AE {record.ae_title} is no longer configured")
         if record.result is None:
             record.result = commitment_evaluate(ae=remote, pairs=record.requested)
-            _retrying(lambda: StorageCommitment.objects.filter(pk=pk).update(result=record.result))
+            retrying(lambda: StorageCommitment.objects.filter(pk=pk).update(result=record.result))
         event_type, info = report_dataset(transaction_uid=record.transaction_uid, result=record.result,
                                           retrieve_ae_title=local_ae_title)
         report_send(local_ae_title=local_ae_title, remote=remote, event_type=event_type, info=info)
@@ -284,7 +285,7 @@ def commitment_deliver(pk: int, *, local_ae_title: str) -> StorageCommitment | N
             record.next_attempt_at = now + timedelta(seconds=delay)
             log.warning("storage commitment %s from %s: attempt %d failed (%s); next in %.0f s",
                         record.transaction_uid, record.ae_title, record.attempts, error, delay)
-    _retrying(lambda: record.save(update_fields=["attempts", "state", "delivered_at", "next_attempt_at",
+    retrying(lambda: record.save(update_fields=["attempts", "state", "delivered_at", "next_attempt_at",
                                                 "last_error"]))
     return record
 

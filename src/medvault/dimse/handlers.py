@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import logging
 import socket
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 from django.conf import settings
-from django.db import OperationalError, connection, connections
+from django.db import OperationalError, connection
 from django.db.models import QuerySet
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
@@ -22,6 +21,7 @@ from pynetdicom import build_context, evt
 from pynetdicom.events import Event
 
 from medvault.accounts.audit import audit_record
+from medvault.archive.access import visible_to
 from medvault.archive.models import Instance, Study
 from medvault.archive.selectors import (
     LOSSLESS_OUT,
@@ -31,6 +31,7 @@ from medvault.archive.selectors import (
 from medvault.archive.services import instance_store
 from medvault.dicomweb.attributes import Level, attribute_lookup, field_path
 from medvault.dicomweb.query import QueryError, json_element, level_queryset, match_q, value_of
+from medvault.dimse.association import nodelay_set, retrying
 from medvault.dimse.models import RemoteAE
 from medvault.dimse.status import Status
 
@@ -100,23 +101,8 @@ def _peer(event: Event) -> str:
 def _audit(event: Event, action: str, outcome: str = "ok", **fields: str) -> None:
     title = str(event.assoc.requestor.ae_title).strip()
     detail = fields.pop("detail", "")
-    _retrying(lambda: audit_record(user=None, action=action, outcome=outcome, remote_addr=_peer(event),
+    retrying(lambda: audit_record(user=None, action=action, outcome=outcome, remote_addr=_peer(event),
                                    detail=f"DIMSE AE {title}: {detail}"[:500], **fields))
-
-
-def nodelay_set(event: Event) -> None:
-    """EVT_CONN_OPEN: turn Nagle's algorithm off (each DIMSE message otherwise stalls ~40 ms)."""
-    sock = getattr(getattr(event.assoc.dul, "socket", None), "socket", None)
-    if sock is not None:
-        try:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        except OSError:
-            pass  # not a TCP socket
-
-
-def connection_close(event: Event) -> None:
-    """EVT_CONN_CLOSE: give back this association thread's database connections."""
-    connections.close_all()
 
 
 def _db_fresh() -> None:
@@ -139,25 +125,8 @@ def handle_echo(event: Event) -> int:
     return int(Status.SUCCESS)
 
 
-def _retrying(write: Callable[[], Any], attempts: int = 8) -> Any:
-    """Run a database write, again when the database is momentarily locked.
-
-    Concurrent associations write at the same time; SQLite (and its shared-cache test
-    database in particular) can refuse a write lock instead of waiting. The writes used here
-    are atomic and idempotent (a repeated store is a duplicate), so trying again is safe.
-    """
-    for attempt in range(attempts):
-        try:
-            return write()
-        except OperationalError:
-            if attempt == attempts - 1:
-                raise
-            time.sleep(0.05 * 2**attempt)
-    raise AssertionError("unreachable")
-
-
-def _store_retrying(data: bytes, group: Any) -> Any:
-    return _retrying(lambda: instance_store(data=data, source="c-store", user=None, group=group))
+def _storeretrying(data: bytes, group: Any) -> Any:
+    return retrying(lambda: instance_store(data=data, source="c-store", user=None, group=group))
 
 
 def handle_store(event: Event) -> int | Dataset:
@@ -168,7 +137,7 @@ def handle_store(event: Event) -> int | Dataset:
         return int(Status.NOT_AUTHORISED)
     data = event.encoded_dataset(include_meta=True)
     try:
-        result = _store_retrying(data, ae.group if ae else None)
+        result = _storeretrying(data, ae.group if ae else None)
     except OperationalError as exc:
         _audit(event, "upload", "error", detail=f"C-STORE: database busy: {exc}")
         busy = Dataset()
@@ -193,14 +162,6 @@ def handle_store(event: Event) -> int | Dataset:
         status.Status = int(Status.STORE_CANNOT_UNDERSTAND)
     status.ErrorComment = reason[:64]
     return status
-
-
-def ae_studies(ae: RemoteAE) -> QuerySet[Study]:
-    """The studies a remote AE may query and retrieve: ``permissions.visible_to`` (its
-    group's, or all when it has none: a site-wide peer)."""
-    from medvault.accounts.permissions import visible_to
-
-    return visible_to(ae)
 
 
 def find_rows(identifier: Dataset, studies: QuerySet[Study], model: str) -> tuple[Level, QuerySet[Any]]:
@@ -276,7 +237,7 @@ def handle_find(event: Event) -> Iterator[tuple[int, Dataset | None]]:
         return
     identifier = event.identifier
     try:
-        level, qs = find_rows(identifier, ae_studies(ae), str(event.request.AffectedSOPClassUID))
+        level, qs = find_rows(identifier, visible_to(ae), str(event.request.AffectedSOPClassUID))
     except QueryError as exc:
         _audit(event, "search", "error", detail=f"C-FIND: {exc}")
         yield int(Status.QR_IDENTIFIER_MISMATCH), None
@@ -374,7 +335,7 @@ def handle_get(event: Event) -> Iterator[Any]:
         yield int(Status.NOT_AUTHORISED), None
         return
     try:
-        instances = retrieve_instances(event.identifier, ae_studies(ae), str(event.request.AffectedSOPClassUID))
+        instances = retrieve_instances(event.identifier, visible_to(ae), str(event.request.AffectedSOPClassUID))
     except QueryError as exc:
         _audit(event, "download", "error", detail=f"C-GET: {exc}")
         yield 1
@@ -426,7 +387,7 @@ def handle_move(event: Event) -> Iterator[Any]:
         yield None, None
         return
     try:
-        instances = retrieve_instances(event.identifier, ae_studies(ae), str(event.request.AffectedSOPClassUID))
+        instances = retrieve_instances(event.identifier, visible_to(ae), str(event.request.AffectedSOPClassUID))
     except QueryError as exc:
         _audit(event, "download", "error", detail=f"C-MOVE: {exc}")
         yield destination.host, destination.port
@@ -488,7 +449,7 @@ def handle_n_action(event: Event) -> tuple[int | Dataset, Dataset | None]:
         failure.Status = exc.status
         failure.ErrorComment = exc.comment[:64]
         return failure, None
-    record = _retrying(lambda: commitment_record(ae=ae, transaction_uid=transaction_uid, pairs=pairs))
+    record = retrying(lambda: commitment_record(ae=ae, transaction_uid=transaction_uid, pairs=pairs))
     _audit(event, "storage-commitment",
            detail=f"N-ACTION transaction {transaction_uid}: {len(pairs)} instance(s), record {record.pk}")
     try:

@@ -14,6 +14,9 @@ ae_title_validator = RegexValidator(
 class RemoteAE(models.Model):
     """A known peer: who may associate, what it may do, and where C-MOVE sends to."""
 
+    # ``archive.access.visible_to`` tells a peer from a user by this (archive does not import dimse).
+    is_dicom_peer = True
+
     ae_title = models.CharField(max_length=16, unique=True, validators=[ae_title_validator])
     host = models.CharField(max_length=255, help_text="Host name or IP address (C-MOVE target).")
     port = models.PositiveIntegerField(

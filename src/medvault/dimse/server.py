@@ -25,7 +25,7 @@ from pynetdicom.sop_class import (
 )
 from pynetdicom.presentation import AllStoragePresentationContexts
 
-from medvault.dimse import handlers
+from medvault.dimse import association, handlers
 from medvault.dimse.commitment import CommitmentSender
 from medvault.dimse.models import RemoteAE
 
@@ -124,8 +124,8 @@ def _audit_rejected(event: Any) -> None:
 
 
 HANDLERS = [
-    (evt.EVT_CONN_OPEN, handlers.nodelay_set),
-    (evt.EVT_CONN_CLOSE, handlers.connection_close),
+    (evt.EVT_CONN_OPEN, association.nodelay_set),
+    (evt.EVT_CONN_CLOSE, association.connection_close),
     (evt.EVT_REJECTED, _audit_rejected),
     (evt.EVT_C_ECHO, handlers.handle_echo),
     (evt.EVT_C_STORE, handlers.handle_store),

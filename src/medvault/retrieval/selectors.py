@@ -54,7 +54,8 @@ class SimilarResult:
 
 def _visible_study_ids(user: Any) -> np.ndarray | None:
     """Study ids the user may see; ``None`` means all (administrators, or no user: CLI)."""
-    from medvault.accounts.permissions import is_administrator, visible_to
+    from medvault.accounts.permissions import is_administrator
+    from medvault.archive.access import visible_to
 
     if user is None or is_administrator(user):
         return None
@@ -65,7 +66,7 @@ def visible_instance(*, user: Any, sop_instance_uid: str) -> Instance | None:
     """The instance with this UID if ``user`` may see its study (``None`` for no user: CLI)."""
     qs = Instance.objects.select_related("series__study").filter(sop_instance_uid=sop_instance_uid)
     if user is not None:
-        from medvault.accounts.permissions import visible_to
+        from medvault.archive.access import visible_to
 
         qs = qs.filter(series__study__in=visible_to(user))
     return qs.first()

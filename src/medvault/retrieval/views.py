@@ -244,7 +244,7 @@ def thumbnail(request: HttpRequest, sop_instance_uid: str) -> HttpResponse:
     except Exception:  # noqa: BLE001 - any decode failure shows as a missing picture, logged
         log.exception("thumbnail of %s failed", instance.pk)
         return _error("this image cannot be rendered", 404)
-    from medvault.ui.access import audit_view
+    from medvault.archive.access import audit_view
 
     audit_view(request, instance.series.study, series_uid=instance.series.series_instance_uid,
                sop_uid=instance.sop_instance_uid, detail="similar-image thumbnail",

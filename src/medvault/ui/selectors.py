@@ -10,7 +10,7 @@ from typing import Any
 from django.db.models import Count, Q, QuerySet, Sum, Value
 from django.db.models.functions import Lower, Replace
 
-from medvault.accounts.permissions import visible_to
+from medvault.archive.access import visible_to
 from medvault.dicomweb.wildcard import has_wildcard
 
 SORTS = {

@@ -14,7 +14,7 @@ from medvault.accounts import permissions
 from medvault.accounts.decorators import role_required
 from medvault.accounts.deid import deidentify_json, patient_label, retain_dates
 from medvault.ui import selectors
-from medvault.ui.access import audit_view, visible_instance_or_404, visible_study_or_404
+from medvault.archive.access import audit_view, visible_instance_or_404, visible_study_or_404
 from medvault.ui.rendering import CT_PRESETS, frame_pixels_bytes, render_frame_png
 
 if TYPE_CHECKING:

@@ -16,6 +16,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from medvault.accounts import permissions, services as account_services
+from medvault.archive import access
 from medvault.accounts.audit import audit_record
 from medvault.accounts.decorators import page_login_required, role_required
 from medvault.accounts.deid import patient_label, retain_dates
@@ -23,7 +24,7 @@ from medvault.accounts.forms import ShareForm
 from medvault.accounts.models import StudyShare
 from medvault.dicomweb.wildcard import MAX_PATTERN_LENGTH
 from medvault.ui import selectors
-from medvault.ui.access import audit_view, visible_series_or_404, visible_study_or_404
+from medvault.archive.access import audit_view, visible_series_or_404, visible_study_or_404
 
 MODEL_TITLES = {
     "lung-ct": "Lung cancer detection (chest CT)",
@@ -42,7 +43,7 @@ def home(request: HttpRequest) -> HttpResponse:
         return render(request, "ui/landing.html", {"nav": "home"})
     deid = permissions.is_deidentified_user(request.user)
     similar = similar_link(request.user)
-    studies = list(permissions.visible_to(request.user).select_related("patient").order_by("-created_at")[:8])
+    studies = list(access.visible_to(request.user).select_related("patient").order_by("-created_at")[:8])
     rows = [_study_row(s, deid) for s in studies]
     context: dict[str, Any] = {
         "nav": "home", "studies": rows, "analyses": [_result_row(r, deid, similar)
@@ -164,7 +165,7 @@ def upload_file(request: HttpRequest) -> HttpResponse:
         audit_record(user=request.user, action="upload", outcome="error", request=request, detail=f"{name}: {exc}"[:500])
         return _upload_error(f"The file could not be stored: {exc}", 500)
     out = []
-    visible = set(permissions.visible_to(request.user).filter(
+    visible = set(access.visible_to(request.user).filter(
         pk__in=[r.instance.series.study_id for r in results if r.instance is not None]
     ).values_list("pk", flat=True))
     for result in results:
@@ -256,7 +257,7 @@ def study_detail(request: HttpRequest, study_uid: str) -> HttpResponse:
     series = list(selectors.study_series(study))
     # Only the study's own group shares it: a share is read-only and never passed on.
     can_share = (permissions.user_can(request.user, "share") and study.group_id is not None
-                 and permissions.study_writable(request.user, study))
+                 and access.study_writable(request.user, study))
     shares = list(study.shares.select_related("shared_with_user", "shared_with_group", "shared_by")) if can_share else []
     analyses = []
     try:
@@ -279,7 +280,7 @@ def study_detail(request: HttpRequest, study_uid: str) -> HttpResponse:
 @role_required("share")
 def share_create(request: HttpRequest, study_uid: str) -> HttpResponse:
     study = visible_study_or_404(request, study_uid)
-    if not permissions.study_writable(request.user, study):
+    if not access.study_writable(request.user, study):
         # Read-only recipients of a share may not pass it on.
         audit_record(user=request.user, action="share", outcome="denied", request=request,
                      study_uid=study.study_instance_uid, detail="not a member of the study's group")
@@ -306,7 +307,7 @@ def share_create(request: HttpRequest, study_uid: str) -> HttpResponse:
 def share_revoke(request: HttpRequest, share_id: int) -> HttpResponse:
     share = get_object_or_404(StudyShare.objects.select_related("study"), pk=share_id)
     study = visible_study_or_404(request, share.study.study_instance_uid)
-    if not (share.shared_by_id == request.user.pk or permissions.study_writable(request.user, study)):
+    if not (share.shared_by_id == request.user.pk or access.study_writable(request.user, study)):
         audit_record(user=request.user, action="share-revoke", outcome="denied", request=request,
                      study_uid=study.study_instance_uid)
         messages.error(request, "You cannot revoke this share.")
@@ -340,7 +341,7 @@ def series_thumbnail(request: HttpRequest, series_uid: str) -> HttpResponse:
 
 @role_required("download")
 def instance_download(request: HttpRequest, sop_uid: str) -> HttpResponse:
-    from medvault.ui.access import visible_instance_or_404
+    from medvault.archive.access import visible_instance_or_404
 
     if permissions.is_deidentified_user(request.user):
         audit_record(user=request.user, action="download", outcome="denied", request=request, sop_uid=sop_uid[:64])

@@ -71,7 +71,7 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     # Researchers see and send pseudonymous UIDs (PS3.15 Annex E); after authentication.
-    "medvault.accounts.uid_middleware.ResearcherUidMiddleware",
+    "medvault.web.uid_middleware.ResearcherUidMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
