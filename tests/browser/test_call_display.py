@@ -56,3 +56,34 @@ def test_results_show_the_call_first_and_link_the_model_card(mv_server, new_page
     assert page.locator("#known-limits li").count() >= 1
     assert "Never trained" in page.content()
     shot(page, "21-model-card", full_page=True)
+
+
+def test_viewer_panel_shows_the_call_before_the_label_and_links_the_card(mv_server, new_page, shot, settings,
+                                                                          blob_dir, group_a, clinician_a):
+    """The viewer's analysis panel, where a radiologist reads the result beside the image,
+    leads with the call and its reason; the label and probability follow; the card is linked."""
+    from medvault.analysis.models import AnalysisJob, AnalysisResult
+
+    settings.MEDVAULT_MODELS_DIR = MODELS
+    instance = stored_sample(group_a, clinician_a)
+    job = AnalysisJob.objects.create(instance=instance, model_name="lung-ct",
+                                     requested_by=clinician_a, status="done")
+    AnalysisResult.objects.create(
+        job=job, instance=instance, model_name="lung-ct", label="normal",
+        probabilities={"adenocarcinoma": 0.07, "normal": 0.93}, requested_by=clinician_a,
+        call="indeterminate", call_reason="outside validated conditions")
+    page = new_page()
+    login(page, mv_server.url, clinician_a.username, PASSWORD)
+    study_uid = instance.series.study.study_instance_uid
+    page.goto(mv_server.url + f"/viewer/{study_uid}/?instance={instance.sop_instance_uid}")
+    page.wait_for_selector("#analysis-panel [data-call]")
+    panel = page.locator("#analysis-panel")
+    assert panel.locator("[data-call]").first.get_attribute("data-call") == "indeterminate"
+    text = panel.inner_text()
+    # A "normal, 93 %" label must not read as the answer: the call and its reason come first.
+    assert text.index("Indeterminate") < text.index("outside validated conditions") < text.index("93%")
+    link = panel.locator("a.model-card-link").first
+    assert link.get_attribute("href").rstrip("/").endswith("/models/lung-ct")
+    shot(page, "22-viewer-call-first")
+    link.click()
+    page.wait_for_selector("#intended-use")

@@ -347,6 +347,7 @@
     if (similar && cfg.similarUrl) similar.href = cfg.similarUrl.replace("__UID__", encodeURIComponent(uid));
     if (download) download.href = "/instances/" + encodeURIComponent(uid) + "/download";
   }
+  var CALL_TEXT = { abnormal: "Abnormal", normal: "Normal", indeterminate: "Indeterminate" };
   function loadAnalyses(uid) {
     lastAnalysisUid = uid;
     overlay.hidden = true; overlayButton.hidden = true; state.overlayUrl = null;
@@ -363,7 +364,41 @@
           div.style.cssText = "background:#162230;border-color:#223;color:#dfe7ee;padding:.5rem .7rem;margin-bottom:.5rem";
           var p = r.probabilities || {};
           var conf = r.label && p[r.label] !== undefined ? " (" + Math.round(p[r.label] * 100) + "%)" : "";
-          div.textContent = r.model + ": " + (r.refused ? "not analysed — " + r.reason : (r.label || "").replace(/_/g, " ") + conf);
+          // The call first (abnormal / normal / indeterminate, with its reason), the label and
+          // probability second, then the model card (intended use, known limits).
+          var head = document.createElement("div");
+          head.textContent = r.model + ": ";
+          if (r.refused) {
+            head.appendChild(document.createTextNode("not analysed — " + r.reason));
+          } else if (r.call) {
+            var call = document.createElement("strong");
+            call.className = "call call-" + r.call;
+            call.setAttribute("data-call", r.call);
+            call.textContent = CALL_TEXT[r.call] || r.call;
+            head.appendChild(call);
+          }
+          div.appendChild(head);
+          if (!r.refused && r.call_reason) {
+            var reason = document.createElement("div");
+            reason.className = "muted call-reason";
+            reason.textContent = r.call_reason;
+            div.appendChild(reason);
+          }
+          if (!r.refused && r.label) {
+            var label = document.createElement("div");
+            label.className = "call-label";
+            label.textContent = (r.call ? "most likely: " : "") + r.label.replace(/_/g, " ") + conf;
+            div.appendChild(label);
+          }
+          if (r.model_card_url) {
+            var cardLink = document.createElement("a");
+            cardLink.className = "model-card-link";
+            cardLink.href = r.model_card_url;
+            cardLink.textContent = "Model card";
+            cardLink.title = "Intended use and known limits of this model";
+            div.appendChild(cardLink);
+            div.appendChild(document.createTextNode(" "));
+          }
           var small = document.createElement("div"); small.className = "muted"; small.style.fontSize = ".75rem";
           small.textContent = (data.disclaimer || "") + " · " + (r.created_at || "").slice(0, 16).replace("T", " ");
           div.appendChild(small);
