@@ -29,11 +29,14 @@ C-FIND: three days, every match returned, as C-FIND has no limit), PatientName p
 ``FAMILY^GIV*``, PatientName substring ``*AMIL*`` (five letters inside a family name),
 fuzzy PatientName ``family given`` (fuzzymatching=true; C-FIND has no fuzzy matching, so it
 gets ``FAMILY^GIVEN*``), ModalitiesInStudy=MG (QIDO: limit=100; C-FIND: with a one-day
-StudyDate, since alone it would return 5 % of the archive) and StudyInstanceUID.
+StudyDate, since alone it would return 5 % of the archive), StudyInstanceUID, and issue 13's
+hostile pattern ``*A*A...*B`` (no trigram to use: it must not get slower with the indexes).
+Name substring asks QIDO for ``limit=101`` (one page of a study list).
 
 Prints progress on stderr and one JSON object as its last line: p50/p95/max in ms per key,
-door (qido, cfind), size and index state, the matches each returned, and the ratio of the
-baseline's p95 to the indexed p95.
+door (qido, cfind), size and index state, the matches each returned, the ratio of the
+baseline's p95 to the indexed p95, and at the largest size the SQL and ``EXPLAIN (ANALYZE,
+BUFFERS)`` of each QIDO-RS search.
 """
 
 from __future__ import annotations
@@ -57,6 +60,7 @@ from latency import summary  # noqa: E402
 from throwaway import bench_clinician, throwaway_installation  # noqa: E402
 
 UID_ROOT = "1.2.826.0.1.3680043.8.498.15."
+HOSTILE = "*A" * 20 + "*B"
 STUDY_ROOT_FIND = "1.2.840.10008.5.1.4.1.2.2.1"
 MODALITIES = ["CT"] * 35 + ["MR"] * 25 + ["CR"] * 20 + ["US"] * 10 + ["MG"] * 5 + ["PT"] * 3 + ["NM"] * 2
 DESCRIPTIONS = [
@@ -187,12 +191,15 @@ def _keys(size: int, families: list[str], givens: list[str]) -> dict[str, tuple[
         "AccessionNumber exact": ({"AccessionNumber": accession}, {"AccessionNumber": accession}),
         "StudyDate range": ({"StudyDate": "20150101-20151231", "limit": "100"}, {"StudyDate": "20150301-20150303"}),
         "PatientName prefix": ({"PatientName": f"{family}^{given[:3]}*"}, {"PatientName": f"{family}^{given[:3]}*"}),
-        "PatientName substring": ({"PatientName": f"*{infix}*"}, {"PatientName": f"*{infix}*"}),
+        "PatientName substring": ({"PatientName": f"*{infix}*", "limit": "101"}, {"PatientName": f"*{infix}*"}),
         "PatientName fuzzy": ({"PatientName": f"{family.lower()} {given.lower()}", "fuzzymatching": "true"},
                               {"PatientName": f"{family}^{given}*"}),
         "ModalitiesInStudy": ({"ModalitiesInStudy": "MG", "limit": "100"},
                               {"ModalitiesInStudy": "MG", "StudyDate": "20150302"}),
         "StudyInstanceUID": ({"StudyInstanceUID": uid}, {"StudyInstanceUID": uid}),
+        # Issue 13's hostile pattern: no trigram can be taken from it, so no index can help; it
+        # must not get slower with the indexes (a full GIN index scan) than without.
+        "PatientName hostile": ({"PatientName": HOSTILE}, {"PatientName": HOSTILE}),
     }
 
 
@@ -207,6 +214,22 @@ def _qido(client: Any, params: dict[str, str], repeat: int) -> tuple[list[float]
         if n:  # the first warms caches
             times.append(elapsed)
     return times, count
+
+
+def _explain(client: Any, params: dict[str, str]) -> list[str]:
+    """EXPLAIN (ANALYZE, BUFFERS) of the statement a QIDO-RS request ran to find its studies."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as queries:
+        client.get("/dicomweb/studies", params, HTTP_ACCEPT="application/dicom+json")
+    found = [q["sql"] for q in queries.captured_queries
+             if q["sql"].startswith('SELECT "archive_study"."id"') and "LIMIT" in q["sql"]]
+    if not found:
+        return ["(no study search statement captured)"]
+    with connection.cursor() as cursor:
+        cursor.execute(f"EXPLAIN (ANALYZE, BUFFERS) {found[0]}")
+        return [found[0]] + [row[0] for row in cursor.fetchall()]
 
 
 def _cfind(ae_title: str, keywords: dict[str, str], repeat: int) -> tuple[list[float], int]:
@@ -323,6 +346,8 @@ def _run(sizes: list[int], repeat: int) -> dict[str, Any]:
                 row = entry["keys"].setdefault(key, {"qido_params": qido_params, "cfind_keys": cfind_keys})
                 row[state] = {"qido_ms": summary(qido), "qido_matches": qido_count,
                               "cfind_ms": summary(cfind), "cfind_matches": cfind_count}
+                if size == sizes[-1]:
+                    row[state]["qido_explain"] = _explain(client, qido_params)
                 log(f"{size} {state:8} {key:22} QIDO p50 {summary(qido)['p50']:7.1f} p95 {summary(qido)['p95']:7.1f}"
                     f" ({qido_count})  C-FIND p50 {summary(cfind)['p50']:7.1f} p95 {summary(cfind)['p95']:7.1f}"
                     f" ({cfind_count})")
