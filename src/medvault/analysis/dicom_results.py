@@ -84,7 +84,8 @@ def heatmap_capture(*, result: AnalysisResult, ref_dataset: Any, series_uid: str
     import highdicom as hd
 
     from medvault.analysis.overlay import composite, display_rgb, png_rgba
-    from medvault.analysis.services import _frame_for_display, blob_store
+    from medvault.analysis.services import _frame_for_display
+    from medvault.archive.blobstore import blob_store
 
     pixels, window = _frame_for_display(ref_dataset)
     heat = png_rgba(blob_store().get(result.heatmap_key))

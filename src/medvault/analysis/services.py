@@ -39,6 +39,7 @@ from medvault.analysis.backends import (
 )
 from medvault.analysis.models import AnalysisJob, AnalysisResult, Call, JobStatus, JobTrigger
 from medvault.analysis.overlay import overlay_png
+from medvault.archive.blobstore import blob_store
 from medvault.archive.models import Instance
 
 log = logging.getLogger(__name__)
@@ -78,13 +79,6 @@ def max_attempts() -> int:
 
 def worker_identity() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"[:128]
-
-
-def blob_store() -> Any:
-    """The archive's configured blob store (filesystem or S3): heat-maps live beside images."""
-    from medvault.archive.blobstore import blob_store as archive_blob_store
-
-    return archive_blob_store()
 
 
 def instance_dataset(instance: Instance) -> Any:

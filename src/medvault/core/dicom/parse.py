@@ -114,6 +114,14 @@ class DicomRejected(ValueError):
         self.sop_instance_uid = sop_instance_uid
 
 
+class DicomTooLarge(DicomRejected):
+    """The input is over a size limit (pixels per frame, decoded bytes)."""
+
+
+class NotStorageClass(DicomRejected):
+    """The SOP class is known and is no storage class (a DICOMDIR, a commitment request)."""
+
+
 @dataclass
 class ParsedInstance:
     """A validated instance with its decoded pixels and identity hashes."""
@@ -277,7 +285,7 @@ def _check_and_decode(ds: Dataset, ts: str, parsed: ParsedInstance, limits: dict
         raise DicomRejected(f"SamplesPerPixel {samples} is not supported")
     max_pixels = limits["max_image_pixels"]
     if rows * cols > max_pixels:
-        raise DicomRejected(
+        raise DicomTooLarge(
             f"image of {cols}x{rows} pixels exceeds the limit of {max_pixels} pixels per frame"
         )
     keyword = next(k for k in PIXEL_KEYWORDS if k in ds)
@@ -293,7 +301,7 @@ def _check_and_decode(ds: Dataset, ts: str, parsed: ParsedInstance, limits: dict
         # two bytes a pixel, 1-bit data is packed across frames.
         raw = int(get_expected_length(ds, "bytes"))
     if raw > limits["max_decoded_bytes"]:
-        raise DicomRejected(f"decoded pixel data would be {raw} bytes, over the limit")
+        raise DicomTooLarge(f"decoded pixel data would be {raw} bytes, over the limit")
     parsed.raw_pixel_bytes = raw
     if not encapsulated:
         length = len(value) if value is not None else 0
@@ -408,7 +416,7 @@ def parse_instance(
     sop_class = str(ds.SOPClassUID)
     not_storage = _not_a_storage_class(sop_class)
     if not_storage:
-        raise DicomRejected(not_storage, sop_instance_uid=sop_uid)
+        raise NotStorageClass(not_storage, sop_instance_uid=sop_uid)
     if not has_pixels:
         if not needs_pixels(sop_class):
             # SR, RT, waveforms, encapsulated documents, presentation states, key objects,
@@ -425,7 +433,8 @@ def parse_instance(
             ds, ts, parsed, {"max_image_pixels": max_image_pixels, "max_decoded_bytes": max_decoded_bytes}
         )
     except DicomRejected as exc:
-        raise DicomRejected(exc.reason, sop_instance_uid=sop_uid) from None
+        # The same kind of refusal (too large, say), now naming the instance.
+        raise type(exc)(exc.reason, sop_instance_uid=sop_uid) from None
     _check_complete(data, ts, transfer_syntax_uid, sop_uid)
     return _finish_meta(parsed, ts)
 
