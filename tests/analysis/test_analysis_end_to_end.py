@@ -15,7 +15,7 @@ from PIL import Image
 
 from medvault.analysis import services
 from medvault.analysis.models import AnalysisJob, AnalysisResult
-from medvault.archive.services import image_store
+from medvault.archive.uploads import image_store
 
 pytestmark = [pytest.mark.django_db, pytest.mark.slow]
 

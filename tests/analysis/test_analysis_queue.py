@@ -155,7 +155,7 @@ def test_embedding_goes_to_retrieval_when_available(
 
 
 def test_scrub_counts_heatmaps_as_referenced(ct_instance: Any, blob_dir: Any) -> None:
-    from medvault.archive.services import blob_scrub
+    from medvault.archive.scrub import blob_scrub
 
     services.job_enqueue(instance=ct_instance, model_name="lung-ct")
     services.jobs_drain(backend=FakeBackend())

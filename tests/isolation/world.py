@@ -104,7 +104,7 @@ def user_make(username: str, role: str, groups: list[Group]) -> tuple[Any, str]:
 def world_build() -> World:
     """Groups A and B, a clinician of each and a technician of B, AEs MOD_A and MOD_B
     (127.0.0.1), and A's study of two real CT instances stored through the ingest service."""
-    from medvault.archive.services import instance_store
+    from medvault.archive.ingest import instance_store
     from medvault.dimse.models import RemoteAE
 
     group_a = Group.objects.create(name="dept-a")

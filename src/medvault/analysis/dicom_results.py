@@ -206,7 +206,7 @@ def result_dicom_store(*, result: AnalysisResult) -> StoredObjects:
     """Store ``result`` in its study as a Comprehensive SR (and the heat-map as a colour
     Secondary Capture), through ``instance_store``. Idempotent for one result."""
     from medvault.analysis.services import instance_dataset
-    from medvault.archive.services import instance_store
+    from medvault.archive.ingest import instance_store
 
     instance = result.instance
     study = instance.series.study

@@ -138,7 +138,7 @@ def jobs_enqueue_for_instance(instance: Instance) -> list[AnalysisJob]:
     """The ingest hook: queue every installed model that applies to the new instance.
 
     Does nothing when ``MEDVAULT_AUTO_ANALYSE`` is off. Registered with
-    ``medvault.archive.services.register_stored_hook`` in ``AnalysisConfig.ready``.
+    ``medvault.archive.indexing.register_stored_hook`` in ``AnalysisConfig.ready``.
     """
     if not getattr(settings, "MEDVAULT_AUTO_ANALYSE", True):
         return []
@@ -493,7 +493,7 @@ def result_export(*, result: AnalysisResult, user: Any, request: Any = None) -> 
     from medvault.accounts.audit import audit_record
     from medvault.archive.access import study_writable
     from medvault.analysis.dicom_results import heatmap_capture
-    from medvault.archive.services import instance_store
+    from medvault.archive.ingest import instance_store
 
     study = result.instance.series.study
     if user is not None and not study_writable(user, study):

@@ -118,6 +118,10 @@ class DicomTooLarge(DicomRejected):
     """The input is over a size limit (pixels per frame, decoded bytes)."""
 
 
+class NestedTooDeeply(DicomRejected):
+    """The data set nests sequences too deeply to be read at all (``NESTED_TOO_DEEPLY``)."""
+
+
 class NotStorageClass(DicomRejected):
     """The SOP class is known and is no storage class (a DICOMDIR, a commitment request)."""
 
@@ -214,7 +218,7 @@ def _read(data: bytes, transfer_syntax_uid: str | None) -> Dataset:
         logger.info("unreadable DICOM: %s", exc)
         raise DicomRejected("the file is truncated: it ends inside a data element") from None
     except RecursionError:
-        raise DicomRejected(NESTED_TOO_DEEPLY) from None
+        raise NestedTooDeeply(NESTED_TOO_DEEPLY) from None
     except _READ_ERRORS as exc:
         logger.info("unreadable DICOM: %r", exc)
         raise DicomRejected(
@@ -401,7 +405,7 @@ def parse_instance(
     except RecursionError:
         # The JSON conversion recurses deeper per level than the reader: a data set the reader
         # managed can still exhaust the stack here.
-        raise DicomRejected(NESTED_TOO_DEEPLY, sop_instance_uid=sop_uid) from None
+        raise NestedTooDeeply(NESTED_TOO_DEEPLY, sop_instance_uid=sop_uid) from None
     except _READ_ERRORS as exc:
         logger.info("%s: DICOM JSON conversion failed: %r", sop_uid, exc)
         reason = bad_element_reason(ds, _element_json) or "an element cannot be read"
@@ -452,6 +456,8 @@ def _check_complete(data: bytes, ts: str, bare_syntax: str | None, sop_uid: str)
     except ValueError:  # a UID that is not a transfer syntax pydicom knows
         return
     reason = truncation_reason(data, offset, little=little, implicit=implicit)
+    if reason == NESTED_TOO_DEEPLY:
+        raise NestedTooDeeply(reason, sop_instance_uid=sop_uid)
     if reason:
         raise DicomRejected(reason, sop_instance_uid=sop_uid)
 

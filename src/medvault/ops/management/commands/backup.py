@@ -8,8 +8,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from medvault.ops.backup import BackupError, backup_create, backup_verify
 from medvault.archive.blobstore import blob_store
+from medvault.ops.backup import BackupError, backup_create, backup_verify
 
 
 class Command(BaseCommand):

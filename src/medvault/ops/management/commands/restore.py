@@ -8,8 +8,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from medvault.ops.backup import BackupError, backup_restore
 from medvault.archive.blobstore import blob_store
+from medvault.ops.backup import BackupError, backup_restore
 
 
 class Command(BaseCommand):
