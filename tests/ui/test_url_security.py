@@ -13,7 +13,6 @@ import re
 import pytest
 from django.test import Client
 from mvfixtures import PASSWORD
-
 from urlenum import API_PREFIXES, PUBLIC, UID_PARAMS, _build, endpoints, uid_values
 
 
