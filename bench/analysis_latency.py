@@ -109,7 +109,7 @@ def main() -> None:
     from PIL import Image
 
     from medvault.analysis.models import AnalysisResult
-    from medvault.archive.services import image_store
+    from medvault.archive.uploads import image_store
     from medvault.core.ml import analyse, load_model
 
     chosen = images(args.images)

@@ -164,7 +164,7 @@ def ingest_worker(folder: Path, profile: bool) -> dict:
     from django.core.management import call_command
 
     call_command("migrate", "--noinput", verbosity=0)
-    from medvault.archive.services import instance_store
+    from medvault.archive.ingest import instance_store
 
     files = sorted(folder.iterdir())
     payloads = [f.read_bytes() for f in files]

@@ -69,7 +69,7 @@ def main() -> None:
     if not ENHANCED_CT.is_file():
         raise SystemExit(f"real data not found at {ENHANCED_CT}")
     tmp = throwaway_installation("mv-bench-ohif-", MEDVAULT_ALLOWED_HOSTS="127.0.0.1,localhost")
-    from medvault.archive.services import upload_store
+    from medvault.archive.uploads import upload_store
     from medvault.ui.ohif import ohif_available
 
     if not ohif_available():

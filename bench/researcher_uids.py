@@ -40,7 +40,7 @@ def _store(n: int, user, group) -> str:
     from mvfixtures import sample_bytes
     from pydicom.uid import generate_uid
 
-    from medvault.archive.services import upload_store
+    from medvault.archive.uploads import upload_store
 
     template = pydicom.dcmread(io.BytesIO(sample_bytes()))
     study, series = generate_uid(), generate_uid()

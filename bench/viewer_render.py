@@ -80,7 +80,7 @@ def main() -> None:
     tmp = throwaway_installation("mv-bench-viewer-", MEDVAULT_ALLOWED_HOSTS="127.0.0.1,localhost")
     from django.core.management import call_command
 
-    from medvault.archive.services import upload_store
+    from medvault.archive.uploads import upload_store
 
     call_command("collectstatic", interactive=False, verbosity=0)
     user, group = bench_clinician()

@@ -117,7 +117,7 @@ def sample_bytes(name: str = "CT_small.dcm") -> bytes:
 
 def stored_sample(group: Group, user: Any = None, name: str = "CT_small.dcm"):
     """Store a pydicom sample through the archive's ingest service; returns the Instance."""
-    from medvault.archive.services import upload_store
+    from medvault.archive.uploads import upload_store
 
     [result] = upload_store(name=name, data=sample_bytes(name), source="test", user=user, group=group)
     assert result.status in ("stored", "duplicate"), result.reason

@@ -39,7 +39,7 @@ def dicom_bytes(
 
 def store(data: bytes, *, group: Any = None, user: Any = None) -> Any:
     """Store through the archive's ``instance_store`` and return the Instance row."""
-    from medvault.archive.services import instance_store
+    from medvault.archive.ingest import instance_store
 
     result = instance_store(data=data, source="test", user=user, group=group)
     assert result.status == "stored", (result.status, result.reason)

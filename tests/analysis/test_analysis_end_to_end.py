@@ -15,7 +15,8 @@ from PIL import Image
 
 from medvault.analysis import services
 from medvault.analysis.models import AnalysisJob, AnalysisResult
-from medvault.archive.services import image_store
+from medvault.archive.blobstore import blob_store
+from medvault.archive.uploads import image_store
 
 pytestmark = [pytest.mark.django_db, pytest.mark.slow]
 
@@ -70,7 +71,7 @@ def _check_result(result: AnalysisResult, instance: Any, labels: set[str]) -> No
     assert len(result.model_sha256) == 64 and result.model_version
     card = json.loads((MODELS / f"{result.model_name}.json").read_text())
     assert result.model_sha256 == card.get("sha256", result.model_sha256)
-    png = services.blob_store().get(result.heatmap_key)
+    png = blob_store().get(result.heatmap_key)
     overlay = Image.open(io.BytesIO(png))
     assert "transparency" in overlay.info and overlay.size == (instance.columns, instance.rows)
     assert result.inference_ms > 0 and result.total_ms >= result.inference_ms / 1000

@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 
 from medvault.analysis.models import AnalysisJob, JobTrigger
-from medvault.archive.services import image_store, instance_store
+from medvault.archive.ingest import instance_store
+from medvault.archive.uploads import image_store
 
 from . import helpers
 

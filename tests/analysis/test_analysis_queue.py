@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from medvault.analysis import services
 from medvault.analysis.models import AnalysisJob, AnalysisResult, JobStatus
+from medvault.archive.blobstore import blob_store
 
 from .fake_backend import FailingBackend, FakeBackend, RefusingBackend
 
@@ -81,7 +82,7 @@ def test_result_records_what_the_model_said(
 
     from PIL import Image
 
-    png = services.blob_store().get(result.heatmap_key)
+    png = blob_store().get(result.heatmap_key)
     image = Image.open(io.BytesIO(png))
     assert "transparency" in image.info and image.size == (ct_instance.columns, ct_instance.rows)
     job.refresh_from_db()
@@ -155,7 +156,7 @@ def test_embedding_goes_to_retrieval_when_available(
 
 
 def test_scrub_counts_heatmaps_as_referenced(ct_instance: Any, blob_dir: Any) -> None:
-    from medvault.archive.services import blob_scrub
+    from medvault.archive.scrub import blob_scrub
 
     services.job_enqueue(instance=ct_instance, model_name="lung-ct")
     services.jobs_drain(backend=FakeBackend())
@@ -163,7 +164,7 @@ def test_scrub_counts_heatmaps_as_referenced(ct_instance: Any, blob_dir: Any) ->
     report = blob_scrub(repair=True, min_age_s=0.0)
     assert report["orphans"] == [] and report["deleted"] == []
     # The image, the heat-map overlay, and the result as DICOM (report + Secondary Capture).
-    assert report["blobs_checked"] == 4 and services.blob_store().exists(key)
+    assert report["blobs_checked"] == 4 and blob_store().exists(key)
 
 
 def test_worker_stores_the_embedding_for_similar_image_search(

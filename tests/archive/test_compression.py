@@ -16,7 +16,8 @@ import numpy as np
 import pydicom
 import pytest
 
-from medvault.archive import selectors, services
+from medvault.archive import selectors
+from medvault.archive.blobstore import blob_store
 from medvault.archive.compression import (
     COMPRESSED,
     compression_claim,
@@ -25,7 +26,10 @@ from medvault.archive.compression import (
     compression_pending,
     compression_run,
 )
+from medvault.archive.ingest import instance_store
 from medvault.archive.models import CompressionTask, Instance
+from medvault.archive.outcomes import StoreStatus
+from medvault.archive.scrub import blob_scrub
 from medvault.core.blobs import FilesystemBlobStore
 
 from .helpers import ct_series, read_pixels
@@ -44,8 +48,8 @@ def deferred(settings, blob_dir) -> Path:
 
 
 def _ingest(files: list[bytes]) -> list[Instance]:
-    results = [services.instance_store(data=f, source="test") for f in files]
-    assert all(r.status == services.STORED for r in results), [r.reason for r in results]
+    results = [instance_store(data=f, source="test") for f in files]
+    assert all(r.status == StoreStatus.STORED for r in results), [r.reason for r in results]
     return [r.instance for r in results]
 
 
@@ -89,7 +93,7 @@ def test_drain_swaps_to_bit_exact_jpegls_and_deletes_the_old_blob(dicom_data, de
         assert np.array_equal(read_pixels(native), read_pixels(data))
     # The originals are gone, and scrub finds nothing missing, corrupt or orphaned.
     assert not (old_keys & _blob_files(deferred))
-    report = services.blob_scrub(min_age_s=0)
+    report = blob_scrub(min_age_s=0)
     assert (report["missing"], report["corrupt"], report["orphans"]) == ([], [], [])
 
 
@@ -97,8 +101,8 @@ def test_resend_after_compression_is_still_a_duplicate(dicom_data, deferred):
     files = ct_series(dicom_data, 1, seed=14)
     _ingest(files)
     compression_drain()
-    again = services.instance_store(data=files[0], source="test")
-    assert again.status == services.DUPLICATE
+    again = instance_store(data=files[0], source="test")
+    assert again.status == StoreStatus.DUPLICATE
 
 
 def full_disk_store(settings: Any) -> FilesystemBlobStore:
@@ -183,13 +187,13 @@ def test_the_replaced_blob_is_kept_for_backups_in_flight_and_counted_by_scrub(di
     assert inst.blob_key != old_key and old_key in _blob_files(deferred)
     # A database copy taken before the swap still finds its blob; scrub neither reports the
     # kept blob as an orphan nor deletes it.
-    report = services.blob_scrub(repair=True, min_age_s=0)
+    report = blob_scrub(repair=True, min_age_s=0)
     assert report["orphans"] == [] and old_key in _blob_files(deferred)
     assert compression_pending() == 0
     assert compression_cleanup(keep_seconds=0) == 1
     assert old_key not in _blob_files(deferred)
     assert not CompressionTask.objects.exists()
-    assert services.blob_scrub(min_age_s=0)["orphans"] == []
+    assert blob_scrub(min_age_s=0)["orphans"] == []
 
 
 def test_jpegxl_effort_setting_makes_smaller_bit_exact_files(shared_data, settings, blob_dir):
@@ -200,7 +204,7 @@ def test_jpegxl_effort_setting_makes_smaller_bit_exact_files(shared_data, settin
     for effort in (1, 7):
         settings.MEDVAULT_JPEGXL_EFFORT = effort
         Instance.objects.all().delete()
-        inst = services.instance_store(data=path.read_bytes(), source="test").instance
+        inst = instance_store(data=path.read_bytes(), source="test").instance
         assert inst.transfer_syntax_uid == "1.2.840.10008.1.2.4.110"
         assert np.array_equal(selectors.instance_pixels(instance=inst), pydicom.dcmread(path).pixel_array)
         sizes[effort] = inst.stored_bytes
@@ -258,16 +262,16 @@ def test_scrub_repair_min_age_0_between_the_workers_write_and_swap_keeps_the_new
     old_key = inst.blob_key
     reports: list[dict[str, Any]] = []
     # Scrub runs after the re-encoded blob is written and before the row is swapped to it.
-    put_hook(lambda key: reports.append(services.blob_scrub(repair=True, min_age_s=0)))
+    put_hook(lambda key: reports.append(blob_scrub(repair=True, min_age_s=0)))
     stats = compression_drain()
     assert stats.compressed == 1 and len(reports) == 1
     inst.refresh_from_db()
     assert inst.blob_key != old_key
-    assert services.blob_store().exists(inst.blob_key)  # the row's blob was not deleted
+    assert blob_store().exists(inst.blob_key)  # the row's blob was not deleted
     _assert_bit_exact(inst, files[0])
     report = reports[0]  # nor even reported as an orphan: it is recorded on the task
     assert (report["missing"], report["orphans"], report["deleted"]) == ([], [], [])
-    after = services.blob_scrub(repair=True, min_age_s=0)
+    after = blob_scrub(repair=True, min_age_s=0)
     assert (after["missing"], after["corrupt"], after["orphans"]) == ([], [], [])
 
 
@@ -290,7 +294,7 @@ def test_a_worker_dying_before_or_after_writing_the_new_blob_loses_nothing(
             compression_run(task=task)
     recorded = CompressionTask.objects.get(instance=inst).new_blob_key
     assert recorded and recorded not in _blob_files(deferred)
-    report = services.blob_scrub(repair=True, min_age_s=0)
+    report = blob_scrub(repair=True, min_age_s=0)
     assert (report["missing"], report["orphans"], report["deleted"]) == ([], [], [])
     assert _blob_files(deferred) == blobs_before
 
@@ -305,7 +309,7 @@ def test_a_worker_dying_before_or_after_writing_the_new_blob_loses_nothing(
     with pytest.raises(_Crash):
         compression_run(task=task)
     assert recorded in _blob_files(deferred)  # deterministic encoder: the same key
-    report = services.blob_scrub(repair=True, min_age_s=0)
+    report = blob_scrub(repair=True, min_age_s=0)
     assert (report["missing"], report["orphans"], report["deleted"]) == ([], [], [])
     assert recorded in _blob_files(deferred)  # a recorded blob is not an orphan
 
@@ -319,7 +323,7 @@ def test_a_worker_dying_before_or_after_writing_the_new_blob_loses_nothing(
     assert inst.blob_key == recorded
     _assert_bit_exact(inst, files[0])
     assert compression_cleanup(keep_seconds=0) == 1
-    report = services.blob_scrub(repair=True, min_age_s=0)
+    report = blob_scrub(repair=True, min_age_s=0)
     assert (report["missing"], report["corrupt"], report["orphans"]) == ([], [], [])
 
 
@@ -342,5 +346,5 @@ def test_a_worker_whose_task_was_claimed_again_does_not_swap(dicom_data, deferre
     settings.MEDVAULT_BLOB_BACKEND = "filesystem"
     assert taken[0] is not None and compression_run(task=taken[0])[0] == COMPRESSED
     _assert_bit_exact(inst, files[0])
-    report = services.blob_scrub(repair=True, min_age_s=0)
+    report = blob_scrub(repair=True, min_age_s=0)
     assert (report["missing"], report["corrupt"], report["orphans"]) == ([], [], [])

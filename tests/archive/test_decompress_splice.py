@@ -8,7 +8,8 @@ import numpy as np
 import pydicom
 import pytest
 
-from medvault.archive import selectors, services
+from medvault.archive import selectors
+from medvault.archive.ingest import instance_store
 from medvault.core.codecs import decompress_dataset
 from medvault.core.dicom.parse import dataset_to_part10
 
@@ -23,7 +24,7 @@ EXPLICIT_LE = "1.2.840.10008.1.2.1"
 def test_decompressed_bytes_equal_a_full_rewrite(dicom_data, blob_dir, settings, codec):
     settings.MEDVAULT_COMPRESSION = codec
     data = ct_series(dicom_data, 1, seed=21)[0]
-    inst = services.instance_store(data=data, source="test").instance
+    inst = instance_store(data=data, source="test").instance
     assert inst.transfer_syntax_uid != EXPLICIT_LE
     out = selectors.instance_part10_bytes(instance=inst, transfer_syntax_uid=EXPLICIT_LE)
     spliced = pydicom.dcmread(io.BytesIO(out))
@@ -40,7 +41,7 @@ def test_colour_falls_back_to_the_full_rewrite(blob_dir):
 
     # pydicom's bundled (not downloaded) RGB sample: ../shared/data has no colour image.
     path = Path(pydicom.__file__).parent / "data/test_files/SC_rgb_small_odd.dcm"
-    inst = services.instance_store(data=path.read_bytes(), source="test").instance
+    inst = instance_store(data=path.read_bytes(), source="test").instance
     out = selectors.instance_part10_bytes(instance=inst, transfer_syntax_uid=EXPLICIT_LE)
     ds = pydicom.dcmread(io.BytesIO(out))
     assert ds.file_meta.TransferSyntaxUID == EXPLICIT_LE

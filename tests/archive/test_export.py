@@ -15,8 +15,9 @@ from pydicom.data import get_testdata_file
 from pydicom.pixels.utils import pack_bits
 from pydicom.uid import DeflatedExplicitVRLittleEndian, generate_uid
 
+from medvault.archive.ingest import instance_store
 from medvault.archive.models import Instance
-from medvault.archive.services import STORED, instance_store
+from medvault.archive.outcomes import StoreStatus
 from medvault.core.dicom.parse import dataset_to_part10
 
 pytestmark = pytest.mark.django_db
@@ -32,7 +33,7 @@ def _bundled(name: str) -> bytes:
 
 def _store(data: bytes) -> Instance:
     result = instance_store(data=data, source="cli")
-    assert result.status == STORED, result.reason
+    assert result.status == StoreStatus.STORED, result.reason
     return result.instance
 
 

@@ -11,15 +11,18 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
+from core.dicom.helpers import png_header, rows_disagree, without_pixel_data, zip_bytes
 from django.core.management import call_command
 from PIL import Image
 from pydicom.uid import generate_uid
 
-from medvault.archive import selectors, services
+from medvault.archive import indexing, selectors
+from medvault.archive.ingest import instance_store
 from medvault.archive.models import Instance, Patient, PatientConflict, Series, Study
+from medvault.archive.outcomes import StoreResult
+from medvault.archive.uploads import image_store, upload_store
 from medvault.core.dicom.parse import dataset_to_part10
 
-from core.dicom.helpers import png_header, rows_disagree, without_pixel_data, zip_bytes
 from .helpers import archive_snapshot, dicom_samples, read_pixels
 
 pytestmark = pytest.mark.django_db
@@ -28,8 +31,8 @@ JPEG_LS = "1.2.840.10008.1.2.4.80"
 EXPLICIT_LE = "1.2.840.10008.1.2.1"
 
 
-def _store(path: Path, **kwargs) -> services.StoreResult:
-    return services.instance_store(data=path.read_bytes(), source="test", path=str(path), **kwargs)
+def _store(path: Path, **kwargs) -> StoreResult:
+    return instance_store(data=path.read_bytes(), source="test", path=str(path), **kwargs)
 
 
 @pytest.fixture
@@ -165,16 +168,16 @@ def test_duplicate_and_conflicting_resend(dicom_data, blob_dir):
     # The same instance in another transfer syntax is still a duplicate.
     implicit = pydicom.dcmread(path)
     implicit.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2"
-    dup = services.instance_store(data=dataset_to_part10(implicit), source="test")
+    dup = instance_store(data=dataset_to_part10(implicit), source="test")
     assert (dup.status, dup.instance.pk) == ("duplicate", first.instance.pk)
     # Same UID, other pixels: rejected, stored one kept.
     pixels = pydicom.dcmread(path).pixel_array.copy()
     pixels[0, 0] += 1
-    other_pixels = services.instance_store(data=_variant(dicom_data, pixels=pixels), source="test")
+    other_pixels = instance_store(data=_variant(dicom_data, pixels=pixels), source="test")
     assert other_pixels.status == "rejected" and "different pixel data" in other_pixels.reason
     assert other_pixels.instance is None
     # Same UID, other metadata: rejected and the differing attribute is named.
-    other_meta = services.instance_store(
+    other_meta = instance_store(
         data=_variant(dicom_data, StudyDescription="changed"), source="test"
     )
     assert other_meta.status == "rejected" and "StudyDescription" in other_meta.reason
@@ -190,7 +193,7 @@ def test_patient_conflicts_are_recorded_never_merged(dicom_data, blob_dir):
         dicom_data, SOPInstanceUID=generate_uid(), SeriesInstanceUID=generate_uid(),
         StudyInstanceUID=generate_uid(), PatientName="Other^Person", PatientSex="F",
     )
-    result = services.instance_store(data=renamed, source="test")
+    result = instance_store(data=renamed, source="test")
     assert result.status == "stored"
     assert Patient.objects.count() == 1
     conflicts = {c.field: (c.stored_value, c.received_value) for c in PatientConflict.objects.all()}
@@ -203,7 +206,7 @@ def test_patient_conflicts_are_recorded_never_merged(dicom_data, blob_dir):
         dicom_data, SOPInstanceUID=generate_uid(), SeriesInstanceUID=generate_uid(),
         StudyInstanceUID=generate_uid(), IssuerOfPatientID="HOSPITAL-B", PatientName="Else^One",
     )
-    assert services.instance_store(data=other_issuer, source="test").status == "stored"
+    assert instance_store(data=other_issuer, source="test").status == "stored"
     assert Patient.objects.count() == 2 and PatientConflict.objects.count() == 2
     out = io.StringIO()
     call_command("stats", stdout=out)
@@ -216,7 +219,7 @@ def test_study_of_another_patient_is_rejected(dicom_data, blob_dir):
     _store(dicom_data / "dicom/single_ct/CT_small.dcm")
     intruder = _variant(dicom_data, SOPInstanceUID=generate_uid(), PatientID="SOMEONE-ELSE")
     before = archive_snapshot(blob_dir)
-    result = services.instance_store(data=intruder, source="test")
+    result = instance_store(data=intruder, source="test")
     assert result.status == "rejected" and "another patient" in result.reason
     assert archive_snapshot(blob_dir)["instances"] == before["instances"]
 
@@ -226,7 +229,7 @@ def test_later_instances_of_a_series_join_it_and_keep_every_check(dicom_data, bl
     way checks (demographic conflicts, a series UID under another study) still holds."""
     first = _store(dicom_data / "dicom/single_ct/CT_small.dcm")
     renamed = _variant(dicom_data, SOPInstanceUID=generate_uid(), PatientName="Other^Person")
-    second = services.instance_store(data=renamed, source="test")
+    second = instance_store(data=renamed, source="test")
     assert second.status == "stored"
     assert second.instance.series_id == first.instance.series_id
     series = Series.objects.get(pk=first.instance.series_id)
@@ -236,7 +239,7 @@ def test_later_instances_of_a_series_join_it_and_keep_every_check(dicom_data, bl
     conflicts = [(c.field, c.received_value) for c in PatientConflict.objects.all()]
     assert conflicts == [("patient_name", "Other^Person")]
     moved = _variant(dicom_data, SOPInstanceUID=generate_uid(), StudyInstanceUID=generate_uid())
-    result = services.instance_store(data=moved, source="test")
+    result = instance_store(data=moved, source="test")
     assert result.status == "rejected" and "another study" in result.reason
     assert Instance.objects.count() == 2
 
@@ -258,7 +261,7 @@ def test_bad_input_changes_nothing(dicom_data, blob_dir):
     }
     fields = {"patient_id": "P", "patient_name": "X^Y", "modality": "CT"}
     for name, (data, expected) in cases.items():
-        results = services.upload_store(name=name, data=data, source="test", image_fields=fields)
+        results = upload_store(name=name, data=data, source="test", image_fields=fields)
         assert len(results) == 1, name
         assert results[0].status == "rejected", name
         assert expected in results[0].reason, (name, results[0].reason)
@@ -269,24 +272,24 @@ def test_bad_input_changes_nothing(dicom_data, blob_dir):
 def test_zip_upload_and_png_jpeg(shared_data, blob_dir):
     ct = (shared_data / "dicom/single_ct/CT_small.dcm").read_bytes()
     mr = (shared_data / "dicom/single_mr/MR_small.dcm").read_bytes()
-    results = services.upload_store(
+    results = upload_store(
         name="batch.zip", data=zip_bytes({"x/ct.dcm": ct, "mr.dcm": mr, "notes.txt": b"hi"}), source="test"
     )
     assert [(r.path, r.status) for r in results] == [
         ("batch.zip:x/ct.dcm", "stored"), ("batch.zip:mr.dcm", "stored"), ("batch.zip:notes.txt", "rejected"),
     ]
     pictures = sorted((shared_data / "chest_ct").rglob("*.png"))[1:3]
-    in_zip = services.upload_store(
+    in_zip = upload_store(
         name="pics.zip", data=zip_bytes({p.name: p.read_bytes() for p in pictures}), source="test",
         image_fields={"patient_id": "ZIP-1", "patient_name": "Zip^Pics", "modality": "CT"},
     )
     assert [r.status for r in in_zip] == ["stored", "stored"]
     assert in_zip[0].instance.series_id == in_zip[1].instance.series_id  # one study, one series
     png = sorted((shared_data / "chest_ct").rglob("*.png"))[0].read_bytes()
-    no_fields = services.upload_store(name="a.png", data=png, source="test")
+    no_fields = upload_store(name="a.png", data=png, source="test")
     assert no_fields[0].status == "rejected" and "patient_id" in no_fields[0].reason
     fields = {"patient_id": "IMG-1", "patient_name": "Img^Test", "modality": "CT", "body_part": "CHEST"}
-    stored = services.upload_store(name="a.png", data=png, source="test", image_fields=fields)[0]
+    stored = upload_store(name="a.png", data=png, source="test", image_fields=fields)[0]
     assert stored.status == "stored"
     assert stored.instance.series.modality == "CT" and stored.instance.sop_class_uid.endswith(".7")
 
@@ -298,7 +301,7 @@ def test_png_jpeg_samples_round_trip(shared_data, blob_dir, tmp_path):
     study_uid = generate_uid()
     for index, path in enumerate(images):
         modality = "MR" if "brain_mri" in path.parts else "CT"
-        result = services.image_store(
+        result = image_store(
             data=path.read_bytes(), patient_id=f"IMG-{modality}", patient_name="Doe^Img",
             modality=modality, study_description="from pictures", source="test",
             study_instance_uid=study_uid if modality == "CT" else None, path=path.name,
@@ -326,7 +329,7 @@ def test_stored_hook_runs_on_commit_for_new_instances_only(
     def hook(instance):
         seen.append(instance.sop_instance_uid)
 
-    services.register_stored_hook(hook)
+    indexing.register_stored_hook(hook)
     try:
         path = dicom_data / "dicom/single_mr/MR_small.dcm"
         with django_capture_on_commit_callbacks(execute=True):
@@ -335,7 +338,7 @@ def test_stored_hook_runs_on_commit_for_new_instances_only(
             _store(path)
             _store(dicom_data / "dicom/invalid/MR_truncated.dcm")
     finally:
-        services._stored_hooks.remove(hook)
+        indexing._stored_hooks.remove(hook)
     assert seen == [first.sop_instance_uid]
 
 
@@ -379,7 +382,7 @@ def test_lossy_input_is_never_reencoded(shared_data, blob_dir):
     ds["PixelData"].VR = "OB"
     ds.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2.4.50"
     data = dataset_to_part10(ds)
-    inst = services.instance_store(data=data, source="test").instance
+    inst = instance_store(data=data, source="test").instance
     assert inst.transfer_syntax_uid == "1.2.840.10008.1.2.4.50"
     assert selectors.instance_part10_bytes(instance=inst) == data
 
@@ -391,7 +394,7 @@ def test_ingest_command_json_lines_and_exit_code(shared_data, blob_dir, tmp_path
     assert {(Path(l["path"]).name, l["status"]) for l in lines} == {
         ("MR_small.dcm", "stored"), ("MR2_UNCR.dcm", "stored")
     }
-    assert set(lines[0]) == {"path", "status", "sop_instance_uid", "reason"}
+    assert set(lines[0]) == {"path", "status", "sop_instance_uid", "reason", "reject"}
     bad = tmp_path / "bad.dcm"
     bad.write_text("not dicom")
     out = io.StringIO()
@@ -472,8 +475,8 @@ def test_bare_dataset_with_known_syntax_is_stored(dicom_data, blob_dir):
     buffer.is_little_endian, buffer.is_implicit_VR = True, True
     write_dataset(buffer, pydicom.dcmread(path))
     bare = buffer.getvalue()
-    assert services.instance_store(data=bare, source="c-store").status == "rejected"
-    result = services.instance_store(data=bare, source="c-store", transfer_syntax_uid="1.2.840.10008.1.2")
+    assert instance_store(data=bare, source="c-store").status == "rejected"
+    result = instance_store(data=bare, source="c-store", transfer_syntax_uid="1.2.840.10008.1.2")
     assert result.status == "stored"
     assert result.instance.received_transfer_syntax_uid == "1.2.840.10008.1.2"
     assert np.array_equal(selectors.instance_pixels(instance=result.instance), pydicom.dcmread(path).pixel_array)
@@ -494,7 +497,7 @@ def test_structured_report_without_pixels_is_accepted(dicom_data, blob_dir):
     ds.SeriesInstanceUID = generate_uid()
     ds.Modality = "SR"
     data = dataset_to_part10(ds)
-    result = services.instance_store(data=data, source="test")
+    result = instance_store(data=data, source="test")
     assert result.status == "stored", result.reason
     inst = result.instance
     assert (inst.rows, inst.raw_pixel_bytes, inst.pixel_sha256) == (None, 0, "")

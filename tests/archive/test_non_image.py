@@ -6,8 +6,9 @@ from __future__ import annotations
 import pytest
 from pydicom.data import get_testdata_file
 
+from medvault.archive.ingest import instance_store
+from medvault.archive.outcomes import StoreStatus
 from medvault.archive.selectors import instance_part10_bytes
-from medvault.archive.services import STORED, instance_store
 
 pytestmark = pytest.mark.django_db
 
@@ -20,6 +21,6 @@ def test_non_image_instances_are_stored_and_returned_as_received(blob_dir, name)
     with open(path, "rb") as handle:
         data = handle.read()
     result = instance_store(data=data, source="cli", path=name)
-    assert result.status == STORED, result.reason
+    assert result.status == StoreStatus.STORED, result.reason
     assert result.instance.rows is None and result.instance.raw_pixel_bytes == 0
     assert instance_part10_bytes(instance=result.instance) == data

@@ -31,7 +31,8 @@ from pynetdicom.sop_class import (
     StudyRootQueryRetrieveInformationModelMove,
 )
 
-from medvault.archive.services import REJECTED, STORED, instance_store
+from medvault.archive.ingest import instance_store
+from medvault.archive.outcomes import StoreStatus
 from medvault.core.dicom.json import dataset_to_json
 from medvault.core.dicom.multipart import multipart_parse
 
@@ -219,7 +220,7 @@ NOT_DECODED = [name for name, why_not in _VERDICTS.items() if why_not]
 @pytest.mark.parametrize("name", NOT_DECODED)
 def test_what_pydicom_does_not_decode_is_refused_in_words(blob_dir, name):
     result = instance_store(data=(_ROOT / name).read_bytes(), source="cli", path=name)
-    assert result.status == REJECTED, (
+    assert result.status == StoreStatus.REJECTED, (
         f"pydicom does not decode it ({_VERDICTS[name]}) but it was {result.status}"
     )
     assert result.reason and len(result.reason) > 15
@@ -245,7 +246,7 @@ def test_what_pydicom_decodes_comes_back_pixel_exact(archive, destination, clien
     data = path.read_bytes()
     original, pixels, _ = _decoded(path)
     result = instance_store(data=data, source="cli", path=name)
-    assert result.status == STORED, result.reason
+    assert result.status == StoreStatus.STORED, result.reason
     instance = result.instance
 
     # medvault export, as stored and decompressed: DEST/<Study>/<Series>/<SOP>.dcm.

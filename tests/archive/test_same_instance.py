@@ -10,7 +10,8 @@ import pydicom
 import pytest
 from pydicom.data import get_testdata_file
 
-from medvault.archive.services import DUPLICATE, REJECTED, STORED, instance_store
+from medvault.archive.ingest import instance_store
+from medvault.archive.outcomes import StoreStatus
 from medvault.core.dicom.parse import dataset_to_part10
 
 pytestmark = pytest.mark.django_db
@@ -33,14 +34,14 @@ def _bundled(name: str) -> bytes:
     ],
 )
 def test_another_syntax_is_a_duplicate(blob_dir, first, again):
-    assert instance_store(data=_bundled(first), source="cli").status == STORED
+    assert instance_store(data=_bundled(first), source="cli").status == StoreStatus.STORED
     result = instance_store(data=_bundled(again), source="cli")
-    assert result.status == DUPLICATE, result.reason
+    assert result.status == StoreStatus.DUPLICATE, result.reason
 
 
 def test_other_metadata_in_another_syntax_is_still_a_conflict(blob_dir):
-    assert instance_store(data=_bundled("SC_rgb_small_odd.dcm"), source="cli").status == STORED
+    assert instance_store(data=_bundled("SC_rgb_small_odd.dcm"), source="cli").status == StoreStatus.STORED
     ds = pydicom.dcmread(io.BytesIO(_bundled("SC_rgb_small_odd_big_endian.dcm")))
     ds.PatientName = "Someone^Else"
     result = instance_store(data=dataset_to_part10(ds), source="cli")
-    assert result.status == REJECTED and "PatientName" in result.reason
+    assert result.status == StoreStatus.REJECTED and "PatientName" in result.reason

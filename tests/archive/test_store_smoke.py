@@ -5,19 +5,20 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from medvault.archive import selectors, services
+from medvault.archive import selectors
+from medvault.archive.ingest import instance_store
 from medvault.archive.models import Instance, Study
 
 
 @pytest.mark.django_db
 def test_store_and_read_back_ct(dicom_data, blob_dir):
     data = (dicom_data / "dicom/single_ct/CT_small.dcm").read_bytes()
-    result = services.instance_store(data=data, source="cli", path="CT_small.dcm")
+    result = instance_store(data=data, source="cli", path="CT_small.dcm")
     assert result.status == "stored", result.reason
     inst = result.instance
     assert inst.transfer_syntax_uid == "1.2.840.10008.1.2.4.80"
     assert inst.stored_bytes < inst.received_bytes
-    again = services.instance_store(data=data, source="cli")
+    again = instance_store(data=data, source="cli")
     assert again.status == "duplicate"
     assert Instance.objects.count() == 1
     study = Study.objects.get()

@@ -233,7 +233,7 @@ def test_viewer_heatmap_overlay_toggle(mv_server, new_page, blob_dir, group_a, c
     The result row and its overlay are made up here (a red square): this tests the viewer's
     hook, not a model."""
     from medvault.analysis.models import AnalysisJob, AnalysisResult
-    from medvault.analysis.services import blob_store
+    from medvault.archive.blobstore import blob_store
 
     instance = stored_sample(group_a, clinician_a)
     overlay = np.zeros((instance.rows, instance.columns, 4), dtype=np.uint8)

@@ -70,7 +70,7 @@ def test_ohif_opens_ct_scrolls_and_measures(mv_server, ohif_browser, shot, blob_
     from analysis.fake_backend import FakeBackend
 
     from medvault.analysis import services
-    from medvault.archive.services import upload_store
+    from medvault.archive.uploads import upload_store
 
     settings.MEDVAULT_AUTO_ANALYSE = False
     user = make_user("reader", "clinician", [group_a])

@@ -28,7 +28,7 @@ def login(page, base: str, username: str = "reader") -> None:
 
 
 def store(data: bytes, user, group):
-    from medvault.archive.services import upload_store
+    from medvault.archive.uploads import upload_store
 
     [result] = upload_store(name="x.dcm", data=data, source="test", user=user, group=group)
     assert result.status == "stored", result.reason
@@ -52,7 +52,7 @@ def open_viewer(page, base: str, study_uid: str) -> None:
 
 
 def test_empty_name_presets_invalid_date_zoom_and_accessibility(mv_server, new_page, shot, blob_dir, group_a):
-    from medvault.archive.services import image_store
+    from medvault.archive.uploads import image_store
 
     user = make_user("reader", "clinician", [group_a])
     for data in ct_series(3, patient_id="NONAME-1", patient_name=""):
@@ -205,7 +205,7 @@ def test_colour_images_are_still_shown(mv_server, new_page, blob_dir, group_a):
     """A colour image (here a heat-map-like RGB upload) is windowed by the server and drawn."""
     from PIL import Image
 
-    from medvault.archive.services import image_store
+    from medvault.archive.uploads import image_store
 
     user = make_user("reader", "clinician", [group_a])
     y, x = np.mgrid[0:48, 0:64]

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from pydicom.data import get_testdata_file
 
-from medvault.archive.services import instance_store
+from medvault.archive.ingest import instance_store
 
 from .conftest import api_user_make
 

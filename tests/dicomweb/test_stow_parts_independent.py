@@ -116,7 +116,7 @@ def test_nesting_limit_is_a_setting(client_a, settings):
 @pytest.mark.django_db
 def test_deeply_nested_through_the_ingest_service(blob_dir):
     """Every door (upload, C-STORE, CLI) goes through instance_parse: no exception escapes."""
-    from medvault.archive.services import instance_store
+    from medvault.archive.ingest import instance_store
 
     data, _ = _instance(3000)
     result = instance_store(data=data, source="test")

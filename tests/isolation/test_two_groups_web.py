@@ -86,10 +86,11 @@ def test_finding1_a_uid_from_b_is_refused_and_reveals_nothing(world: World, door
         assert int(status.Status) == Status.NOT_AUTHORISED
         text = str(status.ErrorComment).encode()
     else:
-        from medvault.archive.services import instance_store
+        from medvault.archive.ingest import instance_store
+        from medvault.archive.outcomes import RejectReason
 
         result = instance_store(data=data, source="cli", group="dept-b")
-        assert result.status == "rejected" and result.other_group
+        assert result.status == "rejected" and result.reject is RejectReason.OTHER_GROUP
         text = (result.reason or "").encode()
     # Only what B sent may be named; none of A's other UIDs.
     not_sent = {"study": (world.series_uid, *world.sop_uids),
@@ -110,7 +111,7 @@ def test_finding2_rejections_inside_a_group_name_nothing_stored() -> None:
     another patient (PatientID 'MRN-A-0001')") and a reused series UID's study UID."""
     from django.contrib.auth.models import Group
 
-    from medvault.archive.services import instance_store
+    from medvault.archive.ingest import instance_store
 
     group = Group.objects.create(name="one")
     study_uid, series_uid = generate_uid(), generate_uid()

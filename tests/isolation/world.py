@@ -13,10 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import pydicom
+from dicomweb.ctgen import ct_series
 from django.contrib.auth.models import Group
 from pydicom.uid import generate_uid
-
-from dicomweb.ctgen import ct_series
 
 A_PATIENT_ID = "MRN-A-0001"
 A_NAME = "SECRET^ALICE"
@@ -104,7 +103,7 @@ def user_make(username: str, role: str, groups: list[Group]) -> tuple[Any, str]:
 def world_build() -> World:
     """Groups A and B, a clinician of each and a technician of B, AEs MOD_A and MOD_B
     (127.0.0.1), and A's study of two real CT instances stored through the ingest service."""
-    from medvault.archive.services import instance_store
+    from medvault.archive.ingest import instance_store
     from medvault.dimse.models import RemoteAE
 
     group_a = Group.objects.create(name="dept-a")
@@ -143,6 +142,7 @@ def models_dir_make(path: Path, settings: Any) -> None:
 def a_result(world: World, tmp_path: Path, settings: Any) -> Any:
     """An analysis result (with heat-map) of A's first instance, by the fake backend."""
     from analysis.fake_backend import FakeBackend
+
     from medvault.analysis import services
     from medvault.archive.models import Instance
 

@@ -18,9 +18,9 @@ from django.core.management import CommandError, call_command
 from medvault.accounts.audit import audit_record
 from medvault.accounts.models import AuditRecord
 from medvault.archive.blobstore import blob_store
+from medvault.archive.ingest import instance_store
 from medvault.archive.models import Instance
 from medvault.archive.selectors import instance_part10_bytes
-from medvault.archive.services import instance_store
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 

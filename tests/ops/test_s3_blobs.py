@@ -128,9 +128,9 @@ def test_archive_stores_on_s3_and_backup_restores_into_s3(
     from django.core.management import call_command
 
     from medvault.archive.blobstore import blob_store
+    from medvault.archive.ingest import instance_store
     from medvault.archive.models import Instance
     from medvault.archive.selectors import instance_part10_bytes
-    from medvault.archive.services import instance_store
 
     assert isinstance(blob_store(), S3BlobStore)
     result = instance_store(
@@ -159,8 +159,8 @@ def test_no_row_commits_when_the_object_store_refuses_the_blob(
 ) -> None:
     from botocore.exceptions import ClientError
 
+    from medvault.archive.ingest import instance_store
     from medvault.archive.models import Instance
-    from medvault.archive.services import instance_store
 
     settings.MEDVAULT_S3_BUCKET = "mv-no-such-bucket"
     with pytest.raises(ClientError):

@@ -36,7 +36,7 @@ SR, SC, CT = str(ComprehensiveSRStorage), str(SecondaryCaptureImageStorage), str
 @pytest.fixture
 def analysed_study(transactional_db: Any, blob_dir: Any, settings: Any, tmp_path: Path, clinician_a: Any) -> str:
     from medvault.analysis import services
-    from medvault.archive.services import upload_store
+    from medvault.archive.uploads import upload_store
 
     settings.MEDVAULT_AUTO_ANALYSE = False
     settings.MEDVAULT_MODELS_DIR = tmp_path / "models"

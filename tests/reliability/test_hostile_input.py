@@ -19,11 +19,14 @@ import pydicom
 import pytest
 from django.contrib.auth.models import Group
 from django.test import Client
-from hypothesis import HealthCheck, example, given, settings as hsettings, strategies as st
+from hypothesis import HealthCheck, example, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from medvault.archive.blobstore import blob_store
+from medvault.archive.ingest import instance_store
 from medvault.archive.models import Instance, Patient, Study
-from medvault.archive.services import instance_store, upload_store
+from medvault.archive.uploads import upload_store
 from medvault.core.dicom.multipart import boundary_new, multipart_build, multipart_content_type
 
 SAMPLES = [

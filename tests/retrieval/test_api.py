@@ -272,7 +272,7 @@ def test_thumbnail_of_invisible_image_is_404_and_anonymous_401(world) -> None:
 
 
 def test_thumbnail_of_a_real_stored_ct(world, blob_dir, settings, shared_data) -> None:
-    from medvault.archive.services import instance_store
+    from medvault.archive.ingest import instance_store
 
     settings.MEDVAULT_AUTO_ANALYSE = False
     data = (shared_data / "dicom" / "single_ct" / "CT_small.dcm").read_bytes()

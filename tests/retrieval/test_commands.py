@@ -74,7 +74,7 @@ def test_similar_command_errors_are_clear(world, fake_models, tmp_path) -> None:
 def test_reindex_embeds_applicable_instances_and_resumes(fake_models, blob_dir, settings, shared_data) -> None:
     from django.contrib.auth.models import Group
 
-    from medvault.archive.services import image_store
+    from medvault.archive.uploads import image_store
 
     settings.MEDVAULT_AUTO_ANALYSE = False
     group = Group.objects.create(name="Neuro")
@@ -182,7 +182,7 @@ def test_real_model_end_to_end_ingest_reindex_upload_query(shared_data, blob_dir
     from django.contrib.auth.models import Group
     from django.test import Client
 
-    from medvault.archive.services import image_store
+    from medvault.archive.uploads import image_store
 
     from .conftest import make_user, token_for
 

@@ -16,7 +16,7 @@ from mvfixtures import sample_bytes  # noqa: E402,F401
 @pytest.fixture
 def stored_ct(blob_dir, group_a, clinician_a):
     """CT_small.dcm stored in group A by clinician A; returns the Instance."""
-    from medvault.archive.services import upload_store
+    from medvault.archive.uploads import upload_store
 
     [result] = upload_store(name="CT_small.dcm", data=sample_bytes(), source="test", user=clinician_a, group=group_a)
     assert result.status == "stored", result.reason

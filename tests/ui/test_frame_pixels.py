@@ -38,7 +38,7 @@ def test_only_for_who_may_see_the_study(client, stored_ct, clinician_b):
 def test_colour_frames_are_left_to_the_server(client, blob_dir, group_a, clinician_a):
     from PIL import Image
 
-    from medvault.archive.services import image_store
+    from medvault.archive.uploads import image_store
 
     buffer = io.BytesIO()
     grey = np.asarray(Image.open(io.BytesIO(png_bytes(32))))

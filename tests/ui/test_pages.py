@@ -150,7 +150,7 @@ def test_512_frame_renders_at_full_size_with_each_window(stored_ct, clinician_a)
     from pydicom import dcmread
     from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
-    from medvault.archive.services import upload_store
+    from medvault.archive.uploads import upload_store
 
     ds = dcmread(__import__("io").BytesIO(sample_bytes()))
     big = np.kron(ds.pixel_array, np.ones((4, 4), dtype=ds.pixel_array.dtype))

@@ -64,7 +64,7 @@ def test_ct_frame_in_hounsfield_with_presets(blob_dir, group_a, clinician_a):
 
 @pytest.mark.django_db
 def test_multiframe_series_scrolls_through_every_frame(shared_data, blob_dir, group_a, clinician_a):
-    from medvault.archive.services import upload_store
+    from medvault.archive.uploads import upload_store
 
     data = (shared_data / "dicom" / "multiframe" / "emri_small.dcm").read_bytes()
     [result] = upload_store(name="emri_small.dcm", data=data, source="test", user=clinician_a, group=group_a)
@@ -84,7 +84,7 @@ def test_multiframe_series_scrolls_through_every_frame(shared_data, blob_dir, gr
 def test_png_upload_renders_with_full_8bit_range(blob_dir, group_a, clinician_a):
     from mvfixtures import png_bytes
 
-    from medvault.archive.services import upload_store
+    from medvault.archive.uploads import upload_store
 
     [result] = upload_store(name="x.png", data=png_bytes(), source="test", user=clinician_a, group=group_a,
                             image_fields={"patient_id": "SYN-2", "patient_name": "Syn^Two", "modality": "OT"})

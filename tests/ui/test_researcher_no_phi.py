@@ -49,7 +49,7 @@ def _phi_instance() -> bytes:
 
 @pytest.fixture
 def phi_ct(blob_dir, group_a, clinician_a):
-    from medvault.archive.services import upload_store
+    from medvault.archive.uploads import upload_store
 
     [result] = upload_store(name="phi.dcm", data=_phi_instance(), source="test", user=clinician_a, group=group_a)
     assert result.status == "stored", result.reason

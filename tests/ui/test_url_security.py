@@ -13,7 +13,6 @@ import re
 import pytest
 from django.test import Client
 from mvfixtures import PASSWORD
-
 from urlenum import API_PREFIXES, PUBLIC, UID_PARAMS, _build, endpoints, uid_values
 
 
@@ -59,7 +58,7 @@ def test_unauthenticated_requests_are_refused_everywhere():
 def test_group_a_user_gets_404_for_group_b_objects(blob_dir, group_a, group_b, clinician_a, clinician_b):
     from mvfixtures import sample_bytes
 
-    from medvault.archive.services import upload_store
+    from medvault.archive.uploads import upload_store
 
     [stored] = upload_store(name="ct.dcm", data=sample_bytes(), source="test", user=clinician_b, group=group_b)
     assert stored.status == "stored"
@@ -99,7 +98,7 @@ def test_researcher_sees_no_identifiers_at_any_url(blob_dir, group_a, clinician_
     without the patient's name, ID, birth date or accession number."""
     from mvfixtures import sample_bytes
 
-    from medvault.archive.services import upload_store
+    from medvault.archive.uploads import upload_store
 
     [stored] = upload_store(name="ct.dcm", data=sample_bytes(), source="test", user=clinician_a, group=group_a)
     study = stored.instance.series.study

@@ -14,10 +14,10 @@ class AnalysisConfig(AppConfig):
     def ready(self) -> None:
         # Every new instance, whichever door it came through, gets the analyses that apply.
         try:
-            from medvault.archive.services import register_stored_hook
+            from medvault.archive.indexing import register_stored_hook
         except ImportError:  # the archive's hook API is not there (yet): ingest without jobs
             log.warning(
-                "medvault.archive.services.register_stored_hook is missing; "
+                "medvault.archive.indexing.register_stored_hook is missing; "
                 "images will not be analysed automatically on ingest"
             )
             return
@@ -26,7 +26,7 @@ class AnalysisConfig(AppConfig):
 
         register_stored_hook(stored_hook)
         try:
-            from medvault.archive.services import register_blob_referrer
+            from medvault.archive.scrub import register_blob_referrer
         except ImportError:
             log.warning("medvault scrub does not know about heat-map blobs")
         else:

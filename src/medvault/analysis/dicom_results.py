@@ -84,7 +84,8 @@ def heatmap_capture(*, result: AnalysisResult, ref_dataset: Any, series_uid: str
     import highdicom as hd
 
     from medvault.analysis.overlay import composite, display_rgb, png_rgba
-    from medvault.analysis.services import _frame_for_display, blob_store
+    from medvault.analysis.services import _frame_for_display
+    from medvault.archive.blobstore import blob_store
 
     pixels, window = _frame_for_display(ref_dataset)
     heat = png_rgba(blob_store().get(result.heatmap_key))
@@ -205,7 +206,7 @@ def result_dicom_store(*, result: AnalysisResult) -> StoredObjects:
     """Store ``result`` in its study as a Comprehensive SR (and the heat-map as a colour
     Secondary Capture), through ``instance_store``. Idempotent for one result."""
     from medvault.analysis.services import instance_dataset
-    from medvault.archive.services import instance_store
+    from medvault.archive.ingest import instance_store
 
     instance = result.instance
     study = instance.series.study

@@ -39,6 +39,7 @@ from medvault.analysis.backends import (
 )
 from medvault.analysis.models import AnalysisJob, AnalysisResult, Call, JobStatus, JobTrigger
 from medvault.analysis.overlay import overlay_png
+from medvault.archive.blobstore import blob_store
 from medvault.archive.models import Instance
 
 log = logging.getLogger(__name__)
@@ -78,13 +79,6 @@ def max_attempts() -> int:
 
 def worker_identity() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"[:128]
-
-
-def blob_store() -> Any:
-    """The archive's configured blob store (filesystem or S3): heat-maps live beside images."""
-    from medvault.archive.blobstore import blob_store as archive_blob_store
-
-    return archive_blob_store()
 
 
 def instance_dataset(instance: Instance) -> Any:
@@ -144,7 +138,7 @@ def jobs_enqueue_for_instance(instance: Instance) -> list[AnalysisJob]:
     """The ingest hook: queue every installed model that applies to the new instance.
 
     Does nothing when ``MEDVAULT_AUTO_ANALYSE`` is off. Registered with
-    ``medvault.archive.services.register_stored_hook`` in ``AnalysisConfig.ready``.
+    ``medvault.archive.indexing.register_stored_hook`` in ``AnalysisConfig.ready``.
     """
     if not getattr(settings, "MEDVAULT_AUTO_ANALYSE", True):
         return []
@@ -499,7 +493,7 @@ def result_export(*, result: AnalysisResult, user: Any, request: Any = None) -> 
     from medvault.accounts.audit import audit_record
     from medvault.archive.access import study_writable
     from medvault.analysis.dicom_results import heatmap_capture
-    from medvault.archive.services import instance_store
+    from medvault.archive.ingest import instance_store
 
     study = result.instance.series.study
     if user is not None and not study_writable(user, study):

@@ -19,6 +19,7 @@ from medvault.accounts.api_auth import api_login_required
 from medvault.accounts.audit import audit_record
 from medvault.accounts.permissions import is_deidentified_user, user_can
 from medvault.archive.access import visible_to
+from medvault.archive.blobstore import blob_store
 from medvault.analysis import selectors, services
 from medvault.analysis.models import DISCLAIMER
 from medvault.archive.models import Instance
@@ -193,7 +194,7 @@ def analysis_heatmap(request: HttpRequest, result_id: int) -> HttpResponse:
     from medvault.core.blobs import BlobNotFound
 
     try:
-        png = services.blob_store().get(result.heatmap_key)
+        png = blob_store().get(result.heatmap_key)
     except BlobNotFound:
         return _error("the heat-map is missing from the blob store", 500)
     _result_audit(request, result, "heat-map")

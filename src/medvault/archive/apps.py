@@ -8,7 +8,7 @@ class ArchiveConfig(AppConfig):
 
     def ready(self) -> None:
         from medvault.archive.compression import new_blob_refs, superseded_blob_refs
-        from medvault.archive.services import register_blob_referrer
+        from medvault.archive.scrub import register_blob_referrer
 
         # Blobs replaced by deferred compression are kept a while (for backups in flight):
         # scrub must neither report nor delete them until then.

@@ -52,12 +52,10 @@ from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
 from medvault.archive.blobstore import blob_store
+from medvault.archive.conf import parse_limits
 from medvault.archive.models import CompressionTask, Instance
-from medvault.archive.services import (
-    _limits,
-    _referenced_elsewhere,
-    storage_bytes,
-)
+from medvault.archive.scrub import referenced_elsewhere
+from medvault.archive.storage_form import storage_bytes
 from medvault.core.blobs import BlobNotFound, BlobStore, blob_key
 from medvault.core.codecs import decode_pixels
 from medvault.core.dicom.parse import DicomRejected, parse_instance, pixel_sha256
@@ -125,7 +123,7 @@ def new_blob_refs() -> list[tuple[str, str]]:
     row to K (S) only in a transaction that still finds K recorded under its own claim; the
     record then stays until the task row is deleted (C), at least
     ``MEDVAULT_COMPRESSION_KEEP_SECONDS`` after S. Scrub deletes a blob only if it listed it
-    (time L), then found no referrer naming it (``_referenced_elsewhere``, B) and then no
+    (time L), then found no referrer naming it (``referenced_elsewhere``, B) and then no
     ``Instance`` row on it (A), in that order: R < P < L < B < A. If B < C the record is seen
     (and K, listed at L, still exists) and K is kept. If B > C, then S < C < B < A: the row
     points at K when scrub looks it up, and K is kept. An attempt that never swaps cannot make
@@ -175,7 +173,7 @@ def compression_cleanup(*, keep_seconds: float | None = None) -> int:
         if (
             old_key
             and not Instance.objects.filter(blob_key=old_key).exists()
-            and not _referenced_elsewhere(old_key)
+            and not referenced_elsewhere(old_key)
         ):
             try:
                 store.delete(old_key)
@@ -241,7 +239,11 @@ def compression_run(*, task: CompressionTask) -> tuple[str, int, int]:
     except BlobNotFound:
         return _fail(task, f"stored blob {old_key} is missing"), 0, 0
     try:
-        parsed = parse_instance(data, with_metadata=False, **_limits())
+        limits = parse_limits()
+        parsed = parse_instance(
+            data, with_metadata=False,
+            max_image_pixels=limits.max_image_pixels, max_decoded_bytes=limits.max_decoded_bytes,
+        )
     except DicomRejected as exc:
         return _fail(task, f"stored blob no longer parses: {exc.reason}"), 0, 0
     if parsed.pixel_sha256 != instance.pixel_sha256:

@@ -77,7 +77,7 @@ class Study(models.Model):
     number_of_instances = models.PositiveIntegerField(default=0)
     # The department or site (namespace) the study, its series and instances belong to; the
     # patient belongs to the same group. UIDs stay unique archive-wide: a UID held by one
-    # group is refused when another sends it (archive.services).
+    # group is refused when another sends it (archive.indexing).
     group = models.ForeignKey(
         Group, on_delete=models.PROTECT, null=True, blank=True, related_name="studies"
     )

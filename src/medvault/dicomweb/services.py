@@ -12,7 +12,9 @@ import pydicom
 from pydicom.errors import InvalidDicomError
 
 from medvault.accounts.audit import audit_record
-from medvault.archive.services import StoreResult, instance_parse, parsed_store, structure_limits
+from medvault.archive.conf import structure_limits
+from medvault.archive.ingest import instance_parse, parsed_store
+from medvault.archive.outcomes import RejectReason, StoreResult, StoreStatus
 from medvault.core.dicom.multipart import Part, media_type_parse
 from medvault.core.dicom.parse import ParsedInstance
 from medvault.core.dicom.structure import NESTING_REASON, StructureTooLarge, json_structure_check
@@ -30,6 +32,32 @@ class FailureReason(IntEnum):
     DATASET_DOES_NOT_MATCH = 0xA900  # e.g. wrong study for /studies/{study}
     CANNOT_UNDERSTAND = 0xC000
     UNSUPPORTED_MEDIA_TYPE = 0xC122
+
+
+# The FailureReason of each kind of refusal. Every RejectReason is listed (a test checks);
+# the words of ``StoreResult.reason`` go into the Error Comment only.
+STOW_FAILURE: dict[RejectReason, FailureReason] = {
+    RejectReason.CONFLICT: FailureReason.DUPLICATE_CONFLICT,
+    RejectReason.OTHER_GROUP: FailureReason.NOT_AUTHORISED,
+    RejectReason.PROCESSING_FAILURE: FailureReason.PROCESSING_FAILURE,
+    RejectReason.HIERARCHY_MISMATCH: FailureReason.CANNOT_UNDERSTAND,
+    RejectReason.INVALID: FailureReason.CANNOT_UNDERSTAND,
+    RejectReason.NOT_STORAGE_CLASS: FailureReason.CANNOT_UNDERSTAND,
+    RejectReason.TOO_LARGE: FailureReason.CANNOT_UNDERSTAND,
+    RejectReason.STRUCTURE_TOO_LARGE: FailureReason.CANNOT_UNDERSTAND,
+    RejectReason.ZIP_REFUSED: FailureReason.CANNOT_UNDERSTAND,
+    RejectReason.NESTED_ZIP: FailureReason.CANNOT_UNDERSTAND,
+    RejectReason.IMAGE_FIELDS_MISSING: FailureReason.CANNOT_UNDERSTAND,
+    RejectReason.UNREADABLE_FILE: FailureReason.CANNOT_UNDERSTAND,
+}
+
+
+def stow_http_status(*, stored: int, failed: int) -> int:
+    """The HTTP status of a STOW-RS response (PS3.18 10.5.3): 200 when every instance was
+    stored, 202 when some were, 409 when none was."""
+    if not failed:
+        return 200
+    return 202 if stored else 409
 
 
 @dataclass
@@ -240,12 +268,12 @@ def stow_store(
                 try:
                     result = _part_store(parsed, part.content, user=user, group=group)
                 except _PartFailed as exc:
-                    result = StoreResult("rejected", sop_uid, str(exc), None, "")
+                    result = StoreResult.refused(RejectReason.PROCESSING_FAILURE, str(exc), sop_instance_uid=sop_uid)
             else:
                 assert parsed is not None
                 result = parsed
-            if result.status in ("stored", "duplicate") and result.instance is not None:
-                inst = result.instance
+            inst = result.instance  # stored now or before (a duplicate); None when rejected
+            if inst is not None:
                 series = inst.series
                 study = series.study
                 studies.add(study.study_instance_uid)
@@ -257,7 +285,7 @@ def stow_store(
                         f"{series.series_instance_uid}/instances/{inst.sop_instance_uid}"
                     ]},
                 }
-                if result.status == "duplicate":
+                if result.status is StoreStatus.DUPLICATE:
                     item["00081196"] = {"vr": "US", "Value": [0xB000]}  # WarningReason
                 referenced.append(item)
                 audit_record(
@@ -267,16 +295,8 @@ def stow_store(
                     detail=f"STOW-RS {result.status}",
                 )
                 continue
-            reason_text = result.reason or "rejected"
-            if result.other_group:
-                code = FailureReason.NOT_AUTHORISED
-            elif reason_text.startswith("processing failure"):
-                code = FailureReason.PROCESSING_FAILURE
-            elif "differ" in reason_text.lower() or "conflict" in reason_text.lower():
-                code = FailureReason.DUPLICATE_CONFLICT
-            else:
-                code = FailureReason.CANNOT_UNDERSTAND
-            failure = (code, reason_text)
+            assert result.reject is not None  # set on every rejected result
+            failure = (STOW_FAILURE[result.reject], result.reason or "rejected")
             sop_uid = sop_uid or (result.sop_instance_uid or "")
         code, text = failure
         failed.append({
@@ -296,5 +316,4 @@ def stow_store(
     if failed:
         body["00081198"] = {"vr": "SQ", "Value": failed}
     body["00081199"] = {"vr": "SQ", "Value": referenced}
-    status = 200 if not failed else (202 if referenced else 409)
-    return StowOutcome(status=status, body=body)
+    return StowOutcome(status=stow_http_status(stored=len(referenced), failed=len(failed)), body=body)

@@ -28,12 +28,12 @@ from medvault.archive.selectors import (
     TransferSyntaxUnavailable,
     instance_dataset_for_peer,
 )
-from medvault.archive.services import instance_store
+from medvault.archive.ingest import instance_store
 from medvault.dicomweb.attributes import Level, attribute_lookup, field_path
 from medvault.dicomweb.query import QueryError, json_element, level_queryset, match_q, value_of
 from medvault.dimse.association import nodelay_set, retrying
 from medvault.dimse.models import RemoteAE
-from medvault.dimse.status import Status
+from medvault.dimse.status import STORE_FAILURE, Status
 
 log = logging.getLogger(__name__)
 
@@ -145,8 +145,8 @@ def handle_store(event: Event) -> int | Dataset:
         busy.ErrorComment = "database busy; try again"
         return busy
     sop_uid = result.sop_instance_uid or ""
-    if result.status in ("stored", "duplicate") and result.instance is not None:
-        inst = result.instance
+    inst = result.instance  # stored now or before (a duplicate); None when rejected
+    if inst is not None:
         _audit(event, "upload", sop_uid=inst.sop_instance_uid,
                series_uid=inst.series.series_instance_uid,
                study_uid=inst.series.study.study_instance_uid, detail=f"C-STORE {result.status}")
@@ -154,12 +154,8 @@ def handle_store(event: Event) -> int | Dataset:
     reason = result.reason or "rejected"
     _audit(event, "upload", "error", sop_uid=sop_uid, detail=f"C-STORE rejected: {reason}")
     status = Dataset()
-    if result.other_group:
-        status.Status = int(Status.NOT_AUTHORISED)
-    elif "differ" in reason.lower() or "conflict" in reason.lower():
-        status.Status = int(Status.DUPLICATE_SOP_INSTANCE)
-    else:
-        status.Status = int(Status.STORE_CANNOT_UNDERSTAND)
+    assert result.reject is not None  # set on every rejected result
+    status.Status = int(STORE_FAILURE[result.reject])
     status.ErrorComment = reason[:64]
     return status
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from enum import IntEnum
 
+from medvault.archive.outcomes import RejectReason
+
 
 class Status(IntEnum):
     SUCCESS = 0x0000
@@ -30,3 +32,21 @@ class Status(IntEnum):
     QR_UNABLE_TO_PROCESS = 0xC000
     MOVE_DESTINATION_UNKNOWN = 0xA801
     SUBOPS_COMPLETE_WITH_FAILURES = 0xB000
+
+
+# The C-STORE status of each kind of refusal. Every RejectReason is listed (a test checks);
+# the words of ``StoreResult.reason`` go into the Error Comment only.
+STORE_FAILURE: dict[RejectReason, Status] = {
+    RejectReason.CONFLICT: Status.DUPLICATE_SOP_INSTANCE,
+    RejectReason.OTHER_GROUP: Status.NOT_AUTHORISED,
+    RejectReason.PROCESSING_FAILURE: Status.PROCESSING_FAILURE,
+    RejectReason.HIERARCHY_MISMATCH: Status.STORE_CANNOT_UNDERSTAND,
+    RejectReason.INVALID: Status.STORE_CANNOT_UNDERSTAND,
+    RejectReason.NOT_STORAGE_CLASS: Status.STORE_CANNOT_UNDERSTAND,
+    RejectReason.TOO_LARGE: Status.STORE_CANNOT_UNDERSTAND,
+    RejectReason.STRUCTURE_TOO_LARGE: Status.STORE_CANNOT_UNDERSTAND,
+    RejectReason.ZIP_REFUSED: Status.STORE_CANNOT_UNDERSTAND,
+    RejectReason.NESTED_ZIP: Status.STORE_CANNOT_UNDERSTAND,
+    RejectReason.IMAGE_FIELDS_MISSING: Status.STORE_CANNOT_UNDERSTAND,
+    RejectReason.UNREADABLE_FILE: Status.STORE_CANNOT_UNDERSTAND,
+}

@@ -53,10 +53,10 @@ def _writable_dir(path: Path) -> bool:
 
 def blob_store_ok() -> bool:
     """The configured blob store answers (without writing: a probe blob would be an orphan)."""
-    from medvault.ops.blobs import configured_blob_store
+    from medvault.archive.blobstore import blob_store
 
     try:
-        store = configured_blob_store()
+        store = blob_store()
         root = getattr(store, "root", None)
         if root is not None and not _writable_dir(Path(root)):
             logger.warning("health: blob directory %s is not a writable directory", root)

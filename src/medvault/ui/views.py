@@ -156,7 +156,7 @@ def upload_file(request: HttpRequest) -> HttpResponse:
         missing = [label for key, label in (("patient_id", "patient ID"), ("patient_name", "patient name"), ("modality", "modality")) if not image_fields[key]]
         if missing:
             return _upload_error("A PNG or JPEG image needs " + ", ".join(missing) + ".")
-    from medvault.archive.services import upload_store
+    from medvault.archive.uploads import upload_store
 
     data = upload.read()
     try:

@@ -114,6 +114,18 @@ class DicomRejected(ValueError):
         self.sop_instance_uid = sop_instance_uid
 
 
+class DicomTooLarge(DicomRejected):
+    """The input is over a size limit (pixels per frame, decoded bytes)."""
+
+
+class NestedTooDeeply(DicomRejected):
+    """The data set nests sequences too deeply to be read at all (``NESTED_TOO_DEEPLY``)."""
+
+
+class NotStorageClass(DicomRejected):
+    """The SOP class is known and is no storage class (a DICOMDIR, a commitment request)."""
+
+
 @dataclass
 class ParsedInstance:
     """A validated instance with its decoded pixels and identity hashes."""
@@ -206,7 +218,7 @@ def _read(data: bytes, transfer_syntax_uid: str | None) -> Dataset:
         logger.info("unreadable DICOM: %s", exc)
         raise DicomRejected("the file is truncated: it ends inside a data element") from None
     except RecursionError:
-        raise DicomRejected(NESTED_TOO_DEEPLY) from None
+        raise NestedTooDeeply(NESTED_TOO_DEEPLY) from None
     except _READ_ERRORS as exc:
         logger.info("unreadable DICOM: %r", exc)
         raise DicomRejected(
@@ -277,7 +289,7 @@ def _check_and_decode(ds: Dataset, ts: str, parsed: ParsedInstance, limits: dict
         raise DicomRejected(f"SamplesPerPixel {samples} is not supported")
     max_pixels = limits["max_image_pixels"]
     if rows * cols > max_pixels:
-        raise DicomRejected(
+        raise DicomTooLarge(
             f"image of {cols}x{rows} pixels exceeds the limit of {max_pixels} pixels per frame"
         )
     keyword = next(k for k in PIXEL_KEYWORDS if k in ds)
@@ -293,7 +305,7 @@ def _check_and_decode(ds: Dataset, ts: str, parsed: ParsedInstance, limits: dict
         # two bytes a pixel, 1-bit data is packed across frames.
         raw = int(get_expected_length(ds, "bytes"))
     if raw > limits["max_decoded_bytes"]:
-        raise DicomRejected(f"decoded pixel data would be {raw} bytes, over the limit")
+        raise DicomTooLarge(f"decoded pixel data would be {raw} bytes, over the limit")
     parsed.raw_pixel_bytes = raw
     if not encapsulated:
         length = len(value) if value is not None else 0
@@ -393,7 +405,7 @@ def parse_instance(
     except RecursionError:
         # The JSON conversion recurses deeper per level than the reader: a data set the reader
         # managed can still exhaust the stack here.
-        raise DicomRejected(NESTED_TOO_DEEPLY, sop_instance_uid=sop_uid) from None
+        raise NestedTooDeeply(NESTED_TOO_DEEPLY, sop_instance_uid=sop_uid) from None
     except _READ_ERRORS as exc:
         logger.info("%s: DICOM JSON conversion failed: %r", sop_uid, exc)
         reason = bad_element_reason(ds, _element_json) or "an element cannot be read"
@@ -408,7 +420,7 @@ def parse_instance(
     sop_class = str(ds.SOPClassUID)
     not_storage = _not_a_storage_class(sop_class)
     if not_storage:
-        raise DicomRejected(not_storage, sop_instance_uid=sop_uid)
+        raise NotStorageClass(not_storage, sop_instance_uid=sop_uid)
     if not has_pixels:
         if not needs_pixels(sop_class):
             # SR, RT, waveforms, encapsulated documents, presentation states, key objects,
@@ -425,7 +437,8 @@ def parse_instance(
             ds, ts, parsed, {"max_image_pixels": max_image_pixels, "max_decoded_bytes": max_decoded_bytes}
         )
     except DicomRejected as exc:
-        raise DicomRejected(exc.reason, sop_instance_uid=sop_uid) from None
+        # The same kind of refusal (too large, say), now naming the instance.
+        raise type(exc)(exc.reason, sop_instance_uid=sop_uid) from None
     _check_complete(data, ts, transfer_syntax_uid, sop_uid)
     return _finish_meta(parsed, ts)
 
@@ -443,6 +456,8 @@ def _check_complete(data: bytes, ts: str, bare_syntax: str | None, sop_uid: str)
     except ValueError:  # a UID that is not a transfer syntax pydicom knows
         return
     reason = truncation_reason(data, offset, little=little, implicit=implicit)
+    if reason == NESTED_TOO_DEEPLY:
+        raise NestedTooDeeply(reason, sop_instance_uid=sop_uid)
     if reason:
         raise DicomRejected(reason, sop_instance_uid=sop_uid)
 

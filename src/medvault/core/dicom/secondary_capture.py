@@ -12,7 +12,7 @@ from PIL import Image, UnidentifiedImageError
 from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
-from medvault.core.dicom.parse import DicomRejected
+from medvault.core.dicom.parse import DicomRejected, DicomTooLarge
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 JPEG_MAGIC = b"\xff\xd8\xff"
@@ -29,14 +29,16 @@ def _decode(data: bytes, max_image_pixels: int) -> tuple[np.ndarray, str, bool]:
             image = Image.open(BytesIO(data))
             width, height = image.size
             if width * height > max_image_pixels:
-                raise DicomRejected(
+                raise DicomTooLarge(
                     f"image of {width}x{height} pixels exceeds the limit of "
                     f"{max_image_pixels} pixels (decompression bomb protection)"
                 )
             fmt = image.format or ""
             image.load()
+    except DicomTooLarge:
+        raise  # a ValueError too: not "cannot read the image" below
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise DicomRejected(f"image is too large (decompression bomb protection): {exc}") from None
+        raise DicomTooLarge(f"image is too large (decompression bomb protection): {exc}") from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         raise DicomRejected(f"cannot read the image: {exc}") from None
     if fmt not in ("PNG", "JPEG"):

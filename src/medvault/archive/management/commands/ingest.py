@@ -17,12 +17,12 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TextIO
 
-from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 from django.db import connection, connections
 from pydicom.uid import generate_uid
 
-from medvault.archive.services import REJECTED, StoreResult, upload_store, zip_store
+from medvault.archive.outcomes import RejectReason, StoreResult, StoreStatus
+from medvault.archive.uploads import upload_store, zip_store
 from medvault.core.dicom.zipsafe import is_zip
 
 
@@ -89,8 +89,11 @@ class Command(BaseCommand):
         parser.add_argument("--modality", default="", help="PNG/JPEG: modality, e.g. CT or MR")
         parser.add_argument("--study-description", default="", help="PNG/JPEG: StudyDescription")
         parser.add_argument("--body-part", default="", help="PNG/JPEG: BodyPartExamined")
-        parser.add_argument("--group", default="", help="group (department/site) the files are stored into (its namespace; "
-                            "a UID another group holds is refused); none: no group")
+        parser.add_argument(
+            "--group", default="",
+            help="group (department/site) the files are stored into (its namespace; "
+            "a UID another group holds is refused); none: no group",
+        )
         parser.add_argument(
             "--jobs", type=int, default=2,
             help="files in flight at once (threads; overlaps fsync waits with decoding). "
@@ -105,17 +108,6 @@ class Command(BaseCommand):
         parser.add_argument("--source", default="cli", help=argparse_hidden())
 
     def handle(self, *args: Any, **options: Any) -> None:
-        # A command-line import compresses inline unless asked otherwise. The flag is set for
-        # the run (the worker threads read it too) and put back afterwards, so a caller in the
-        # same process (call_command) keeps its own setting.
-        before = settings.MEDVAULT_COMPRESSION_DEFERRED
-        settings.MEDVAULT_COMPRESSION_DEFERRED = bool(options["defer_compression"])
-        try:
-            self._import(options)
-        finally:
-            settings.MEDVAULT_COMPRESSION_DEFERRED = before
-
-    def _import(self, options: dict[str, Any]) -> None:
         files = list(_walk(options["paths"]))
         total_bytes = 0
         for path in files:
@@ -133,9 +125,15 @@ class Command(BaseCommand):
             "study_instance_uid": generate_uid(),
             "series_instance_uid": generate_uid(),
         }
-        common = {"source": options["source"], "group": options["group"] or None}
+        common = {
+            "source": options["source"],
+            "group": options["group"] or None,
+            # A command-line import compresses inline unless asked otherwise, whatever
+            # MEDVAULT_COMPRESSION_DEFERRED says for the doors where a peer waits.
+            "defer_compression": bool(options["defer_compression"]),
+        }
         progress = Progress(sys.stderr, len(files), total_bytes)
-        counts = {"stored": 0, "duplicate": 0, "rejected": 0}
+        counts = dict.fromkeys(StoreStatus, 0)
         jobs = max(1, int(options["jobs"]))
         if connection.in_atomic_block:
             # Called inside a transaction (e.g. call_command in a test): worker threads have
@@ -154,10 +152,10 @@ class Command(BaseCommand):
         finally:
             progress.close()
         self.stderr.write(
-            f"{counts['stored']} stored, {counts['duplicate']} duplicate, "
-            f"{counts['rejected']} rejected"
+            f"{counts[StoreStatus.STORED]} stored, {counts[StoreStatus.DUPLICATE]} duplicate, "
+            f"{counts[StoreStatus.REJECTED]} rejected"
         )
-        if counts["rejected"]:
+        if counts[StoreStatus.REJECTED]:
             sys.exit(1)
 
     def _results(
@@ -213,7 +211,9 @@ class Command(BaseCommand):
                 handle.seek(0)
                 data = handle.read()
         except OSError as exc:
-            yield StoreResult(REJECTED, None, f"cannot read: {exc.strerror or exc}", None, display)
+            yield StoreResult.refused(
+                RejectReason.UNREADABLE_FILE, f"cannot read: {exc.strerror or exc}", path=display
+            )
             return
         yield from upload_store(name=display, data=data, image_fields=image_fields, **common)
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
-from medvault.archive.services import blob_scrub
+from medvault.archive.scrub import blob_scrub
 
 
 class Command(BaseCommand):

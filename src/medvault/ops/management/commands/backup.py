@@ -8,8 +8,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
+from medvault.archive.blobstore import blob_store
 from medvault.ops.backup import BackupError, backup_create, backup_verify
-from medvault.ops.blobs import configured_blob_store
 
 
 class Command(BaseCommand):
@@ -36,7 +36,7 @@ class Command(BaseCommand):
                     raise CommandError(f"snapshot {report.snapshot} failed verification")
                 return
             manifest = backup_create(
-                dest=dest, store=configured_blob_store(), log=lambda m: self.stderr.write(m)
+                dest=dest, store=blob_store(), log=lambda m: self.stderr.write(m)
             )
         except BackupError as exc:
             raise CommandError(str(exc)) from exc

@@ -8,8 +8,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
+from medvault.archive.blobstore import blob_store
 from medvault.ops.backup import BackupError, backup_restore
-from medvault.ops.blobs import configured_blob_store
 
 
 class Command(BaseCommand):
@@ -30,7 +30,7 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         try:
             result = backup_restore(
-                src=options["src"], store=configured_blob_store(), name=options["snapshot"],
+                src=options["src"], store=blob_store(), name=options["snapshot"],
                 force=options["force"], log=lambda m: self.stderr.write(m),
             )
         except BackupError as exc:
