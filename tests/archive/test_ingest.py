@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
+from core.dicom.helpers import png_header, rows_disagree, without_pixel_data, zip_bytes
 from django.core.management import call_command
 from PIL import Image
 from pydicom.uid import generate_uid
@@ -19,7 +20,6 @@ from medvault.archive import selectors, services
 from medvault.archive.models import Instance, Patient, PatientConflict, Series, Study
 from medvault.core.dicom.parse import dataset_to_part10
 
-from core.dicom.helpers import png_header, rows_disagree, without_pixel_data, zip_bytes
 from .helpers import archive_snapshot, dicom_samples, read_pixels
 
 pytestmark = pytest.mark.django_db
@@ -296,7 +296,7 @@ def test_png_jpeg_samples_round_trip(shared_data, blob_dir, tmp_path):
         (shared_data / "chest_ct").rglob("*.jpg")
     )[:2] + sorted((shared_data / "brain_mri").rglob("*.jpg"))[:3]
     study_uid = generate_uid()
-    for index, path in enumerate(images):
+    for path in images:
         modality = "MR" if "brain_mri" in path.parts else "CT"
         result = services.image_store(
             data=path.read_bytes(), patient_id=f"IMG-{modality}", patient_name="Doe^Img",
@@ -388,7 +388,7 @@ def test_ingest_command_json_lines_and_exit_code(shared_data, blob_dir, tmp_path
     out = io.StringIO()
     call_command("ingest", str(shared_data / "dicom/single_mr"), stdout=out, stderr=io.StringIO())
     lines = [json.loads(line) for line in out.getvalue().splitlines()]
-    assert {(Path(l["path"]).name, l["status"]) for l in lines} == {
+    assert {(Path(line["path"]).name, line["status"]) for line in lines} == {
         ("MR_small.dcm", "stored"), ("MR2_UNCR.dcm", "stored")
     }
     assert set(lines[0]) == {"path", "status", "sop_instance_uid", "reason"}

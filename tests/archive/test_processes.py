@@ -129,7 +129,7 @@ def _concurrent_ingest(shared_data: Path, tmp_path: Path, database_url: str) -> 
     ]
     outputs = [child.communicate(timeout=300) for child in children]
     statuses: dict[str, list[str]] = {}
-    for child, (out, err) in zip(children, outputs):
+    for child, (out, err) in zip(children, outputs, strict=True):
         assert child.returncode == 0, err
         assert "Traceback" not in err, err
         for line in out.splitlines():

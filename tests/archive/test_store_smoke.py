@@ -22,7 +22,9 @@ def test_store_and_read_back_ct(dicom_data, blob_dir):
     assert Instance.objects.count() == 1
     study = Study.objects.get()
     assert (study.number_of_instances, study.number_of_series, study.modalities_in_study) == (1, 1, "CT")
-    import pydicom, io
+    import io
+
+    import pydicom
     original = pydicom.dcmread(io.BytesIO(data)).pixel_array
     assert np.array_equal(selectors.instance_pixels(instance=inst), original)
     ds = selectors.instance_dataset(instance=inst, transfer_syntax_uid="1.2.840.10008.1.2.1")

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pydicom
 import pytest
+from dicomweb.ctgen import ct_series
 from pydicom.dataset import Dataset
 from pynetdicom import AE, StoragePresentationContexts, build_role, evt
 from pynetdicom.sop_class import (
@@ -27,7 +28,6 @@ from medvault.dimse.association import nodelay_set
 from medvault.dimse.models import RemoteAE
 from medvault.dimse.status import Status
 
-from dicomweb.ctgen import ct_series
 from .conftest import eventually, free_port
 
 NODELAY = [(evt.EVT_CONN_OPEN, nodelay_set)]

@@ -13,10 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import pydicom
+from dicomweb.ctgen import ct_series
 from django.contrib.auth.models import Group
 from pydicom.uid import generate_uid
-
-from dicomweb.ctgen import ct_series
 
 A_PATIENT_ID = "MRN-A-0001"
 A_NAME = "SECRET^ALICE"
@@ -143,6 +142,7 @@ def models_dir_make(path: Path, settings: Any) -> None:
 def a_result(world: World, tmp_path: Path, settings: Any) -> Any:
     """An analysis result (with heat-map) of A's first instance, by the fake backend."""
     from analysis.fake_backend import FakeBackend
+
     from medvault.analysis import services
     from medvault.archive.models import Instance
 

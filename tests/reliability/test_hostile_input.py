@@ -19,7 +19,9 @@ import pydicom
 import pytest
 from django.contrib.auth.models import Group
 from django.test import Client
-from hypothesis import HealthCheck, example, given, settings as hsettings, strategies as st
+from hypothesis import HealthCheck, example, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from medvault.archive.blobstore import blob_store
 from medvault.archive.models import Instance, Patient, Study

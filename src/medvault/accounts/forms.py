@@ -5,14 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
-from django.contrib.auth import authenticate, get_user_model
 from django.contrib.admin.forms import AdminAuthenticationForm
+from django.contrib.auth import authenticate, get_user_model
 from django.contrib.auth.forms import AuthenticationForm, UserCreationForm
 from django.contrib.auth.models import Group
 
 from medvault.accounts.audit import audit_record, client_address
 from medvault.accounts.lockout import login_attempt_record, login_locked
 from medvault.accounts.models import AccountStatus, Role
+
 
 def locked_message() -> str:
     from django.conf import settings
@@ -161,7 +162,9 @@ class AuditFilterForm(forms.Form):
     user = forms.CharField(required=False, label="User")
     patient = forms.CharField(required=False, label="Patient ID")
     action = forms.CharField(required=False, label="Action")
-    outcome = forms.ChoiceField(required=False, choices=[("", "any"), ("ok", "ok"), ("denied", "denied"), ("error", "error")])
+    outcome = forms.ChoiceField(
+        required=False, choices=[("", "any"), ("ok", "ok"), ("denied", "denied"), ("error", "error")]
+    )
     date_from = forms.DateField(required=False, label="From", widget=forms.DateInput(attrs={"type": "date"}))
     date_to = forms.DateField(required=False, label="To", widget=forms.DateInput(attrs={"type": "date"}))
 

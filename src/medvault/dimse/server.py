@@ -12,18 +12,18 @@ from typing import Any
 
 from django.conf import settings
 from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, evt
-from pynetdicom.transport import ThreadedAssociationServer
+from pynetdicom.presentation import AllStoragePresentationContexts
 from pynetdicom.sop_class import (
     PatientRootQueryRetrieveInformationModelFind,
     PatientRootQueryRetrieveInformationModelGet,
     PatientRootQueryRetrieveInformationModelMove,
+    StorageCommitmentPushModel,
     StudyRootQueryRetrieveInformationModelFind,
     StudyRootQueryRetrieveInformationModelGet,
     StudyRootQueryRetrieveInformationModelMove,
-    StorageCommitmentPushModel,
     Verification,
 )
-from pynetdicom.presentation import AllStoragePresentationContexts
+from pynetdicom.transport import ThreadedAssociationServer
 
 from medvault.dimse import association, handlers
 from medvault.dimse.commitment import CommitmentSender

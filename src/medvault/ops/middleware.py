@@ -18,8 +18,8 @@ from __future__ import annotations
 import errno
 import json
 import logging
-from html import escape
 from collections.abc import Callable
+from html import escape
 
 from django.conf import settings
 from django.db import DataError, InterfaceError, OperationalError

@@ -24,6 +24,9 @@ class SimilarFilters:
     exclude_own_study: bool = False
 
 
+NO_FILTERS = SimilarFilters()
+
+
 @dataclass(frozen=True)
 class Match:
     sop_instance_uid: str
@@ -96,7 +99,7 @@ def similar_instances(
     model_name: str,
     model_version: str,
     k: int,
-    filters: SimilarFilters = SimilarFilters(),
+    filters: SimilarFilters = NO_FILTERS,
     query_study_id: int | None = None,
 ) -> SimilarResult:
     """The ``k`` most similar instances that ``user`` may see, best first.

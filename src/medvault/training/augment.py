@@ -77,7 +77,8 @@ def augment_robust(x: torch.Tensor, size: int, gen: torch.Generator,
     Geometry: rotation +-15 deg, scale 0.75-1.3 (random resized crop), shift +-10 %, flip.
     Intensity, each with its own probability: window jitter (p 0.5; a random sub-window
     [lo, hi] of the 8-bit range stretched to full range, lo in 0-0.85: for CT this imitates the
-    mediastinal / soft-tissue and other standard windows, for MR other contrast settings), gamma, contrast, brightness, a smooth multiplicative bias field
+    mediastinal / soft-tissue and other standard windows, for MR other contrast settings), gamma,
+    contrast, brightness, a smooth multiplicative bias field
     (MR), Gaussian blur, down-and-up resampling, Gaussian noise and JPEG artefacts.
     """
     n = x.shape[0]

@@ -24,8 +24,8 @@ import numpy as np
 from medvault.core.ml import preprocess as pp
 from medvault.core.ml.call import (
     NORMAL_LABEL,
-    fit_mahalanobis,
     file_sha256,
+    fit_mahalanobis,
     mahalanobis,
     threshold_for_sensitivity,
 )

@@ -113,7 +113,7 @@ def composites(images: list[np.ndarray], n: int, rng: np.random.Generator) -> li
     """"Object on a plain background" photographs: a natural crop pasted at a random scale and
     place onto a flat or gradient background (the look that a chest CT slice also has)."""
     out = []
-    for i in range(n):
+    for _ in range(n):
         img = images[int(rng.integers(0, len(images)))]
         h, w = img.shape
         s = int(min(h, w) * rng.uniform(0.2, 0.8))
@@ -292,38 +292,49 @@ def train_domain(out_dir: Path = Path("models"), smoke: bool = False, threads: i
     path = out_dir / f"domain{suffix}.onnx"
     export_onnx(DomainExport(net), SIZE, path, ["probabilities", "logits"])
     card = {
-        "name": "domain", "version": "1.1.0", "file": path.name, "sha256": file_sha256(path),
+        "name": "domain",
+        "version": "1.1.0",
+        "file": path.name,
+        "sha256": file_sha256(path),
         "size_bytes": path.stat().st_size,
         "intended_use": "Gate in front of the lung-ct and brain-mri models: decides whether an "
-                        "image is a chest CT slice, a brain MRI slice or something else, so that "
-                        "the analysis can refuse out-of-domain input. Decision support, not a "
-                        "diagnosis.",
+        "image is a chest CT slice, a brain MRI slice or something else, so that "
+        "the analysis can refuse out-of-domain input. Decision support, not a "
+        "diagnosis.",
         "labels": CLASSES,
-        "input": {"name": "image", "shape": [None, 1, SIZE, SIZE], "dtype": "float32",
-                  "preprocessing": "same as the models (grey, pad to square, Pillow bilinear "
-                                   f"resize to {SIZE}x{SIZE}, /255); DICOM mapped as the models'"},
+        "input": {
+            "name": "image",
+            "shape": [None, 1, SIZE, SIZE],
+            "dtype": "float32",
+            "preprocessing": "same as the models (grey, pad to square, Pillow bilinear "
+            f"resize to {SIZE}x{SIZE}, /255); DICOM mapped as the models'",
+        },
         "refusal": {
             "rule": "refuse when (a) DICOM Modality is set, not OT/SC/XC/DOC and not the model's "
-                    "modality, or BodyPartExamined is set and not the model's anatomy; or (b) the "
-                    "image is in colour (mean channel spread > 12 grey levels) or near-uniform (grey-level std < blank_std_threshold); or (c) the "
-                    "domain classifier's arg-max is not the model's domain or its probability for "
-                    "the domain is < min_domain_probability",
+            "modality, or BodyPartExamined is set and not the model's anatomy; or (b) the "
+            "image is in colour (mean channel spread > 12 grey levels) or near-uniform "
+            "(grey-level std < blank_std_threshold); or (c) the "
+            "domain classifier's arg-max is not the model's domain or its probability for "
+            "the domain is < min_domain_probability",
             "min_domain_probability": MIN_DOMAIN_PROBABILITY,
             "blank_std_threshold": BLANK_STD,
             "max_colour_chroma": 12.0,
         },
-        "training": {"command": "medvault train domain", "epochs": epochs,
-                     "train_per_class": dict(zip(CLASSES, counts.tolist(), strict=True)),
-                     "balanced_samples_per_class_per_epoch": per_class,
-                     "train_seconds": round(train_seconds, 1), "threads": threads,
-                     "negatives": "MedMNIST v2 breastmnist + pneumoniamnist train splits (CC BY "
-                                  "4.0, Yang et al. 2023); random crops of scikit-image sample "
-                                  f"images {NATURAL_TRAIN} (also full frames, inverted frames "
-                                  "and 'object on plain background' composites) and LFW faces "
-                                  "0-99; synthetic noise, gradients, text, shapes, "
-                                  "checkerboards, near-blank frames",
-                     "positives": "training splits of chest_ct and brain_mri (same leakage-free "
-                                  "split as the models)"},
+        "training": {
+            "command": "medvault train domain",
+            "epochs": epochs,
+            "train_per_class": dict(zip(CLASSES, counts.tolist(), strict=True)),
+            "balanced_samples_per_class_per_epoch": per_class,
+            "train_seconds": round(train_seconds, 1),
+            "threads": threads,
+            "negatives": "MedMNIST v2 breastmnist + pneumoniamnist train splits (CC BY "
+            "4.0, Yang et al. 2023); random crops of scikit-image sample "
+            f"images {NATURAL_TRAIN} (also full frames, inverted frames "
+            "and 'object on plain background' composites) and LFW faces "
+            "0-99; synthetic noise, gradients, text, shapes, "
+            "checkerboards, near-blank frames",
+            "positives": "training splits of chest_ct and brain_mri (same leakage-free split as the models)",
+        },
     }
     (out_dir / f"domain{suffix}.json").write_text(json.dumps(card, indent=1) + "\n")
     torch.save(net.state_dict(), work_dir / f"domain{suffix}.pt")

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from medvault.training.augment import augment, augment_robust
-from medvault.training.data import SEED, STORE_SIZE, Prepared, prepare
+from medvault.training.data import SEED, prepare
 from medvault.training.evaluate import (
     classification_report,
     fit_temperature,

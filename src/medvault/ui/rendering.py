@@ -212,7 +212,11 @@ def render_frame_png(
     if cached is not None:
         return cached, info, (center, width)
     if info.color:
-        image = values if (center, width) == (127.5, 256.0) else window_to_uint8(values.astype(np.float32), center, width, flip)
+        image = (
+            values
+            if (center, width) == (127.5, 256.0)
+            else window_to_uint8(values.astype(np.float32), center, width, flip)
+        )
     else:
         image = window_to_uint8(values, center, width, flip)
     if max_size:

@@ -13,8 +13,8 @@ from django.shortcuts import render
 from medvault.accounts import permissions
 from medvault.accounts.decorators import role_required
 from medvault.accounts.deid import deidentify_json, patient_label, retain_dates
-from medvault.ui import selectors
 from medvault.archive.access import audit_view, visible_instance_or_404, visible_study_or_404
+from medvault.ui import selectors
 from medvault.ui.rendering import CT_PRESETS, frame_pixels_bytes, render_frame_png
 
 if TYPE_CHECKING:
@@ -52,7 +52,11 @@ def viewer(request: HttpRequest, study_uid: str) -> HttpResponse:
     if current is None and wanted_instance:
         from medvault.archive.models import Instance
 
-        hit = Instance.objects.filter(sop_instance_uid=wanted_instance, series__study=study).select_related("series").first()
+        hit = (
+            Instance.objects.filter(sop_instance_uid=wanted_instance, series__study=study)
+            .select_related("series")
+            .first()
+        )
         current = hit.series if hit else None
     if current is None:
         current = series_list[0]
@@ -62,7 +66,10 @@ def viewer(request: HttpRequest, study_uid: str) -> HttpResponse:
         {"uid": i.sop_instance_uid, "frame": f, "n": i.instance_number, "frames": i.number_of_frames}
         for i in instances for f in range(max(1, i.number_of_frames or 1))
     ]
-    start = next((k for k, fr in enumerate(frames) if fr["uid"] == wanted_instance), len(frames) // 2 if not wanted_instance else 0)
+    start = next(
+        (k for k, fr in enumerate(frames) if fr["uid"] == wanted_instance),
+        len(frames) // 2 if not wanted_instance else 0,
+    )
     audit_view(request, study, series_uid=current.series_instance_uid, detail="viewer")
     name, pid = patient_label(study.patient, deid)
     config = {
@@ -197,7 +204,8 @@ def frame_info(request: HttpRequest, sop_uid: str) -> HttpResponse:
         rows.append([f"({tag[:4]},{tag[4:]})", _keyword(tag), vr, value[:200]])
     window = None
     try:
-        from medvault.ui.rendering import frame_info as display_info, modality_frame
+        from medvault.ui.rendering import frame_info as display_info
+        from medvault.ui.rendering import modality_frame
 
         values = modality_frame(instance, 0)
         info = display_info(instance, values, 0)

@@ -15,16 +15,17 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from medvault.accounts import permissions, services as account_services
-from medvault.archive import access
+from medvault.accounts import permissions
+from medvault.accounts import services as account_services
 from medvault.accounts.audit import audit_record
 from medvault.accounts.decorators import page_login_required, role_required
 from medvault.accounts.deid import patient_label, retain_dates
 from medvault.accounts.forms import ShareForm
 from medvault.accounts.models import StudyShare
+from medvault.archive import access
+from medvault.archive.access import audit_view, visible_series_or_404, visible_study_or_404
 from medvault.dicomweb.wildcard import MAX_PATTERN_LENGTH
 from medvault.ui import selectors
-from medvault.archive.access import audit_view, visible_series_or_404, visible_study_or_404
 
 MODEL_TITLES = {
     "lung-ct": "Lung cancer detection (chest CT)",
@@ -91,19 +92,27 @@ def _result_row(result: Any, deid: bool, similar: str = "") -> dict[str, Any]:
     study = result.instance.series.study
     name, pid = patient_label(study.patient, deid)
     return {
-        "result": result, "title": MODEL_TITLES.get(result.model_name, result.model_name),
+        "result": result,
+        "title": MODEL_TITLES.get(result.model_name, result.model_name),
         "outcome": ("Not analysed: " + result.reason) if result.refused else (result.label or "").replace("_", " "),
-        "confidence": confidence, "user": "" if deid else _requester(result),
+        "confidence": confidence,
+        "user": "" if deid else _requester(result),
         # The call first (what it means), the label and probability second.
         "call": "" if result.refused else (getattr(result, "call", "") or ""),
         "call_text": CALL_TEXT.get("" if result.refused else (getattr(result, "call", "") or ""), ""),
         "call_reason": getattr(result, "call_reason", ""),
         "card_url": f"/models/{result.model_name}/" if result.model_name in MODEL_TITLES else "",
-        "patient_name": name, "patient_id": pid, "study": study,
-        "sop_uid": result.instance.sop_instance_uid, "series_uid": result.instance.series.series_instance_uid,
+        "patient_name": name,
+        "patient_id": pid,
+        "study": study,
+        "sop_uid": result.instance.sop_instance_uid,
+        "series_uid": result.instance.series.series_instance_uid,
         # A refused analysis has no embedding of that model to search with.
-        "similar_url": "" if (result.refused or not similar) else
-        similar.replace("__UID__", quote(result.instance.sop_instance_uid, safe="")) + "?" + urlencode({"model": result.model_name}),
+        "similar_url": ""
+        if (result.refused or not similar)
+        else similar.replace("__UID__", quote(result.instance.sop_instance_uid, safe=""))
+        + "?"
+        + urlencode({"model": result.model_name}),
     }
 
 
@@ -152,17 +161,28 @@ def upload_file(request: HttpRequest) -> HttpResponse:
     name = upload.name or "upload"
     image_fields = None
     if name.lower().endswith(IMAGE_SUFFIXES):
-        image_fields = {k: request.POST.get(k, "").strip() for k in ("patient_id", "patient_name", "modality", "body_part", "study_description")}
-        missing = [label for key, label in (("patient_id", "patient ID"), ("patient_name", "patient name"), ("modality", "modality")) if not image_fields[key]]
+        image_fields = {
+            k: request.POST.get(k, "").strip()
+            for k in ("patient_id", "patient_name", "modality", "body_part", "study_description")
+        }
+        missing = [
+            label
+            for key, label in (("patient_id", "patient ID"), ("patient_name", "patient name"), ("modality", "modality"))
+            if not image_fields[key]
+        ]
         if missing:
             return _upload_error("A PNG or JPEG image needs " + ", ".join(missing) + ".")
     from medvault.archive.services import upload_store
 
     data = upload.read()
     try:
-        results = upload_store(name=name, data=data, source="web", user=request.user, group=group, image_fields=image_fields)
+        results = upload_store(
+            name=name, data=data, source="web", user=request.user, group=group, image_fields=image_fields
+        )
     except Exception as exc:  # noqa: BLE001 - report, never show a stack trace
-        audit_record(user=request.user, action="upload", outcome="error", request=request, detail=f"{name}: {exc}"[:500])
+        audit_record(
+            user=request.user, action="upload", outcome="error", request=request, detail=f"{name}: {exc}"[:500]
+        )
         return _upload_error(f"The file could not be stored: {exc}", 500)
     out = []
     visible = set(access.visible_to(request.user).filter(
@@ -258,7 +278,9 @@ def study_detail(request: HttpRequest, study_uid: str) -> HttpResponse:
     # Only the study's own group shares it: a share is read-only and never passed on.
     can_share = (permissions.user_can(request.user, "share") and study.group_id is not None
                  and access.study_writable(request.user, study))
-    shares = list(study.shares.select_related("shared_with_user", "shared_with_group", "shared_by")) if can_share else []
+    shares = (
+        list(study.shares.select_related("shared_with_user", "shared_with_group", "shared_by")) if can_share else []
+    )
     analyses = []
     try:
         from medvault.analysis.selectors import results_for_study
@@ -373,7 +395,12 @@ def history(request: HttpRequest) -> HttpResponse:
     except ImportError:
         pass
     if rows:
-        audit_record(user=request.user, action="view", request=request, detail=f"previous results page {page.number if page else 1}")
+        audit_record(
+            user=request.user,
+            action="view",
+            request=request,
+            detail=f"previous results page {page.number if page else 1}",
+        )
     return render(request, "ui/history.html", {"nav": "history", "rows": rows, "page": page, "deid": deid})
 
 

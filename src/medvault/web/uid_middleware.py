@@ -129,7 +129,7 @@ def _response_translate(response: HttpResponse) -> None:
             found = stored_uids(UID_TEXT.findall(value))
             if found:
                 response[header] = UID_TEXT.sub(
-                    lambda m: deid.uid_pseudonym(m.group(0)) if m.group(0) in found else m.group(0),
+                    lambda m, found=found: deid.uid_pseudonym(m.group(0)) if m.group(0) in found else m.group(0),
                     value)
 
 
