@@ -224,7 +224,7 @@ def uids_issued_end() -> None:
 def keeps_uid(tag: str, uid: str) -> bool:
     """Whether a UI value stays as it is: class and transfer syntax UIDs, well-known UIDs."""
     from pydicom.datadict import keyword_for_tag
-    from pydicom.uid import UID_dictionary
+    from pydicom.uid import UID_dictionary  # type: ignore[attr-defined]  # re-exported without __all__
 
     if uid in UID_dictionary:
         return True

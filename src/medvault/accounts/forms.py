@@ -7,12 +7,12 @@ from typing import Any
 from django import forms
 from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth import authenticate, get_user_model
-from django.contrib.auth.forms import AuthenticationForm, UserCreationForm
+from django.contrib.auth.forms import AuthenticationForm, UserCreationForm, UsernameField
 from django.contrib.auth.models import Group
 
 from medvault.accounts.audit import audit_record, client_address
 from medvault.accounts.lockout import login_attempt_record, login_locked
-from medvault.accounts.models import AccountStatus, Role
+from medvault.accounts.models import AccountStatus, Role, User
 
 
 def locked_message() -> str:
@@ -23,7 +23,7 @@ def locked_message() -> str:
         "Too many failed login attempts for this account or from this address. "
         f"For your security, logging in is blocked for {minutes} minutes. Try again later."
     )
-STATUS_MESSAGES = {
+STATUS_MESSAGES: dict[str, str] = {
     AccountStatus.PENDING: (
         "Your account is waiting for approval by an administrator. "
         "You can log in as soon as it has been approved."
@@ -106,16 +106,18 @@ class MedVaultAdminLoginForm(MedVaultLoginForm, AdminAuthenticationForm):
     }
 
 
-class RegistrationForm(UserCreationForm):
+class RegistrationForm(UserCreationForm[User]):
     role = forms.ChoiceField(
         label="Professional role",
         choices=[(r.value, r.label) for r in Role if r != Role.ADMINISTRATOR],
         help_text="What you will use MedVault for. An administrator confirms it.",
     )
 
-    class Meta(UserCreationForm.Meta):
+    class Meta:
+        # UserCreationForm.Meta's field_classes, restated (django-stubs does not declare its Meta).
         model = get_user_model()
         fields = ("username", "full_name", "email", "role", "institution")
+        field_classes = {"username": UsernameField}
         labels = {"full_name": "Full name", "email": "E-mail", "institution": "Institution"}
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -129,12 +131,12 @@ class RegistrationForm(UserCreationForm):
         return str(self.cleaned_data.get("username") or "")
 
     def validate_unique(self) -> None:
-        exclude = self._get_validation_exclusions()
+        exclude = self._get_validation_exclusions()  # type: ignore[attr-defined]  # ModelForm's, not in django-stubs
         exclude.add("username")
         try:
             self.instance.validate_unique(exclude=exclude)
         except forms.ValidationError as exc:
-            self._update_errors(exc)
+            self._update_errors(exc)  # type: ignore[attr-defined]  # ModelForm's, not in django-stubs
 
     def username_taken(self) -> bool:
         username = self.cleaned_data.get("username") or ""
@@ -177,7 +179,8 @@ class ShareForm(forms.Form):
     note = forms.CharField(required=False, max_length=200, label="Note")
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        super().clean()
+        data = self.cleaned_data
         username = (data.get("username") or "").strip()
         group = data.get("group")
         if bool(username) == bool(group):

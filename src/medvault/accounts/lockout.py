@@ -5,7 +5,7 @@ Counted in the database so that all app servers share the count.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db.models import Max, Q
@@ -21,7 +21,7 @@ def _limits() -> tuple[int, timedelta]:
     )
 
 
-def _failures(q: Q, since: timezone.datetime) -> int:
+def _failures(q: Q, since: datetime) -> int:
     last_ok = LoginAttempt.objects.filter(q, succeeded=True, created_at__gte=since).aggregate(
         m=Max("created_at")
     )["m"]

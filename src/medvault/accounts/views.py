@@ -114,7 +114,7 @@ def tokens(request: HttpRequest) -> HttpResponse:
         token, new_key = token_create(user=request.user, name=form.cleaned_data["name"])
         audit_record(user=request.user, action="token", request=request, detail=f"token {token.prefix}… created")
         form = TokenCreateForm()
-    rows = ApiToken.objects.filter(user=request.user)
+    rows = ApiToken.objects.filter(user_id=request.user.pk or 0)
     return render(request, "accounts/tokens.html", {"form": form, "tokens": rows, "new_key": new_key, "nav": "tokens"})
 
 
@@ -144,12 +144,12 @@ def users(request: HttpRequest) -> HttpResponse:
         rows = rows.filter(
             Q(username__icontains=q) | Q(full_name__icontains=q) | Q(institution__icontains=q) | Q(email__icontains=q)
         )
-    rows = sorted(rows, key=lambda u: (u.status != AccountStatus.PENDING, u.username.lower()))
+    pending_first = sorted(rows, key=lambda u: (u.status != AccountStatus.PENDING, u.username.lower()))
     groups = Group.objects.annotate(
         n_users=Count("user", distinct=True), n_studies=Count("studies", distinct=True)
     ).order_by("name")
     return render(request, "accounts/users.html", {
-        "users": rows, "groups": groups, "roles": Role.choices, "statuses": AccountStatus.choices,
+        "users": pending_first, "groups": groups, "roles": Role.choices, "statuses": AccountStatus.choices,
         "status": status, "q": q, "group_form": GroupCreateForm(), "nav": "users",
         "pending_count": User.objects.filter(status=AccountStatus.PENDING).count(),
     })
@@ -194,9 +194,8 @@ def user_action(request: HttpRequest, user_id: int) -> HttpResponse:
             )
     else:
         messages.error(request, "Unknown action.")
-    return redirect(
-        request.POST.get("next") if request.POST.get("next", "").startswith("/accounts/users") else "accounts:users"
-    )
+    next_url = request.POST.get("next", "")
+    return redirect(next_url if next_url.startswith("/accounts/users") else "accounts:users")
 
 
 @require_POST
@@ -262,7 +261,7 @@ class _Echo:
 
 
 @role_required("admin")
-def audit_csv(request: HttpRequest) -> HttpResponse:
+def audit_csv(request: HttpRequest) -> StreamingHttpResponse:
     form = AuditFilterForm(request.GET or None)
     rows = _audit_rows(form)
     audit_record(user=request.user, action="export", request=request,

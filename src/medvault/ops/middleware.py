@@ -217,5 +217,5 @@ class UploadSizeLimitMiddleware:
                     f"bad request: the body has {len(body)} bytes, Content-Length said {declared}",
                 )
             # What HttpRequest.body would hold, read without the form-field size limit.
-            request._body = body  # type: ignore[attr-defined]
+            request._body = body
         return self.get_response(request)

@@ -13,6 +13,7 @@ import json
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -52,7 +53,8 @@ class DomainNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = (x - 0.25) / 0.25
-        return self.fc(self.body(x).mean(dim=(2, 3)))
+        logits: torch.Tensor = self.fc(self.body(x).mean(dim=(2, 3)))
+        return logits
 
 
 class DomainExport(nn.Module):
@@ -146,6 +148,7 @@ def synthetic(n: int, rng: np.random.Generator) -> list[np.ndarray]:
     yy, xx = np.mgrid[0:s, 0:s] / s
     for i in range(n):
         kind = i % 8
+        img: np.ndarray
         if kind == 0:
             img = rng.integers(0, 256, (s, s))
         elif kind == 1:
@@ -197,7 +200,7 @@ def _medmnist(data_dir: Path, split: str) -> list[np.ndarray]:
     return out
 
 
-def build_sets(data_dir: Path, cache_dir: Path, smoke: bool = False) -> dict:
+def build_sets(data_dir: Path, cache_dir: Path, smoke: bool = False) -> dict[str, Any]:
     rng = np.random.default_rng(SEED)
     lung = prepare("lung-ct", data_dir, cache_dir, limit_per_class=12 if smoke else None)
     brain = prepare("brain-mri", data_dir, cache_dir, limit_per_class=12 if smoke else None)
@@ -237,7 +240,7 @@ def build_sets(data_dir: Path, cache_dir: Path, smoke: bool = False) -> dict:
 
 def train_domain(out_dir: Path = Path("models"), smoke: bool = False, threads: int = 2,
                  data_dir: Path | None = None, work_dir: Path = Path("var/ml"),
-                 epochs: int = 10, progress: Callable[[dict], None] | None = None) -> dict:
+                 epochs: int = 10, progress: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
     from medvault.core.ml.call import file_sha256
     from medvault.training.export import export_onnx
 
@@ -279,7 +282,7 @@ def train_domain(out_dir: Path = Path("models"), smoke: bool = False, threads: i
             xb = xb.clamp(0, 1) ** gam
             loss = F.cross_entropy(net(xb), torch.from_numpy(y[b.numpy()]), label_smoothing=0.05)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            loss.backward()  # type: ignore[no-untyped-call]  # torch's Tensor.backward is unannotated
             opt.step()
             tot += loss.item()
             step += 1
@@ -342,7 +345,7 @@ def train_domain(out_dir: Path = Path("models"), smoke: bool = False, threads: i
     return {"card": card, "sets": sets}
 
 
-def evaluate_refusal(models_dir: Path, sets: dict) -> dict:
+def evaluate_refusal(models_dir: Path, sets: dict[str, Any]) -> dict[str, Any]:
     """Run the whole analyse() path of both models over held-out in-domain and OOD images."""
     from medvault.core.ml import analyse, load_model
 
@@ -356,7 +359,7 @@ def evaluate_refusal(models_dir: Path, sets: dict) -> dict:
         refused = sum(1 for im in images if analyse(model, im).refused)
         return refused / max(len(images), 1), len(images)
 
-    res: dict = {"in_domain_wrongly_refused": {}, "out_of_domain_refused": {}}
+    res: dict[str, Any] = {"in_domain_wrongly_refused": {}, "out_of_domain_refused": {}}
     r, n = rate(lung_m, lung_val)
     res["in_domain_wrongly_refused"]["lung-ct_on_chest_ct_validation"] = {"rate": round(r, 4), "n": n}
     r, n = rate(brain_m, brain_val)

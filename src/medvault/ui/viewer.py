@@ -101,7 +101,7 @@ def _similar_url() -> str:
 
 
 def _float(value: str | None) -> float | None:
-    if value in (None, ""):
+    if not value:
         return None
     try:
         number = float(value)
@@ -112,7 +112,7 @@ def _float(value: str | None) -> float | None:
 
 def _frame_instance(request: HttpRequest, sop_uid: str, frame: int) -> Instance | HttpResponse:
     """The instance of a frame the user may see (audited), or the 404 for a frame it lacks."""
-    instance = visible_instance_or_404(request, sop_uid)
+    instance: Instance = visible_instance_or_404(request, sop_uid)
     if frame >= max(1, instance.number_of_frames or 1):
         return HttpResponse("There is no such frame.", status=404, content_type="text/plain")
     audit_view(request, instance.series.study, series_uid=instance.series.series_instance_uid,

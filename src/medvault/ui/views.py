@@ -24,6 +24,7 @@ from medvault.accounts.forms import ShareForm
 from medvault.accounts.models import StudyShare
 from medvault.archive import access
 from medvault.archive.access import audit_view, visible_series_or_404, visible_study_or_404
+from medvault.archive.models import Study
 from medvault.dicomweb.wildcard import MAX_PATTERN_LENGTH
 from medvault.ui import selectors
 
@@ -156,7 +157,7 @@ def upload_file(request: HttpRequest) -> HttpResponse:
         return _upload_error("Choose the group (department or site) the images belong to."
                              if groups.exists() else
                              "You are not a member of any group yet; ask an administrator to add you to one.")
-    if upload.size > settings.MEDVAULT_MAX_UPLOAD_BYTES:
+    if (upload.size or 0) > settings.MEDVAULT_MAX_UPLOAD_BYTES:
         return _upload_error("The file is larger than this server accepts.", 413)
     name = upload.name or "upload"
     image_fields = None
@@ -243,7 +244,7 @@ def studies(request: HttpRequest) -> HttpResponse:
     # A search with an invalid field (e.g. "2024-13-45" as a date) lists nothing: showing every
     # study, unfiltered, under "Enter a valid date." would look like the search's answer.
     invalid = form.is_bound and not form.is_valid()
-    results = [] if invalid else selectors.study_search(user=request.user, query=query)
+    results = Study.objects.none() if invalid else selectors.study_search(user=request.user, query=query)
     page = Paginator(results, 25).get_page(request.GET.get("page"))
     audit_record(user=request.user, action="search", request=request,
                  outcome="ok" if form.is_valid() or not request.GET else "error",
