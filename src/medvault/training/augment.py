@@ -40,12 +40,6 @@ def augment(x: torch.Tensor, size: int, gen: torch.Generator, strong: bool = Tru
     return out.clamp(0, 1)
 
 
-def resize_batch(x: torch.Tensor, size: int) -> torch.Tensor:
-    if x.shape[-1] == size:
-        return x
-    return F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-
-
 def _gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
     r = max(1, int(math.ceil(2 * sigma)))
     t = torch.arange(-r, r + 1, dtype=x.dtype)

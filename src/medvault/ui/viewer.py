@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
@@ -217,7 +216,3 @@ def frame_info(request: HttpRequest, sop_uid: str) -> HttpResponse:
         "frames": instance.number_of_frames, "instance_number": instance.instance_number,
         "modality": instance.series.modality, "window": window, "metadata": rows,
     }, json_dumps_params={"ensure_ascii": False})
-
-
-def config_json(config: dict[str, Any]) -> str:
-    return json.dumps(config)

@@ -22,6 +22,7 @@ from medvault.accounts.decorators import page_login_required, role_required
 from medvault.accounts.deid import patient_label, retain_dates
 from medvault.accounts.forms import ShareForm
 from medvault.accounts.models import StudyShare
+from medvault.analysis.selectors import results_for_study, results_visible_to
 from medvault.archive import access
 from medvault.archive.access import audit_view, visible_series_or_404, visible_study_or_404
 from medvault.archive.models import Study
@@ -282,14 +283,8 @@ def study_detail(request: HttpRequest, study_uid: str) -> HttpResponse:
     shares = (
         list(study.shares.select_related("shared_with_user", "shared_with_group", "shared_by")) if can_share else []
     )
-    analyses = []
-    try:
-        from medvault.analysis.selectors import results_for_study
-
-        similar = similar_link(request.user)
-        analyses = [_result_row(r, deid, similar) for r in results_for_study(study=study, user=request.user)[:50]]
-    except ImportError:
-        pass
+    similar = similar_link(request.user)
+    analyses = [_result_row(r, deid, similar) for r in results_for_study(study=study, user=request.user)[:50]]
     return render(request, "ui/study.html", {
         "nav": "studies", "row": _study_row(study, deid), "study": study, "series": series, "deid": deid,
         "can_share": can_share, "shares": shares, "now": timezone.now(),
@@ -385,22 +380,15 @@ def instance_download(request: HttpRequest, sop_uid: str) -> HttpResponse:
 @page_login_required
 def history(request: HttpRequest) -> HttpResponse:
     deid = permissions.is_deidentified_user(request.user)
-    rows: list[Any] = []
-    page = None
-    try:
-        from medvault.analysis.selectors import results_visible_to
-
-        page = Paginator(results_visible_to(request.user), 25).get_page(request.GET.get("page"))
-        similar = similar_link(request.user)
-        rows = [_result_row(r, deid, similar) for r in page]
-    except ImportError:
-        pass
+    page = Paginator(results_visible_to(request.user), 25).get_page(request.GET.get("page"))
+    similar = similar_link(request.user)
+    rows = [_result_row(r, deid, similar) for r in page]
     if rows:
         audit_record(
             user=request.user,
             action="view",
             request=request,
-            detail=f"previous results page {page.number if page else 1}",
+            detail=f"previous results page {page.number}",
         )
     return render(request, "ui/history.html", {"nav": "history", "rows": rows, "page": page, "deid": deid})
 

@@ -235,13 +235,6 @@ def _refused(model: LoadedModel, reason: str, t0: float, extra: dict[str, Any] |
     )
 
 
-def _softmax(z: np.ndarray) -> np.ndarray:
-    z = z - z.max()
-    e = np.exp(z)
-    probs: np.ndarray = e / e.sum()
-    return probs
-
-
 def analyse(model: LoadedModel, ds_or_image: Any) -> AnalysisOutput:
     """Analyse one image (pydicom Dataset or uint8 HxW / HxWx3 array)."""
     t0 = time.perf_counter()
