@@ -14,6 +14,7 @@ from django.conf import settings
 from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, evt
 from pynetdicom.events import EventHandlerType
 from pynetdicom.presentation import AllStoragePresentationContexts
+
 # pynetdicom makes its SOP class names at import time (setattr), so mypy cannot see them.
 from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     PatientRootQueryRetrieveInformationModelFind,
