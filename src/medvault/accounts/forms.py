@@ -10,15 +10,14 @@ from django.contrib.auth import authenticate, get_user_model
 from django.contrib.auth.forms import AuthenticationForm, UserCreationForm, UsernameField
 from django.contrib.auth.models import Group
 
+from medvault.accounts import conf
 from medvault.accounts.audit import audit_record, client_address
 from medvault.accounts.lockout import login_attempt_record, login_locked
 from medvault.accounts.models import AccountStatus, Role, User
 
 
 def locked_message() -> str:
-    from django.conf import settings
-
-    minutes = max(1, round(int(getattr(settings, "MEDVAULT_LOGIN_LOCKOUT_SECONDS", 900)) / 60))
+    minutes = max(1, round(conf.login_lockout().total_seconds() / 60))
     return (
         "Too many failed login attempts for this account or from this address. "
         f"For your security, logging in is blocked for {minutes} minutes. Try again later."

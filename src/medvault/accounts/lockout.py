@@ -7,18 +7,15 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from django.conf import settings
 from django.db.models import Max, Q
 from django.utils import timezone
 
+from medvault.accounts import conf
 from medvault.accounts.models import LoginAttempt
 
 
 def _limits() -> tuple[int, timedelta]:
-    return (
-        int(getattr(settings, "MEDVAULT_LOGIN_MAX_FAILURES", 5)),
-        timedelta(seconds=int(getattr(settings, "MEDVAULT_LOGIN_LOCKOUT_SECONDS", 15 * 60))),
-    )
+    return conf.login_max_failures(), conf.login_lockout()
 
 
 def _failures(q: Q, since: datetime) -> int:

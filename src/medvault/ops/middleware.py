@@ -21,9 +21,10 @@ import logging
 from collections.abc import Callable
 from html import escape
 
-from django.conf import settings
 from django.db import DataError, InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse
+
+from medvault.ops import conf
 
 logger = logging.getLogger(__name__)
 
@@ -125,17 +126,12 @@ class ServiceUnavailableMiddleware:
         return infrastructure_error_response(request, exception)
 
 
-DEFAULT_CSP = (
-    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
-    "img-src 'self' data: blob:; font-src 'self'; connect-src 'self'; worker-src 'self' blob:; "
-    "object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'"
-)
 
 
 class ContentSecurityPolicyMiddleware:
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
-        self.policy = getattr(settings, "MEDVAULT_CSP", DEFAULT_CSP)
+        self.policy = conf.content_security_policy()
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         response = self.get_response(request)
@@ -188,7 +184,7 @@ class UploadSizeLimitMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        limit = int(getattr(settings, "MEDVAULT_MAX_UPLOAD_BYTES", 2 * 1024**3))
+        limit = conf.max_upload_bytes()
         try:
             declared = int(request.META.get("CONTENT_LENGTH") or 0)
         except ValueError:
