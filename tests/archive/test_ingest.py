@@ -102,7 +102,7 @@ def test_export_returns_identical_pixels(shared_data, all_samples, tmp_path):
                 assert np.array_equal(ds.pixel_array, originals[str(ds.SOPInstanceUID)]), file
 
 
-def test_stored_metadata_equals_received_apart_from_file_meta(shared_data, blob_dir):
+def test_stored_metadata_equals_received_apart_from_file_meta(shared_data, blob_dir, compression_inline):
     path = shared_data / "dicom/tcia/ACRIN-FLT-Breast_PT_a.dcm"
     instance = _store(path).instance
     received = pydicom.dcmread(path)
@@ -115,7 +115,7 @@ def test_stored_metadata_equals_received_apart_from_file_meta(shared_data, blob_
     assert len(stored) == len(received)
 
 
-def test_index_fields(shared_data, blob_dir):
+def test_index_fields(shared_data, blob_dir, compression_inline):
     path = shared_data / "dicom/single_ct/CT_small.dcm"
     ds = pydicom.dcmread(path)
     result = _store(path)
@@ -348,7 +348,7 @@ def test_compression_none_keeps_bytes_as_received(dicom_data, blob_dir, settings
 
 
 @pytest.mark.parametrize("codec", ["jpeg2000", "htj2k", "jpegxl"])
-def test_other_codecs_store_bit_exact(shared_data, blob_dir, settings, codec):
+def test_other_codecs_store_bit_exact(shared_data, blob_dir, settings, codec, compression_inline):
     settings.MEDVAULT_COMPRESSION = codec
     path = shared_data / "dicom/tcia/PROSTATE-MRI_MR.dcm"  # unsigned: every codec applies
     inst = _store(path).instance
@@ -411,7 +411,7 @@ def test_ingest_command_json_lines_and_exit_code(shared_data, blob_dir, tmp_path
     assert study.group.name == "Neuro" and study.number_of_instances == 2
 
 
-def test_stats_figures(shared_data, blob_dir):
+def test_stats_figures(shared_data, blob_dir, compression_inline):
     for name in ("single_ct/CT_small.dcm", "single_mr/MR2_UNCR.dcm", "tcia/PROSTATE-MRI_MR.dcm"):
         _store(shared_data / "dicom" / name)
     out = io.StringIO()

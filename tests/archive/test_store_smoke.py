@@ -10,7 +10,7 @@ from medvault.archive.models import Instance, Study
 
 
 @pytest.mark.django_db
-def test_store_and_read_back_ct(dicom_data, blob_dir):
+def test_store_and_read_back_ct(dicom_data, blob_dir, compression_inline):
     data = (dicom_data / "dicom/single_ct/CT_small.dcm").read_bytes()
     result = services.instance_store(data=data, source="cli", path="CT_small.dcm")
     assert result.status == "stored", result.reason

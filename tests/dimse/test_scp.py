@@ -339,8 +339,9 @@ def test_called_ae_title_is_checked_unless_switched_off(transactional_db: Any, b
             server.shutdown()
 
 
-def test_c_get_sends_the_stored_syntax_when_the_peer_proposes_it_first(scp: dict[str, Any],
-                                                                      settings: Any) -> None:
+def test_c_get_sends_the_stored_syntax_when_the_peer_proposes_it_first(
+    scp: dict[str, Any], settings: Any, compression_inline: None
+) -> None:
     """Issue 16, finding 9: one storage context proposing JPEG-LS, then the native syntaxes;
     the instance is stored as JPEG-LS, so that is what comes back."""
     settings.MEDVAULT_COMPRESSION = "jpegls"
