@@ -427,12 +427,12 @@ def test_stats_figures(shared_data, blob_dir, compression_inline):
     assert list(stats["by_transfer_syntax"]) == [JPEG_LS]
 
 
-def test_scrub_reports_and_repairs_only_orphans(shared_data, blob_dir):
+def test_scrub_reports_and_repairs_only_orphans(dicom_data, blob_dir):
     from medvault.archive.blobstore import blob_store
 
-    a = _store(shared_data / "dicom/single_ct/CT_small.dcm").instance
-    b = _store(shared_data / "dicom/single_mr/MR_small.dcm").instance
-    c = _store(shared_data / "dicom/tcia/PROSTATE-MRI_MR.dcm").instance
+    a = _store(dicom_data / "dicom/single_ct/CT_small.dcm").instance
+    b = _store(dicom_data / "dicom/single_mr/MR_small.dcm").instance
+    c = _store(sorted((dicom_data / "dicom/series_dicomdir/98892001/CT5N").iterdir())[0]).instance
     store = blob_store()
     orphan = store.put(b"left behind by a crash")
     store.delete(b.blob_key)  # missing
