@@ -14,8 +14,9 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -26,9 +27,9 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 
 def _sets(instances: int) -> dict[str, list[np.ndarray]]:
-    import pydicom
     from io import BytesIO
 
+    import pydicom
     from ingest import generate_series
 
     generated = [pydicom.dcmread(BytesIO(b)).pixel_array for b in generate_series(instances, seed=5)]
@@ -88,7 +89,7 @@ def main() -> None:
             t1 = time.process_time()
             decoded = [decode(e) for e in encoded]
             t2 = time.process_time()
-            for f, d in zip(frames, decoded):
+            for f, d in zip(frames, decoded, strict=True):
                 d = np.asarray(d)
                 if "zlib" in codec:
                     d = d.view(f.dtype)

@@ -42,8 +42,8 @@ def main() -> None:
     tmp = throwaway_installation("mv-bench-metadata-")
     import pydicom
     from django.test import Client
-
     from ingest import generate_series  # bench/ingest.py: the realistic CT generator
+
     from medvault.accounts.tokens import token_create
     from medvault.archive.models import Instance
     from medvault.archive.selectors import instance_dataset

@@ -16,7 +16,8 @@ instance per request; the rate includes Orthanc's own compression, which is inli
 * zlib: ``"StorageCompression": true``;
 * j2k: ``"IngestTranscoding": "1.2.840.10008.1.2.4.90"`` (JPEG 2000 lossless) with the
   GDCM plugin (``apt-get install orthanc-gdcm``), repeated ``--j2k-runs`` times (and
-  ``--j2k-serial-runs`` more with one client) because the plugin has been seen to crash; a crash is recorded (exit status, instances acknowledged
+  ``--j2k-serial-runs`` more with one client) because the plugin has been seen to crash; a crash is recorded
+  (exit status, instances acknowledged
   before it, the log's tail), Orthanc is restarted on the same storage and the instances it
   did not acknowledge are sent again;
 * jpegls: ``"IngestTranscoding": "1.2.840.10008.1.2.4.80"`` (JPEG-LS lossless, Orthanc's
@@ -280,7 +281,7 @@ def noise_floor(files: list[bytes]) -> dict[str, float]:
     for frame in frames:
         values, counts = np.unique(frame[frame > 0], return_counts=True)
         h_body = 0.0
-        for v, c in zip(values, counts):
+        for v, c in zip(values, counts, strict=True):
             out = np.clip(v + k, 0, 4095)  # clipping merges outcomes near 0 and 4095
             merged = np.bincount(out - out.min(), weights=body_pmf)
             h_body += c * _entropy_bits(merged)

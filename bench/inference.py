@@ -94,7 +94,7 @@ def main() -> None:
         x32 = np.random.default_rng(1).random((32, 1, size, size), dtype=np.float32)
         s1 = ort_session(a.models_dir / card["file"], threads=1)
         s2 = ort_session(a.models_dir / card["file"], threads=2)
-        ort1 = _time(lambda: s1.run(None, {"image": x1}), a.repeat)
+        ort1 = _time(lambda s1=s1, x1=x1: s1.run(None, {"image": x1}), a.repeat)
         t0 = time.perf_counter()
         for _ in range(10):
             s2.run(None, {"image": x32})
@@ -103,7 +103,7 @@ def main() -> None:
         torch.set_num_threads(1)
         tx1 = torch.from_numpy(x1)
         with torch.inference_mode():
-            pt1 = _time(lambda: module(tx1), max(50, a.repeat // 4))
+            pt1 = _time(lambda module=module, tx1=tx1: module(tx1), max(50, a.repeat // 4))
             torch.set_num_threads(2)
             tx32 = torch.from_numpy(x32)
             module(tx32)

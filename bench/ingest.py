@@ -83,13 +83,14 @@ def generate_series(count: int, seed: int = 0) -> list[bytes]:
 
 
 def codec_table(ct: list[bytes]) -> list[dict]:
+    from io import BytesIO
+
     import imagecodecs
     import pydicom
-    from io import BytesIO
+    from pydicom.encaps import encapsulate
 
     from medvault.core.codecs import CODECS, decode_pixels, encode_frames
     from medvault.core.codecs.lossless import _with_pixels
-    from pydicom.encaps import encapsulate
 
     sets = {
         "CT (generated, 512x512)": [pydicom.dcmread(BytesIO(b)) for b in ct],
@@ -108,7 +109,7 @@ def codec_table(ct: list[bytes]) -> list[dict]:
             # time would measure the neighbours.
             start = time.process_time()
             encoded: list[list[bytes]] = []
-            for ds, array in zip(datasets, arrays):
+            for ds, array in zip(datasets, arrays, strict=True):
                 if codec == "zlib-6":
                     encoded.append([zlib.compress(array.tobytes(), 6)])
                 elif codec == "rle":
@@ -121,7 +122,7 @@ def codec_table(ct: list[bytes]) -> list[dict]:
             size = sum(len(f) for frames in encoded for f in frames)
             start = time.process_time()
             exact = True
-            for ds, array, frames in zip(datasets, arrays, encoded):
+            for ds, array, frames in zip(datasets, arrays, encoded, strict=True):
                 if codec == "zlib-6":
                     back = np.frombuffer(zlib.decompress(frames[0]), dtype=array.dtype).reshape(array.shape)
                 elif codec == "rle":

@@ -18,8 +18,9 @@ import io
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -37,9 +38,13 @@ def variants() -> dict[str, tuple[Callable[[np.ndarray], bytes], Callable[[bytes
                 planar_configuration=0)
     out: dict[str, tuple[Callable[[np.ndarray], bytes], Callable[[bytes], np.ndarray]]] = {
         "jpegls, CharLS via pydicom (current)": (
-            lambda a: JPEGLSLosslessEncoder.encode(a, encoding_plugin="pyjpegls", **meta), imagecodecs.jpegls_decode),
+            lambda a: JPEGLSLosslessEncoder.encode(a, encoding_plugin="pyjpegls", **meta),
+            imagecodecs.jpegls_decode,
+        ),
         "jpeg2000, OpenJPEG via pydicom, 6 resolutions (current)": (
-            lambda a: JPEG2000LosslessEncoder.encode(a, encoding_plugin="pylibjpeg", **meta), imagecodecs.jpeg2k_decode),
+            lambda a: JPEG2000LosslessEncoder.encode(a, encoding_plugin="pylibjpeg", **meta),
+            imagecodecs.jpeg2k_decode,
+        ),
     }
     for r in (3, 4, 5, 6, 7):
         out[f"jpeg2000, OpenJPEG via imagecodecs, {r} resolutions, 12 bits"] = (
@@ -61,7 +66,6 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     import pydicom
-
     from ingest import generate_series, pin_to_one_core
 
     pin_to_one_core()
@@ -72,9 +76,9 @@ def main() -> None:
         t0 = time.process_time()
         encoded = [bytes(encode(np.ascontiguousarray(f))) for f in frames]
         t1 = time.process_time()
-        decoded = [np.asarray(decode(e)).reshape(f.shape) for e, f in zip(encoded, frames)]
+        decoded = [np.asarray(decode(e)).reshape(f.shape) for e, f in zip(encoded, frames, strict=True)]
         t2 = time.process_time()
-        exact = all(np.array_equal(d, f) for d, f in zip(decoded, frames))
+        exact = all(np.array_equal(d, f) for d, f in zip(decoded, frames, strict=True))
         size = sum(len(e) for e in encoded)
         rows.append({"variant": name, "disk_x": round(size / raw, 4), "bit_exact": exact,
                      "encode_ms": round((t1 - t0) * 1000 / len(frames), 1),

@@ -183,9 +183,17 @@ def bench_size(n: int, dim: int, n_queries: int, efs: list[int], params: HnswPar
     # No index can agree with the originals better than this, whatever its parameters.
     scores_sorted = -np.sort(np.partition(-(queries[:200] @ original.T), 10, axis=1)[:, :11], axis=1)
     oracle = {
-        "recall@10_vs_float32_originals": round(float(np.mean(
-            [len(set(a.tolist()) & set(b.tolist())) / 10 for a, b in zip(truth, truth_original, strict=True)])), 4),
-        "mean_cosine_deficit_vs_float32_top10": float(f"{np.mean(best_original - np.einsum('qkd,qd->q', original[truth], queries) / 10):.2g}"),
+        "recall@10_vs_float32_originals": round(
+            float(
+                np.mean(
+                    [len(set(a.tolist()) & set(b.tolist())) / 10 for a, b in zip(truth, truth_original, strict=True)]
+                )
+            ),
+            4,
+        ),
+        "mean_cosine_deficit_vs_float32_top10": float(
+            f"{np.mean(best_original - np.einsum('qkd,qd->q', original[truth], queries) / 10):.2g}"
+        ),
         "cosine_gap_1st_to_10th_median": float(f"{np.median(scores_sorted[:, 0] - scores_sorted[:, 9]):.2g}"),
         "cosine_gap_10th_to_11th_median": float(f"{np.median(scores_sorted[:, 9] - scores_sorted[:, 10]):.2g}"),
     }
@@ -251,14 +259,26 @@ def bench_size(n: int, dim: int, n_queries: int, efs: list[int], params: HnswPar
         HnswIndex.load(path, params)
         load_s = time.perf_counter() - t
 
-    return {"n": n, "dim": dim, "stored_dtype": stored_dtype, "data": data_kind if data_kind == "isotropic" else f"matched:{profile}",
-            "queries": n_queries, "generate_s": round(gen_s, 1),
-            "exact_p50_ms": round(exact_p50, 3), "exact_p95_ms": round(exact_p95, 3),
-            "exact_stored_vs_float32": oracle,
-            "build_s": round(build_s, 1), "build_threads": build_threads,
-            "index_memory_mb": round(mem_mb, 1), "rss_growth_mb": round(rss_growth, 1),
-            "file_mb": round(size_mb, 1), "save_s": round(save_s, 2), "load_s": round(load_s, 2),
-            "hnsw": rows, "filtered": filtered}
+    return {
+        "n": n,
+        "dim": dim,
+        "stored_dtype": stored_dtype,
+        "data": data_kind if data_kind == "isotropic" else f"matched:{profile}",
+        "queries": n_queries,
+        "generate_s": round(gen_s, 1),
+        "exact_p50_ms": round(exact_p50, 3),
+        "exact_p95_ms": round(exact_p95, 3),
+        "exact_stored_vs_float32": oracle,
+        "build_s": round(build_s, 1),
+        "build_threads": build_threads,
+        "index_memory_mb": round(mem_mb, 1),
+        "rss_growth_mb": round(rss_growth, 1),
+        "file_mb": round(size_mb, 1),
+        "save_s": round(save_s, 2),
+        "load_s": round(load_s, 2),
+        "hnsw": rows,
+        "filtered": filtered,
+    }
 
 
 def bench_api(n: int, dim: int, requests: int, data_kind: str = "matched", profile: str = "brain-mri") -> dict:
@@ -379,25 +399,41 @@ def main() -> None:
     except (OSError, StopIteration):
         pass
     machine["load_average_at_start"] = os.getloadavg()
-    results = {"machine": machine, "data": args.data, "profile": args.profile, "params": {"connectivity": params.connectivity,
-               "expansion_add": params.expansion_add, "dtype": params.dtype}, "sizes": []}
+    results = {
+        "machine": machine,
+        "data": args.data,
+        "profile": args.profile,
+        "params": {"connectivity": params.connectivity, "expansion_add": params.expansion_add, "dtype": params.dtype},
+        "sizes": [],
+    }
     for n in [int(x) for x in args.sizes.split(",") if x]:
         r = bench_size(n, dim, args.queries, efs, params, args.build_threads, args.seed, args.data, args.profile,
                        args.stored_dtype, args.oracle_only)
         results["sizes"].append(r)
         o = r["exact_stored_vs_float32"]
         if args.oracle_only:
-            print(f"\n## {n:,} x {dim} ({r['data']}): exact search on stored {r['stored_dtype']} vs float32 originals: "
-                  f"recall@10 {o['recall@10_vs_float32_originals']}, mean cosine deficit {o['mean_cosine_deficit_vs_float32_top10']}, "
-                  f"median cosine gap 1st-10th {o['cosine_gap_1st_to_10th_median']}, 10th-11th {o['cosine_gap_10th_to_11th_median']}")
+            print(
+                f"\n## {n:,} x {dim} ({r['data']}): exact search on stored {r['stored_dtype']} vs float32 originals: "
+                f"recall@10 {o['recall@10_vs_float32_originals']}, "
+                f"mean cosine deficit {o['mean_cosine_deficit_vs_float32_top10']}, "
+                f"median cosine gap 1st-10th {o['cosine_gap_1st_to_10th_median']}, "
+                f"10th-11th {o['cosine_gap_10th_to_11th_median']}"
+            )
             continue
-        print(f"\n## {n:,} x {dim} ({r['data']}; HNSW M={params.connectivity}, efConstruction={params.expansion_add}, {params.dtype})")
+        print(
+            f"\n## {n:,} x {dim} ({r['data']}; HNSW M={params.connectivity}, "
+            f"efConstruction={params.expansion_add}, {params.dtype})"
+        )
         print(f"build {r['build_s']} s ({r['build_threads']} threads), index memory {r['index_memory_mb']} MB, "
               f"file {r['file_mb']} MB (save {r['save_s']} s, load {r['load_s']} s)")
         print(f"exact numpy baseline, 1 thread: p50 {r['exact_p50_ms']} ms, p95 {r['exact_p95_ms']} ms")
-        print(f"the oracle (exact on stored {r['stored_dtype']}) vs float32 originals: recall@10 "
-              f"{o['recall@10_vs_float32_originals']}, mean cosine deficit {o['mean_cosine_deficit_vs_float32_top10']}; "
-              f"median cosine gap 1st-10th {o['cosine_gap_1st_to_10th_median']}, 10th-11th {o['cosine_gap_10th_to_11th_median']}")
+        print(
+            f"the oracle (exact on stored {r['stored_dtype']}) vs float32 originals: recall@10 "
+            f"{o['recall@10_vs_float32_originals']}, "
+            f"mean cosine deficit {o['mean_cosine_deficit_vs_float32_top10']}; "
+            f"median cosine gap 1st-10th {o['cosine_gap_1st_to_10th_median']}, "
+            f"10th-11th {o['cosine_gap_10th_to_11th_median']}"
+        )
         print(f"| efSearch | p50 ms | p95 ms | recall@10 (vs exact on stored {r['stored_dtype']}) "
               "| recall@10 vs float32 originals | mean cosine deficit vs float32 top 10 | speed-up vs exact (p50) |")
         print("|---|---|---|---|---|---|---|")

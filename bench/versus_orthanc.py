@@ -133,10 +133,10 @@ def stow_rate(target: Target, files: list[bytes], clients: int, per_request: int
 
 
 def cstore_rate(port: int, called: str, files: list[bytes]) -> float:
+    import socket
+
     from pynetdicom import AE, evt
     from pynetdicom.sop_class import CTImageStorage
-
-    import socket
 
     def nodelay_set(event: Any) -> None:
         event.assoc.dul.socket.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -288,8 +288,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             found = requests.get(f"{root}/studies", params={"PatientID": f"CSTORE-{name}"}, auth=auth,
                                  headers={"Accept": "application/dicom+json"}, timeout=60).json()
             study = found[0]["0020000D"]["Value"][0]
-            for label, accept in (("stored", 'multipart/related; type="application/dicom"; transfer-syntax=*'),
-                                  ("explicit_le", 'multipart/related; type="application/dicom"; transfer-syntax=1.2.840.10008.1.2.1')):
+            for label, accept in (
+                ("stored", 'multipart/related; type="application/dicom"; transfer-syntax=*'),
+                ("explicit_le", 'multipart/related; type="application/dicom"; transfer-syntax=1.2.840.10008.1.2.1'),
+            ):
                 seconds, count = wado_series_seconds(f"{root}/studies/{study}", auth, accept)
                 if count != args.instances:
                     raise RuntimeError(f"{name} WADO-RS returned {count} instances")

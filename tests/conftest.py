@@ -76,11 +76,11 @@ def blob_dir(settings, tmp_path: Path) -> Path:
     return path
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture
 def compression_inline(settings) -> None:
-    """Compress inside ingest, as most tests check what is stored at once.
+    """Compress inside ingest, for a test that checks the compressed blob at once.
 
-    The default (deferred: the worker compresses later) is tested in
-    tests/archive/test_compression.py, which turns it back on.
+    The suite otherwise runs the production default (deferred: the worker compresses later);
+    a test that needs the compressed blob asks for this fixture or runs the worker.
     """
     settings.MEDVAULT_COMPRESSION_DEFERRED = False

@@ -25,8 +25,16 @@ def make_user(username: str, role: str, groups: list[Group] = (), status: str = 
     return user
 
 
-def make_study(group: Group | None, uploaded_by: Any = None, patient_id: str = "", patient_name: str = "",
-               modality: str = "CT", description: str = "Chest CT", accession: str = "", study_date: str = "2024-03-01"):
+def make_study(
+    group: Group | None,
+    uploaded_by: Any = None,
+    patient_id: str = "",
+    patient_name: str = "",
+    modality: str = "CT",
+    description: str = "Chest CT",
+    accession: str = "",
+    study_date: str = "2024-03-01",
+):
     """One study with one series and one instance (index rows only)."""
     from medvault.archive.models import Instance, Patient, Series, Study
 
@@ -34,7 +42,7 @@ def make_study(group: Group | None, uploaded_by: Any = None, patient_id: str = "
     patient_id = patient_id or f"PID{n:04d}"
     patient, _ = Patient.objects.get_or_create(
         patient_id=patient_id, issuer_of_patient_id="",
-        defaults={"patient_name": patient_name or f"Doe^Jane{n}", "patient_birth_date": "1970-01-0%d" % (1 + n % 9)},
+        defaults={"patient_name": patient_name or f"Doe^Jane{n}", "patient_birth_date": f"1970-01-0{1 + n % 9}"},
     )
     study = Study.objects.create(
         study_instance_uid=f"1.2.826.0.1.3680043.8.498.{n}.1", patient=patient, group=group,

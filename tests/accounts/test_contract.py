@@ -15,9 +15,9 @@ from medvault.accounts.api_auth import api_login_required, api_user
 from medvault.accounts.audit import audit_record
 from medvault.accounts.models import ApiToken, AuditRecord
 from medvault.accounts.permissions import is_deidentified_user, user_can
-from medvault.archive.access import visible_to
 from medvault.accounts.services import share_create, share_revoke
 from medvault.accounts.tokens import token_create, token_revoke
+from medvault.archive.access import visible_to
 
 
 @pytest.mark.django_db
@@ -49,9 +49,27 @@ def test_audit_record_for_anonymous_denial():
 @pytest.mark.django_db
 def test_role_matrix(admin_user, clinician_a, technician_a, researcher_a):
     assert all(user_can(admin_user, a) for a in ("upload", "view", "analyse", "search", "admin"))
-    assert [user_can(clinician_a, a) for a in ("upload", "view", "analyse", "search", "admin")] == [True, True, True, True, False]
-    assert [user_can(technician_a, a) for a in ("upload", "view", "analyse", "search", "admin")] == [True, True, False, True, False]
-    assert [user_can(researcher_a, a) for a in ("upload", "view", "analyse", "search", "admin")] == [False, True, False, True, False]
+    assert [user_can(clinician_a, a) for a in ("upload", "view", "analyse", "search", "admin")] == [
+        True,
+        True,
+        True,
+        True,
+        False,
+    ]
+    assert [user_can(technician_a, a) for a in ("upload", "view", "analyse", "search", "admin")] == [
+        True,
+        True,
+        False,
+        True,
+        False,
+    ]
+    assert [user_can(researcher_a, a) for a in ("upload", "view", "analyse", "search", "admin")] == [
+        False,
+        True,
+        False,
+        True,
+        False,
+    ]
     assert is_deidentified_user(researcher_a) and not is_deidentified_user(clinician_a)
     pending = make_user("pend", "clinician", status="pending")
     assert not user_can(pending, "view")
@@ -78,7 +96,9 @@ def test_visible_studies_by_group_upload_and_share(group_a, clinician_a, clinici
     assert set(visible_to(clinician_a)) == {study_a, own, study_b}
     share_revoke(share=share, by=clinician_b)
     assert set(visible_to(clinician_a)) == {study_a, own}
-    expired = share_create(study=study_b, by=clinician_b, group=group_a, expires_at=timezone.now() + timedelta(seconds=60))
+    expired = share_create(
+        study=study_b, by=clinician_b, group=group_a, expires_at=timezone.now() + timedelta(seconds=60)
+    )
     assert study_b in visible_to(researcher_a)
     type(expired).objects.filter(pk=expired.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
     assert study_b not in visible_to(researcher_a)

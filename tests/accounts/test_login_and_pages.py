@@ -9,8 +9,8 @@ import re
 import pytest
 from django.core import mail
 from django.test import Client
-from urlenum import all_paths
 from mvfixtures import PASSWORD, make_study, make_user, stored_sample
+from urlenum import all_paths
 
 from medvault.accounts.models import AccountStatus, ApiToken, AuditRecord, LoginAttempt, User
 
@@ -104,7 +104,9 @@ def test_password_reset_by_email(client, clinician_a):
 def test_password_change(client, clinician_a):
     client.force_login(clinician_a)
     new = "Brand-New-Passphrase-9"
-    r = client.post("/accounts/password/change/", {"old_password": PASSWORD, "new_password1": new, "new_password2": new})
+    r = client.post(
+        "/accounts/password/change/", {"old_password": PASSWORD, "new_password1": new, "new_password2": new}
+    )
     assert r.status_code == 302
     clinician_a.refresh_from_db()
     assert clinician_a.check_password(new)
@@ -184,7 +186,10 @@ def test_audit_page_filters_and_csv(client, admin_user, clinician_a, study_a):
     client.force_login(admin_user)
     page = client.get("/accounts/audit/", {"user": "cla", "patient": "PAT-A"}).content.decode()
     assert study_a.study_instance_uid in page and "PAT-Z" not in page
-    assert "No records match" in client.get("/accounts/audit/", {"date_from": "2000-01-01", "date_to": "2000-01-02"}).content.decode()
+    assert (
+        "No records match"
+        in client.get("/accounts/audit/", {"date_from": "2000-01-01", "date_to": "2000-01-02"}).content.decode()
+    )
     response = client.get("/accounts/audit.csv", {"user": "cla"})
     assert response["Content-Type"].startswith("text/csv")
     rows = list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode())))

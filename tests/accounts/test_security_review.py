@@ -152,7 +152,10 @@ def test_registration_does_not_reveal_existing_usernames(db):
 def test_reactivated_user_does_not_get_old_sessions_back(admin_user, clinician_a, group_a):
     make_study(group_a, uploaded_by=clinician_a)
     old = Client()
-    assert old.post("/accounts/login/", {"username": "cla", "password": PASSWORD}, REMOTE_ADDR="10.0.1.1").status_code == 302
+    assert (
+        old.post("/accounts/login/", {"username": "cla", "password": PASSWORD}, REMOTE_ADDR="10.0.1.1").status_code
+        == 302
+    )
     assert old.get("/studies/").status_code == 200
     boss = Client()
     boss.force_login(admin_user)
@@ -161,7 +164,10 @@ def test_reactivated_user_does_not_get_old_sessions_back(admin_user, clinician_a
     boss.post(f"/accounts/users/{clinician_a.pk}/", {"action": "activate"})
     assert old.get("/studies/").status_code == 302, "the old session came back to life"
     fresh = Client()
-    assert fresh.post("/accounts/login/", {"username": "cla", "password": PASSWORD}, REMOTE_ADDR="10.0.1.2").status_code == 302
+    assert (
+        fresh.post("/accounts/login/", {"username": "cla", "password": PASSWORD}, REMOTE_ADDR="10.0.1.2").status_code
+        == 302
+    )
     assert fresh.get("/studies/").status_code == 200
 
 
@@ -192,7 +198,9 @@ def test_admin_instance_delete_is_audited_and_keeps_counts_true(staff_admin, gro
     study.refresh_from_db()
     assert (series.number_of_instances, study.number_of_instances, study.number_of_series) == (1, 1, 1)
     # The last instance: the empty series and study go too, nothing stale is listed.
-    client.post("/admin/archive/instance/", {"action": "delete_selected", "_selected_action": [first.pk], "post": "yes"})
+    client.post(
+        "/admin/archive/instance/", {"action": "delete_selected", "_selected_action": [first.pk], "post": "yes"}
+    )
     assert AuditRecord.objects.filter(action="delete", sop_uid=first.sop_instance_uid).exists()
     assert not Study.objects.filter(pk=study.pk).exists()
 

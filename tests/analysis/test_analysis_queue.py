@@ -170,19 +170,21 @@ def test_scrub_counts_heatmaps_as_referenced(ct_instance: Any, blob_dir: Any) ->
 def test_worker_stores_the_embedding_for_similar_image_search(
     ct_instance: Any, blob_dir: Any
 ) -> None:
-    retrieval = pytest.importorskip("medvault.retrieval.models")
+    from medvault.retrieval.models import Embedding
+
     services.job_enqueue(instance=ct_instance, model_name="lung-ct")
     services.jobs_drain(backend=FakeBackend())
-    [embedding] = retrieval.Embedding.objects.filter(instance=ct_instance)
+    [embedding] = Embedding.objects.filter(instance=ct_instance)
     assert embedding.model_name == "lung-ct" and embedding.model_version == "fake-1"
     assert embedding.label == "adenocarcinoma"
 
 
 def test_refused_images_get_no_embedding(ct_instance: Any, blob_dir: Any) -> None:
-    retrieval = pytest.importorskip("medvault.retrieval.models")
+    from medvault.retrieval.models import Embedding
+
     services.job_enqueue(instance=ct_instance, model_name="lung-ct")
     services.jobs_drain(backend=RefusingBackend())
-    assert not retrieval.Embedding.objects.filter(instance=ct_instance).exists()
+    assert not Embedding.objects.filter(instance=ct_instance).exists()
 
 
 def test_worker_waits_out_a_database_error(

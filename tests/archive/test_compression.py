@@ -60,7 +60,7 @@ def _blob_files(blob_dir: Path) -> set[str]:
 def test_deferred_ingest_keeps_the_received_bytes_and_queues_a_task(dicom_data, deferred):
     files = ct_series(dicom_data, 3, seed=11)
     instances = _ingest(files)
-    for inst, data in zip(instances, files):
+    for inst, data in zip(instances, files, strict=True):
         assert inst.transfer_syntax_uid == EXPLICIT_LE
         assert selectors.instance_blob(instance=inst) == data  # bit-exact, as received
     assert CompressionTask.objects.count() == 3
@@ -84,7 +84,7 @@ def test_drain_swaps_to_bit_exact_jpegls_and_deletes_the_old_blob(dicom_data, de
     assert (stats.compressed, stats.failed, stats.kept) == (3, 0, 0)
     assert stats.bytes_after < stats.bytes_before
     assert not CompressionTask.objects.exists()
-    for inst, data in zip(instances, files):
+    for inst, data in zip(instances, files, strict=True):
         inst.refresh_from_db()
         assert inst.transfer_syntax_uid == JPEG_LS
         assert inst.stored_bytes < inst.received_bytes

@@ -21,7 +21,7 @@ EXPLICIT_LE = "1.2.840.10008.1.2.1"
 
 
 @pytest.mark.parametrize("codec", ["jpegls", "jpeg2000", "htj2k"])
-def test_decompressed_bytes_equal_a_full_rewrite(dicom_data, blob_dir, settings, codec):
+def test_decompressed_bytes_equal_a_full_rewrite(dicom_data, blob_dir, settings, codec, compression_inline):
     settings.MEDVAULT_COMPRESSION = codec
     data = ct_series(dicom_data, 1, seed=21)[0]
     inst = instance_store(data=data, source="test").instance

@@ -105,7 +105,7 @@ def test_export_returns_identical_pixels(shared_data, all_samples, tmp_path):
                 assert np.array_equal(ds.pixel_array, originals[str(ds.SOPInstanceUID)]), file
 
 
-def test_stored_metadata_equals_received_apart_from_file_meta(shared_data, blob_dir):
+def test_stored_metadata_equals_received_apart_from_file_meta(shared_data, blob_dir, compression_inline):
     path = shared_data / "dicom/tcia/ACRIN-FLT-Breast_PT_a.dcm"
     instance = _store(path).instance
     received = pydicom.dcmread(path)
@@ -118,7 +118,7 @@ def test_stored_metadata_equals_received_apart_from_file_meta(shared_data, blob_
     assert len(stored) == len(received)
 
 
-def test_index_fields(shared_data, blob_dir):
+def test_index_fields(shared_data, blob_dir, compression_inline):
     path = shared_data / "dicom/single_ct/CT_small.dcm"
     ds = pydicom.dcmread(path)
     result = _store(path)
@@ -299,7 +299,7 @@ def test_png_jpeg_samples_round_trip(shared_data, blob_dir, tmp_path):
         (shared_data / "chest_ct").rglob("*.jpg")
     )[:2] + sorted((shared_data / "brain_mri").rglob("*.jpg"))[:3]
     study_uid = generate_uid()
-    for index, path in enumerate(images):
+    for path in images:
         modality = "MR" if "brain_mri" in path.parts else "CT"
         result = image_store(
             data=path.read_bytes(), patient_id=f"IMG-{modality}", patient_name="Doe^Img",
@@ -351,7 +351,7 @@ def test_compression_none_keeps_bytes_as_received(dicom_data, blob_dir, settings
 
 
 @pytest.mark.parametrize("codec", ["jpeg2000", "htj2k", "jpegxl"])
-def test_other_codecs_store_bit_exact(shared_data, blob_dir, settings, codec):
+def test_other_codecs_store_bit_exact(shared_data, blob_dir, settings, codec, compression_inline):
     settings.MEDVAULT_COMPRESSION = codec
     path = shared_data / "dicom/tcia/PROSTATE-MRI_MR.dcm"  # unsigned: every codec applies
     inst = _store(path).instance
@@ -391,7 +391,7 @@ def test_ingest_command_json_lines_and_exit_code(shared_data, blob_dir, tmp_path
     out = io.StringIO()
     call_command("ingest", str(shared_data / "dicom/single_mr"), stdout=out, stderr=io.StringIO())
     lines = [json.loads(line) for line in out.getvalue().splitlines()]
-    assert {(Path(l["path"]).name, l["status"]) for l in lines} == {
+    assert {(Path(line["path"]).name, line["status"]) for line in lines} == {
         ("MR_small.dcm", "stored"), ("MR2_UNCR.dcm", "stored")
     }
     assert set(lines[0]) == {"path", "status", "sop_instance_uid", "reason", "reject"}
@@ -414,7 +414,7 @@ def test_ingest_command_json_lines_and_exit_code(shared_data, blob_dir, tmp_path
     assert study.group.name == "Neuro" and study.number_of_instances == 2
 
 
-def test_stats_figures(shared_data, blob_dir):
+def test_stats_figures(shared_data, blob_dir, compression_inline):
     for name in ("single_ct/CT_small.dcm", "single_mr/MR2_UNCR.dcm", "tcia/PROSTATE-MRI_MR.dcm"):
         _store(shared_data / "dicom" / name)
     out = io.StringIO()
@@ -430,12 +430,12 @@ def test_stats_figures(shared_data, blob_dir):
     assert list(stats["by_transfer_syntax"]) == [JPEG_LS]
 
 
-def test_scrub_reports_and_repairs_only_orphans(shared_data, blob_dir):
+def test_scrub_reports_and_repairs_only_orphans(dicom_data, blob_dir):
     from medvault.archive.blobstore import blob_store
 
-    a = _store(shared_data / "dicom/single_ct/CT_small.dcm").instance
-    b = _store(shared_data / "dicom/single_mr/MR_small.dcm").instance
-    c = _store(shared_data / "dicom/tcia/PROSTATE-MRI_MR.dcm").instance
+    a = _store(dicom_data / "dicom/single_ct/CT_small.dcm").instance
+    b = _store(dicom_data / "dicom/single_mr/MR_small.dcm").instance
+    c = _store(sorted((dicom_data / "dicom/series_dicomdir/98892001/CT5N").iterdir())[0]).instance
     store = blob_store()
     orphan = store.put(b"left behind by a crash")
     store.delete(b.blob_key)  # missing

@@ -9,7 +9,10 @@ import pytest
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 
-BEFORE = [("archive", "0004_compressiontask_new_blob_key"), ("accounts", "0002_loginattempt_apitoken_auditrecord_studyshare")]
+BEFORE = [
+    ("archive", "0004_compressiontask_new_blob_key"),
+    ("accounts", "0002_loginattempt_apitoken_auditrecord_studyshare"),
+]
 AFTER = [("archive", "0005_patient_group")]
 
 

@@ -16,6 +16,7 @@ import time
 import uuid
 from pathlib import Path
 
+import pydicom
 import pytest
 
 from .helpers import ct_series, dicom_samples, subprocess_env, write_files
@@ -68,17 +69,17 @@ def _scrub(env: dict[str, str], *extra: str) -> tuple[int, dict]:
     return done.returncode, json.loads(done.stdout)
 
 
-def _valid_real_samples(shared_data: Path) -> list[Path]:
+def _valid_real_samples(dicom_data: Path) -> list[Path]:
     skip = {"invalid", "DICOMDIR"}
-    return [p for p in dicom_samples(shared_data) if not (skip & set(p.parts))]
+    return [p for p in dicom_samples(dicom_data) if not (skip & set(p.parts))]
 
 
 @pytest.mark.slow
-def test_sigkill_mid_batch_leaves_no_row_without_blob(shared_data, tmp_path):
+def test_sigkill_mid_batch_leaves_no_row_without_blob(dicom_data, tmp_path):
     env = subprocess_env(tmp_path, f"sqlite:///{tmp_path / 'crash.sqlite3'}")
     _migrate(env)
     folder = tmp_path / "batch"
-    write_files(folder, ct_series(shared_data, 60, seed=1))
+    write_files(folder, ct_series(dicom_data, 60, seed=1))
     child = subprocess.Popen(
         [*CLI, "ingest", str(folder)], env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
     )
@@ -88,7 +89,13 @@ def test_sigkill_mid_batch_leaves_no_row_without_blob(shared_data, tmp_path):
         if not child.stdout.readline():
             break
         lines += 1
-    time.sleep(0.05)
+    # Kill once a blob beyond the 12 acknowledged instances is on disk: a write is in flight.
+    blobs = Path(env["MEDVAULT_BLOB_DIR"])
+    deadline = time.monotonic() + 60
+    while sum(1 for p in blobs.rglob("*") if p.is_file()) <= lines:
+        assert child.poll() is None, "the ingest finished before it could be killed mid-batch"
+        assert time.monotonic() < deadline, "no write beyond the acknowledged instances within 60 s"
+        time.sleep(0.001)
     child.send_signal(signal.SIGKILL)
     child.wait(timeout=30)
     assert child.returncode == -signal.SIGKILL
@@ -109,11 +116,11 @@ def test_sigkill_mid_batch_leaves_no_row_without_blob(shared_data, tmp_path):
     assert code == 0 and report["missing"] == [] and report["rows_checked"] == 60
 
 
-def _concurrent_ingest(shared_data: Path, tmp_path: Path, database_url: str) -> None:
+def _concurrent_ingest(dicom_data: Path, tmp_path: Path, database_url: str) -> None:
     env = subprocess_env(tmp_path, database_url)
     _migrate(env)
-    generated = write_files(tmp_path / "gen", ct_series(shared_data, 40, seed=2))
-    real = _valid_real_samples(shared_data)
+    generated = write_files(tmp_path / "gen", ct_series(dicom_data, 40, seed=2))
+    real = _valid_real_samples(dicom_data)
     sets = [
         generated[0:25] + real[0:20],
         generated[10:35] + real[10:30],
@@ -129,7 +136,7 @@ def _concurrent_ingest(shared_data: Path, tmp_path: Path, database_url: str) -> 
     ]
     outputs = [child.communicate(timeout=300) for child in children]
     statuses: dict[str, list[str]] = {}
-    for child, (out, err) in zip(children, outputs):
+    for child, (out, err) in zip(children, outputs, strict=True):
         assert child.returncode == 0, err
         assert "Traceback" not in err, err
         for line in out.splitlines():
@@ -142,13 +149,14 @@ def _concurrent_ingest(shared_data: Path, tmp_path: Path, database_url: str) -> 
     state = _check(env)
     assert state["duplicate_rows"] == 0 and state["problems"] == []
     assert state["instances"] == len(statuses)
-    # Real samples hold 40 distinct instances (MR_small in 6 syntaxes is one) + 40 generated.
-    assert state["instances"] == 40 + 40
+    # The same MR_small in several transfer syntaxes is one instance; plus the 40 generated.
+    distinct_real = {str(pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID) for p in real}
+    assert state["instances"] == len(distinct_real) + 40
 
 
 @pytest.mark.slow
-def test_four_processes_overlapping_sets_sqlite(shared_data, tmp_path):
-    _concurrent_ingest(shared_data, tmp_path, f"sqlite:///{tmp_path / 'conc.sqlite3'}")
+def test_four_processes_overlapping_sets_sqlite(dicom_data, tmp_path):
+    _concurrent_ingest(dicom_data, tmp_path, f"sqlite:///{tmp_path / 'conc.sqlite3'}")
 
 
 def _postgres_admin_url() -> str:
@@ -157,7 +165,7 @@ def _postgres_admin_url() -> str:
 
 @pytest.mark.slow
 @pytest.mark.postgres
-def test_four_processes_overlapping_sets_postgres(shared_data, tmp_path):
+def test_four_processes_overlapping_sets_postgres(dicom_data, tmp_path):
     psycopg = pytest.importorskip("psycopg")
     admin = _postgres_admin_url()
     try:
@@ -168,7 +176,7 @@ def test_four_processes_overlapping_sets_postgres(shared_data, tmp_path):
     conn.execute(f'CREATE DATABASE "{name}"')
     try:
         url = admin.rsplit("/", 1)[0] + "/" + name
-        _concurrent_ingest(shared_data, tmp_path, url)
+        _concurrent_ingest(dicom_data, tmp_path, url)
     finally:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         conn.close()

@@ -36,7 +36,7 @@ from medvault.archive.outcomes import StoreStatus
 from medvault.core.dicom.json import dataset_to_json
 from medvault.core.dicom.multipart import multipart_parse
 
-_ROOT = Path(pydicom.data.__file__).parent
+_ROOT = Path(pydicom.data.__file__).resolve().parent  # get_testdata_files returns resolved paths
 EXPLICIT_LE = "1.2.840.10008.1.2.1"
 UIDS = ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID")
 PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")

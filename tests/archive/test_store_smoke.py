@@ -11,7 +11,7 @@ from medvault.archive.models import Instance, Study
 
 
 @pytest.mark.django_db
-def test_store_and_read_back_ct(dicom_data, blob_dir):
+def test_store_and_read_back_ct(dicom_data, blob_dir, compression_inline):
     data = (dicom_data / "dicom/single_ct/CT_small.dcm").read_bytes()
     result = instance_store(data=data, source="cli", path="CT_small.dcm")
     assert result.status == "stored", result.reason
@@ -23,7 +23,9 @@ def test_store_and_read_back_ct(dicom_data, blob_dir):
     assert Instance.objects.count() == 1
     study = Study.objects.get()
     assert (study.number_of_instances, study.number_of_series, study.modalities_in_study) == (1, 1, "CT")
-    import pydicom, io
+    import io
+
+    import pydicom
     original = pydicom.dcmread(io.BytesIO(data)).pixel_array
     assert np.array_equal(selectors.instance_pixels(instance=inst), original)
     ds = selectors.instance_dataset(instance=inst, transfer_syntax_uid="1.2.840.10008.1.2.1")

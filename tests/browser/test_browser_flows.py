@@ -182,7 +182,9 @@ def test_pending_user_cannot_log_in(mv_server, new_page):
     assert "/accounts/login/" in page.url
 
 
-def test_group_a_user_cannot_open_group_b_study(mv_server, new_page, blob_dir, group_a, group_b, clinician_a, clinician_b):
+def test_group_a_user_cannot_open_group_b_study(
+    mv_server, new_page, blob_dir, group_a, group_b, clinician_a, clinician_b
+):
     instance = stored_sample(group_b, clinician_b)
     study_uid = instance.series.study.study_instance_uid
     page = new_page()
@@ -249,7 +251,9 @@ def test_viewer_heatmap_overlay_toggle(mv_server, new_page, blob_dir, group_a, c
     page = new_page()
     login(page, mv_server.url, clinician_a.username, PASSWORD)
     study = instance.series.study
-    page.goto(mv_server.url + f"/viewer/{study.study_instance_uid}/?instance={instance.sop_instance_uid}&result={result.pk}")
+    page.goto(
+        mv_server.url + f"/viewer/{study.study_instance_uid}/?instance={instance.sop_instance_uid}&result={result.pk}"
+    )
     page.wait_for_selector("#overlay-toggle:not([hidden])")
     page.wait_for_function("document.getElementById('overlay').naturalWidth > 0")
     assert page.locator("#overlay").is_visible()

@@ -150,7 +150,8 @@ def test_window_level_is_drawn_in_the_browser(mv_server, new_page, blob_dir, gro
 
     uid = list(Instance.objects.filter(series__study=study).order_by("instance_number"))[index].sop_instance_uid
     drawn = page.evaluate("""() => { const c = document.getElementById('frame');
-        return Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height).data.filter((_, i) => i % 4 === 0)); }""")
+        return Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height).data
+            .filter((_, i) => i % 4 === 0)); }""")
     png = page.evaluate("""async (u) => { const r = await fetch(u); const b = await createImageBitmap(await r.blob());
         const c = new OffscreenCanvas(b.width, b.height); const x = c.getContext('2d'); x.drawImage(b, 0, 0);
         return Array.from(x.getImageData(0, 0, b.width, b.height).data.filter((_, i) => i % 4 === 0)); }""",
@@ -178,7 +179,9 @@ def test_phone_layout_and_one_finger_pan(mv_server, browser, shot, blob_dir, gro
     x, y = stage["x"] + stage["width"] / 2, stage["y"] + stage["height"] / 2
     cdp.send("Input.dispatchTouchEvent", {"type": "touchStart", "touchPoints": [{"x": x, "y": y}]})
     for step in range(1, 11):
-        cdp.send("Input.dispatchTouchEvent", {"type": "touchMove", "touchPoints": [{"x": x + 8 * step, "y": y + 5 * step}]})
+        cdp.send(
+            "Input.dispatchTouchEvent", {"type": "touchMove", "touchPoints": [{"x": x + 8 * step, "y": y + 5 * step}]}
+        )
     cdp.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
     page.wait_for_timeout(200)
     assert page.get_attribute("#stage", "data-window") == window  # not window/level
@@ -196,7 +199,9 @@ def test_metadata_values_have_room_on_enhanced_ct(mv_server, new_page, blob_dir,
     open_viewer(page, base, study.study_instance_uid)
     page.wait_for_function("document.getElementById('meta').rows.length > 10")
     cells = page.eval_on_selector_all(
-        "#meta tr td:nth-child(2)", "tds => tds.map(td => { const r = td.getBoundingClientRect(); return [r.width, r.right]; })")
+        "#meta tr td:nth-child(2)",
+        "tds => tds.map(td => { const r = td.getBoundingClientRect(); return [r.width, r.right]; })",
+    )
     width = page.evaluate("window.innerWidth")
     assert cells and all(w >= 150 and right <= width + 1 for w, right in cells)
 
@@ -221,5 +226,7 @@ def test_colour_images_are_still_shown(mv_server, new_page, blob_dir, group_a):
     open_viewer(page, base, stored.instance.series.study.study_instance_uid)
     size = page.evaluate("[document.getElementById('frame').width, document.getElementById('frame').height]")
     assert size == [64, 48]
-    pixel = page.evaluate("Array.from(document.getElementById('frame').getContext('2d').getImageData(60, 2, 1, 1).data)")
+    pixel = page.evaluate(
+        "Array.from(document.getElementById('frame').getContext('2d').getImageData(60, 2, 1, 1).data)"
+    )
     assert pixel[0] > 200 and pixel[2] < 40  # red at the right edge, as uploaded

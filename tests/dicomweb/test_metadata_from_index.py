@@ -17,7 +17,9 @@ from .helpers import stow
 
 
 @pytest.mark.django_db
-def test_series_metadata_of_100_instances_reads_no_blob(blob_dir, no_analysis, client, clinician_a, monkeypatch) -> None:
+def test_series_metadata_of_100_instances_reads_no_blob(
+    blob_dir, no_analysis, client, clinician_a, monkeypatch
+) -> None:
     files = ct_series(100, seed=12)
     assert stow(client, clinician_a.headers, files).status_code == 200
     ds = pydicom.dcmread(io.BytesIO(files[0]), stop_before_pixels=True)

@@ -90,7 +90,11 @@ def test_stow_conflicting_resend_and_wrong_study(blob_dir, no_analysis, client, 
         # JSON STOW is supported; a metadata part that is not a JSON array is a bad request.
         ('multipart/related; type="application/dicom+json"; boundary=x', b"--x\r\n\r\n{}\r\n--x--", 400),
         ('multipart/related; type="image/png"; boundary=x', b"--x\r\n\r\n{}\r\n--x--", 415),
-        ('multipart/related; type="application/dicom"; boundary=x', b"--x\r\nContent-Type: application/dicom\r\n\r\nno end", 400),
+        (
+            'multipart/related; type="application/dicom"; boundary=x',
+            b"--x\r\nContent-Type: application/dicom\r\n\r\nno end",
+            400,
+        ),
         ('multipart/related; type="application/dicom"', b"--x--", 400),
     ],
 )
@@ -217,8 +221,11 @@ def test_wado_rs_retrieve_negotiates_transfer_syntax(series3, client, clinician_
         original = by_uid[got.SOPInstanceUID]
         assert np.array_equal(got.pixel_array, original.pixel_array)
         assert got.PatientName == original.PatientName
-    refused = client.get(url, HTTP_ACCEPT='multipart/related; type="application/dicom"; transfer-syntax=1.2.840.10008.1.2.4.50',
-                         **clinician_a.headers)
+    refused = client.get(
+        url,
+        HTTP_ACCEPT='multipart/related; type="application/dicom"; transfer-syntax=1.2.840.10008.1.2.4.50',
+        **clinician_a.headers,
+    )
     assert refused.status_code == 406
     assert client.get(url, HTTP_ACCEPT="text/html", **clinician_a.headers).status_code == 406
     assert AuditRecord.objects.filter(action="download", study_uid=ds0.StudyInstanceUID).exists()
@@ -266,7 +273,10 @@ def test_rendered_thumbnail_and_wado_uri(series3, client, clinician_a) -> None:
     assert image.size == (64, 64)
     narrow = client.get(inst + "/rendered", {"window": "0,10"}, HTTP_ACCEPT="image/png", **clinician_a.headers)
     wide = client.get(inst + "/rendered", {"window": "0,4000"}, HTTP_ACCEPT="image/png", **clinician_a.headers)
-    assert np.asarray(Image.open(io.BytesIO(narrow.content))).std() > np.asarray(Image.open(io.BytesIO(wide.content))).std()
+    assert (
+        np.asarray(Image.open(io.BytesIO(narrow.content))).std()
+        > np.asarray(Image.open(io.BytesIO(wide.content))).std()
+    )
     jpeg = client.get(inst + "/frames/1/rendered", **clinician_a.headers)
     assert jpeg["Content-Type"] == "image/jpeg" and jpeg.content[:2] == b"\xff\xd8"
     thumb = client.get(inst + "/thumbnail", **clinician_a.headers)
@@ -301,6 +311,8 @@ def test_researchers_get_deidentified_output(series3, client, groups, researcher
     metas = client.get(f"/dicomweb/studies/{ds0.StudyInstanceUID}/metadata", **researcher_a.headers).json()
     assert "Smith" not in json.dumps(metas) and "PAT-A1" not in json.dumps(metas)
     # The role table says researchers download no DICOM (issue 13): WADO-RS refuses them.
-    retrieved = client.get(f"/dicomweb/studies/{ds0.StudyInstanceUID}/series/{ds0.SeriesInstanceUID}/instances/{ds0.SOPInstanceUID}",
-                           **researcher_a.headers)
+    retrieved = client.get(
+        f"/dicomweb/studies/{ds0.StudyInstanceUID}/series/{ds0.SeriesInstanceUID}/instances/{ds0.SOPInstanceUID}",
+        **researcher_a.headers,
+    )
     assert retrieved.status_code == 403

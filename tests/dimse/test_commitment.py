@@ -34,14 +34,15 @@ from medvault.dimse.status import Status
 
 from .conftest import eventually, free_port
 
-# A real CT series: 5 slices of one series (pcir.org sample set, see ../shared/data/dicom).
+# A real CT series: 5 slices of one series (pcir.org sample set of pydicom's DICOMDIR test
+# files; dicom_data holds it with or without ../shared).
 SERIES = "dicom/series_dicomdir/98892001/CT5N"
 WAIT_S = 120  # an upper bound for a report to arrive, not a timing assertion
 
 
 @pytest.fixture
-def ct_series(shared_data: Path) -> list[bytes]:
-    files = sorted((shared_data / SERIES).iterdir())
+def ct_series(dicom_data: Path) -> list[bytes]:
+    files = sorted((dicom_data / SERIES).iterdir())
     assert len(files) == 5
     return [f.read_bytes() for f in files]
 

@@ -6,6 +6,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from dicomweb.ctgen import ct_series
 from django.contrib.auth.models import Group
 from pydicom.dataset import Dataset
 
@@ -13,8 +14,6 @@ from medvault.archive.models import Instance, Study
 from medvault.dimse import handlers
 from medvault.dimse.models import RemoteAE
 from medvault.dimse.status import Status
-
-from dicomweb.ctgen import ct_series
 
 pytestmark = pytest.mark.django_db
 

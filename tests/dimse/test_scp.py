@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pydicom
 import pytest
+from dicomweb.ctgen import ct_series
 from pydicom.dataset import Dataset
 from pynetdicom import AE, StoragePresentationContexts, build_role, evt
 from pynetdicom.sop_class import (
@@ -27,7 +28,6 @@ from medvault.dimse.association import nodelay_set
 from medvault.dimse.models import RemoteAE
 from medvault.dimse.status import Status
 
-from dicomweb.ctgen import ct_series
 from .conftest import eventually, free_port
 
 NODELAY = [(evt.EVT_CONN_OPEN, nodelay_set)]
@@ -339,8 +339,9 @@ def test_called_ae_title_is_checked_unless_switched_off(transactional_db: Any, b
             server.shutdown()
 
 
-def test_c_get_sends_the_stored_syntax_when_the_peer_proposes_it_first(scp: dict[str, Any],
-                                                                      settings: Any) -> None:
+def test_c_get_sends_the_stored_syntax_when_the_peer_proposes_it_first(
+    scp: dict[str, Any], settings: Any, compression_inline: None
+) -> None:
     """Issue 16, finding 9: one storage context proposing JPEG-LS, then the native syntaxes;
     the instance is stored as JPEG-LS, so that is what comes back."""
     settings.MEDVAULT_COMPRESSION = "jpegls"

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from dimse.conftest import free_port
 from pydicom.dataset import Dataset
 from pynetdicom import AE, StoragePresentationContexts, build_role, evt
 from pynetdicom.sop_class import (
@@ -26,8 +27,6 @@ from pynetdicom.sop_class import (
 from medvault.dimse.association import nodelay_set
 from medvault.dimse.models import RemoteAE
 from medvault.dimse.status import Status
-
-from dimse.conftest import free_port
 
 from .world import A_PATIENT_ID, World, dicom_file, leaks, world_build
 
@@ -186,9 +185,9 @@ def test_finding7_an_ae_title_from_another_host_is_refused(world_scp: tuple[Worl
     world, port = world_scp
     assoc = _associate("MOD_A", port, Verification, bind="127.0.0.2")
     assert not assoc.is_established and assoc.is_rejected
-    from medvault.accounts.models import AuditRecord
-
     from dimse.conftest import eventually
+
+    from medvault.accounts.models import AuditRecord
 
     assert eventually(lambda: AuditRecord.objects.filter(action="associate", outcome="denied",
                                                          remote_addr__startswith="127.0.0.2").exists(), seconds=3)

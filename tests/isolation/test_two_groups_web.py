@@ -11,11 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from dicomweb.helpers import stow
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from pydicom.uid import generate_uid
-
-from dicomweb.helpers import stow
 
 from .world import A_NAME, A_PATIENT_ID, PASSWORD, World, a_result, dicom_file, leaks, world_build
 
@@ -77,10 +76,10 @@ def test_finding1_a_uid_from_b_is_refused_and_reveals_nothing(world: World, door
         assert failed[0]["00081197"]["Value"] == [0x0124]
         text = response.content
     elif door == "c-store":
+        from dimse.test_handlers import FakeEvent
+
         from medvault.dimse import handlers
         from medvault.dimse.status import Status
-
-        from dimse.test_handlers import FakeEvent
 
         status = handlers.handle_store(FakeEvent("MOD_B", data=data))
         assert int(status.Status) == Status.NOT_AUTHORISED

@@ -2,8 +2,8 @@
 
 import errno
 
-from django.db import DataError, OperationalError
 from django.contrib import admin
+from django.db import DataError, OperationalError
 from django.urls import include, path
 
 

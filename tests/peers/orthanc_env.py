@@ -114,11 +114,14 @@ class Peers:
             "from medvault.accounts.tokens import token_create\n"
             "from medvault.dimse.models import RemoteAE\n"
             "g = Group.objects.create(name='peers')\n"
-            "u = User.objects.create_user(username='orthanc', password='x-Unused-Passw0rd', role='clinician', status='approved')\n"
+            "u = User.objects.create_user(username='orthanc', password='x-Unused-Passw0rd', role='clinician',"
+            " status='approved')\n"
             "u.groups.add(g)\n"
             f"RemoteAE.objects.create(ae_title='ORTHANC', host='127.0.0.1', port={OR_DICOM}, group=g)\n"
-            + "".join(f"RemoteAE.objects.create(ae_title={t!r}, host='127.0.0.1', port=104, group=g)\n"
-                      for t in self.known_aes)
+            + "".join(
+                f"RemoteAE.objects.create(ae_title={t!r}, host='127.0.0.1', port=104, group=g)\n"
+                for t in self.known_aes
+            )
             + "print(token_create(user=u, name='peer')[1])\n"
         )
         out = subprocess.run([str(BIN / "python"), "-c", "import django; django.setup()\n" + script],
@@ -215,7 +218,11 @@ class Peers:
     def orthanc_call(self, method: str, path: str, **kwargs: Any) -> Any:
         response = requests.request(method, self.orthanc + path, timeout=300, **kwargs)
         response.raise_for_status()
-        return response.json() if response.content and "json" in response.headers.get("Content-Type", "") else response.content
+        return (
+            response.json()
+            if response.content and "json" in response.headers.get("Content-Type", "")
+            else response.content
+        )
 
     def orthanc_study_id(self, study_uid: str) -> str | None:
         found = self.orthanc_call("POST", "/tools/lookup", data=study_uid)

@@ -19,7 +19,6 @@ import requests
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/ (for dicomweb.ctgen)
 
 from dicomweb.ctgen import ct_series  # noqa: E402
-from peers.orthanc_env import Peers  # noqa: E402
 
 from medvault.core.dicom.multipart import (  # noqa: E402
     boundary_new,
@@ -27,6 +26,7 @@ from medvault.core.dicom.multipart import (  # noqa: E402
     multipart_content_type,
     multipart_parse,
 )
+from peers.orthanc_env import Peers  # noqa: E402
 
 
 def pixel_hashes(files: list[bytes]) -> dict[str, str]:

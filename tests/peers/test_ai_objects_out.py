@@ -90,7 +90,9 @@ def test_c_get_c_move_and_export_send_the_results(analysed_study: str, settings:
         ae.add_requested_context(StudyRootQueryRetrieveInformationModelGet)
         for sop_class in (CTImageStorage, ComprehensiveSRStorage, SecondaryCaptureImageStorage):
             ae.add_requested_context(sop_class)
-        roles = [build_role(c, scp_role=True) for c in (CTImageStorage, ComprehensiveSRStorage, SecondaryCaptureImageStorage)]
+        roles = [
+            build_role(c, scp_role=True) for c in (CTImageStorage, ComprehensiveSRStorage, SecondaryCaptureImageStorage)
+        ]
         assoc = ae.associate("127.0.0.1", port, ae_title="MEDVAULT", ext_neg=roles,
                              evt_handlers=[(evt.EVT_C_STORE, lambda e: received.append(e.dataset) or 0x0000)])
         assert assoc.is_established

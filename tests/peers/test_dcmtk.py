@@ -115,7 +115,7 @@ def _store_for_retrieval(medvault: dict[str, Any], name: str) -> Instance:
         ("+xe", EXPLICIT_LE),  # uncompressed only: decompressed
     ],
 )
-def test_getscu_receives_a_syntax_it_proposed(medvault, tmp_path, preference, expected_syntax):
+def test_getscu_receives_a_syntax_it_proposed(medvault, tmp_path, preference, expected_syntax, compression_inline):
     instance = _store_for_retrieval(medvault, "MR_small.dcm")
     assert instance.transfer_syntax_uid == JPEG_LS
     out = tmp_path / "get"
@@ -147,7 +147,7 @@ def test_getscu_receives_a_syntax_it_proposed(medvault, tmp_path, preference, ex
     _pixels_equal(ds, _bundled("MR_small.dcm"))
 
 
-def test_movescu_into_storescp_sends_the_stored_syntax(medvault, tmp_path):
+def test_movescu_into_storescp_sends_the_stored_syntax(medvault, tmp_path, compression_inline):
     instance = _store_for_retrieval(medvault, "MR_small.dcm")
     out = tmp_path / "moved"
     out.mkdir()

@@ -10,13 +10,12 @@ from typing import Any
 import numpy as np
 import pydicom
 import pytest
+from dicomweb.ctgen import ct_series
 from dicomweb_client.api import DICOMwebClient
 from PIL import Image
 from pydicom.dataset import Dataset
 
 from medvault.archive.models import Instance
-
-from dicomweb.ctgen import ct_series
 
 pytestmark = pytest.mark.slow
 
@@ -55,7 +54,9 @@ def _comparable(ds: Dataset) -> dict[str, Any]:
     return _values(ds.to_json_dict(bulk_data_threshold=1024, bulk_data_element_handler=lambda e: ""))
 
 
-def test_dicomweb_client_round_trip(live_server, shared_data, transactional_db, blob_dir, no_analysis, clinician_a) -> None:
+def test_dicomweb_client_round_trip(
+    live_server, shared_data, transactional_db, blob_dir, no_analysis, clinician_a
+) -> None:
     client = _client(live_server, clinician_a.token)
     originals = {}
     for path in _samples(shared_data):
@@ -76,7 +77,11 @@ def test_dicomweb_client_round_trip(live_server, shared_data, transactional_db, 
     # QIDO with several filters.
     mr = client.search_for_series(search_filters={"Modality": "MR"})
     assert mr and all(s["00080060"]["Value"] == ["MR"] for s in mr)
-    ct = next(ds for ds in originals.values() if ds.SOPInstanceUID in referenced and ds.Modality == "CT" and ds.get("PatientID"))
+    ct = next(
+        ds
+        for ds in originals.values()
+        if ds.SOPInstanceUID in referenced and ds.Modality == "CT" and ds.get("PatientID")
+    )
     studies = client.search_for_studies(search_filters={"PatientID": ct.PatientID})
     assert ct.StudyInstanceUID in {s["0020000D"]["Value"][0] for s in studies}
     name = str(ct.PatientName)
@@ -107,7 +112,14 @@ def test_dicomweb_client_round_trip(live_server, shared_data, transactional_db, 
             assert got_meta.get(tag) == expected, (uid, tag)
 
     # Frames (uncompressed, little endian) and rendered images.
-    multi = next((ds for ds in originals.values() if int(ds.get("NumberOfFrames", 1) or 1) > 1 and ds.SOPInstanceUID in referenced), ct)
+    multi = next(
+        (
+            ds
+            for ds in originals.values()
+            if int(ds.get("NumberOfFrames", 1) or 1) > 1 and ds.SOPInstanceUID in referenced
+        ),
+        ct,
+    )
     count = int(multi.get("NumberOfFrames", 1) or 1)
     wanted = [1, count] if count > 1 else [1]
     frames = client.retrieve_instance_frames(
@@ -127,7 +139,9 @@ def test_dicomweb_client_round_trip(live_server, shared_data, transactional_db, 
     assert ct.SOPInstanceUID in {m["00080018"]["Value"][0] for m in series_meta}
 
 
-def test_series_metadata_of_100_instances_matches_what_was_stored(live_server, transactional_db, blob_dir, no_analysis, clinician_a) -> None:
+def test_series_metadata_of_100_instances_matches_what_was_stored(
+    live_server, transactional_db, blob_dir, no_analysis, clinician_a
+) -> None:
     client = _client(live_server, clinician_a.token)
     files = [pydicom.dcmread(io.BytesIO(f)) for f in ct_series(100, seed=11)]
     client.store_instances(files)

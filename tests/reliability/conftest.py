@@ -1,7 +1,7 @@
 """The local cluster (scripts/cluster.sh) as a fixture for the load and fault tests.
 
-They need nginx, PostgreSQL and a few minutes, so they run only when asked:
-MEDVAULT_CLUSTER_TESTS=1 (CI sets it in its PostgreSQL pass only). The cluster gets its own
+They need nginx, PostgreSQL and a few minutes, so they carry the ``cluster`` marker and run only
+when ``-m`` names it (CI: ``-m '(not browser) or cluster'`` in its PostgreSQL pass only). The cluster gets its own
 database (mv_ops_cluster, dropped and created afresh), its own ports and data directory.
 """
 
@@ -20,11 +20,21 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 CLUSTER_SH = ROOT / "scripts" / "cluster.sh"
-ENABLED = os.environ.get("MEDVAULT_CLUSTER_TESTS", "") == "1"
 SKIP_REASON = (
-    "cluster tests (load, failover, database outage, slow-loris) run only with "
-    "MEDVAULT_CLUSTER_TESTS=1: they start nginx + gunicorn on PostgreSQL and take minutes"
+    "cluster tests (load, failover, database outage, slow-loris) run only when -m names the "
+    "cluster marker: they start nginx + gunicorn on PostgreSQL and take minutes"
 )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # A plain run (or -m 'not browser') must not start a cluster; -m 'cluster' (or an
+    # expression naming it) selects them, and -m's own logic then decides.
+    if "cluster" in (config.getoption("markexpr") or ""):
+        return
+    skip = pytest.mark.skip(reason=SKIP_REASON)
+    for item in items:
+        if item.get_closest_marker("cluster") is not None:
+            item.add_marker(skip)
 
 
 def free_port() -> int:
@@ -92,8 +102,6 @@ class Cluster:
 
 
 def _cluster(tmp_path_factory: pytest.TempPathFactory, name: str):
-    if not ENABLED:
-        pytest.skip(SKIP_REASON)
     if shutil.which("nginx") is None and not Path("/usr/sbin/nginx").exists() and os.geteuid() != 0:
         pytest.skip("nginx is not installed and cannot be installed without root")
     database = f"mv_ops_{name}"

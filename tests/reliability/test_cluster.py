@@ -1,5 +1,5 @@
 """Load, failover, slow-loris and upload limits against `make cluster` (nginx + 2 gunicorn app
-servers + 1 worker on PostgreSQL). Runs only with MEDVAULT_CLUSTER_TESTS=1 (see conftest)."""
+servers + 1 worker on PostgreSQL). Marked ``cluster``: runs only when -m names it (see conftest)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import pytest
 from .conftest import Cluster
 from .loadgen import run_load, verify
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.cluster]
 
 LOAD_SECONDS = float(os.environ.get("MEDVAULT_LOAD_SECONDS", "60"))
 LOAD_CLIENTS = int(os.environ.get("MEDVAULT_LOAD_CLIENTS", "32"))

@@ -6,7 +6,7 @@ MedVault works again without a restart; every acknowledged upload is there and b
 an orphan blob, the designed crash residue, which `scrub --repair` removes).
 
 Stopping PostgreSQL disturbs everything else using it, so this runs only with
-MEDVAULT_CLUSTER_TESTS=1 (CI: once, in the PostgreSQL pass, where nothing runs beside it).
+`-m cluster` (CI: once, in the PostgreSQL pass, where nothing runs beside it).
 MEDVAULT_OUTAGE_MODE=proxy rehearses it against a switchable TCP proxy instead.
 """
 
@@ -23,11 +23,11 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import ENABLED, SKIP_REASON, _cluster, pg_base_url
+from .conftest import _cluster, pg_base_url
 from .loadgen import run_load, verify
 from .tcpproxy import TcpProxy
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.cluster]
 
 OUTAGE_S = 10.0
 RECOVERY_S = 5.0
@@ -88,8 +88,6 @@ class ProxyOutage:
 
 @pytest.fixture(scope="module")
 def outage(tmp_path_factory):
-    if not ENABLED:
-        pytest.skip(SKIP_REASON)
     switch = ProxyOutage() if MODE == "proxy" else PgCtlOutage()
     old = os.environ.get("DATABASE_URL")
     os.environ["DATABASE_URL"] = switch.base_url + "/x"  # the cluster fixture's PG base

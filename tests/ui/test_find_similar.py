@@ -47,7 +47,9 @@ def analysed(settings, tmp_path, stored_ct, clinician_a, clinician_b, group_a, g
     job = AnalysisJob.objects.create(instance=stored_ct, model_name="lung-ct", requested_by=clinician_a, status="done")
     ok = AnalysisResult.objects.create(job=job, instance=stored_ct, model_name="lung-ct", label="adenocarcinoma",
                                        probabilities={"adenocarcinoma": 0.87, "normal": 0.13}, requested_by=clinician_a)
-    job2 = AnalysisJob.objects.create(instance=stored_ct, model_name="brain-mri", requested_by=clinician_a, status="done")
+    job2 = AnalysisJob.objects.create(
+        instance=stored_ct, model_name="brain-mri", requested_by=clinician_a, status="done"
+    )
     refused = AnalysisResult.objects.create(job=job2, instance=stored_ct, model_name="brain-mri", refused=True,
                                             reason="out of domain: DICOM Modality is CT", requested_by=clinician_a)
     base = _unit(0)

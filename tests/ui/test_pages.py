@@ -40,7 +40,9 @@ def test_upload_dicom_png_and_duplicate(blob_dir, group_a, clinician_a):
                                      "patient_id": "SYN-1", "patient_name": "Synthetic^Sam", "modality": "CT",
                                      "body_part": "CHEST"})
     assert [x["status"] for x in r.json()["results"]] == ["stored"], r.content
-    garbage = client.post("/upload/file", {"file": SimpleUploadedFile("bad.dcm", b"not dicom at all"), "group": group_a.pk})
+    garbage = client.post(
+        "/upload/file", {"file": SimpleUploadedFile("bad.dcm", b"not dicom at all"), "group": group_a.pk}
+    )
     [rej] = garbage.json()["results"]
     assert rej["status"] == "rejected" and rej["reason"]
     outcomes = list(AuditRecord.objects.filter(action="upload").order_by("id").values_list("outcome", flat=True))
@@ -73,9 +75,33 @@ def test_researcher_cannot_upload(blob_dir, researcher_a, group_a):
 
 @pytest.mark.django_db
 def test_search_filters_wildcards_sort_and_audit(group_a, clinician_a):
-    make_study(group_a, patient_id="P1", patient_name="Doe^Jane", modality="CT", description="Chest CT", accession="A1", study_date="2024-01-05")
-    make_study(group_a, patient_id="P2", patient_name="Doeman^John", modality="MR", description="Brain MR", accession="A2", study_date="2024-02-10")
-    make_study(group_a, patient_id="P3", patient_name="Smith^Ann", modality="CT", description="Abdomen", accession="A3", study_date="2023-12-01")
+    make_study(
+        group_a,
+        patient_id="P1",
+        patient_name="Doe^Jane",
+        modality="CT",
+        description="Chest CT",
+        accession="A1",
+        study_date="2024-01-05",
+    )
+    make_study(
+        group_a,
+        patient_id="P2",
+        patient_name="Doeman^John",
+        modality="MR",
+        description="Brain MR",
+        accession="A2",
+        study_date="2024-02-10",
+    )
+    make_study(
+        group_a,
+        patient_id="P3",
+        patient_name="Smith^Ann",
+        modality="CT",
+        description="Abdomen",
+        accession="A3",
+        study_date="2023-12-01",
+    )
     client = login(clinician_a)
 
     def names(**params):
@@ -120,7 +146,9 @@ def test_study_page_viewer_and_frames(stored_ct, clinician_a):
     assert thumb.status_code == 200 and thumb.content[:4] == b"\x89PNG"
     viewer = client.get(f"/viewer/{study.study_instance_uid}/")
     assert viewer.status_code == 200
-    config = json.loads(viewer.content.decode().split('id="viewer-config" type="application/json">')[1].split("</script>")[0])
+    config = json.loads(
+        viewer.content.decode().split('id="viewer-config" type="application/json">')[1].split("</script>")[0]
+    )
     assert config["frames"][0]["uid"] == stored_ct.sop_instance_uid and "lung" in config["presets"]
     frame = client.get(f"/frames/{stored_ct.sop_instance_uid}/0.png")
     assert frame.status_code == 200 and frame.content[:4] == b"\x89PNG"
@@ -161,7 +189,9 @@ def test_512_frame_renders_at_full_size_with_each_window(stored_ct, clinician_a)
     ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
     buffer = __import__("io").BytesIO()
     ds.save_as(buffer, enforce_file_format=True)
-    [res] = upload_store(name="big.dcm", data=buffer.getvalue(), source="test", user=clinician_a, group=stored_ct.series.study.group)
+    [res] = upload_store(
+        name="big.dcm", data=buffer.getvalue(), source="test", user=clinician_a, group=stored_ct.series.study.group
+    )
     assert res.status == "stored", res.reason
     client = login(clinician_a)
     url = f"/frames/{res.sop_instance_uid}/0.png"

@@ -36,10 +36,21 @@ def test_auto_windows():
 
 def test_rescale_and_window_from_functional_groups():
     meta = {
-        "52009229": {"vr": "SQ", "Value": [{
-            "00289145": {"vr": "SQ", "Value": [{"00281053": {"vr": "DS", "Value": [2]}, "00281052": {"vr": "DS", "Value": [-1024]}}]},
-            "00289132": {"vr": "SQ", "Value": [{"00281050": {"vr": "DS", "Value": [40]}, "00281051": {"vr": "DS", "Value": [400]}}]},
-        }]}
+        "52009229": {
+            "vr": "SQ",
+            "Value": [
+                {
+                    "00289145": {
+                        "vr": "SQ",
+                        "Value": [{"00281053": {"vr": "DS", "Value": [2]}, "00281052": {"vr": "DS", "Value": [-1024]}}],
+                    },
+                    "00289132": {
+                        "vr": "SQ",
+                        "Value": [{"00281050": {"vr": "DS", "Value": [40]}, "00281051": {"vr": "DS", "Value": [400]}}],
+                    },
+                }
+            ],
+        }
     }
     assert rendering.rescale(meta, 0) == (2.0, -1024.0)
     assert rendering.stored_window(meta, 0) == (40.0, 400.0)
@@ -75,7 +86,9 @@ def test_multiframe_series_scrolls_through_every_frame(shared_data, blob_dir, gr
     page = client.get(f"/viewer/{instance.series.study.study_instance_uid}/").content.decode()
     config = json.loads(page.split('id="viewer-config" type="application/json">')[1].split("</script>")[0])
     assert [f["frame"] for f in config["frames"]] == list(range(instance.number_of_frames))
-    frames = {client.get(f"/frames/{instance.sop_instance_uid}/{i}.png").content for i in range(instance.number_of_frames)}
+    frames = {
+        client.get(f"/frames/{instance.sop_instance_uid}/{i}.png").content for i in range(instance.number_of_frames)
+    }
     assert len(frames) > 1  # the frames differ
     assert client.get(f"/frames/{instance.sop_instance_uid}/{instance.number_of_frames}.png").status_code == 404
 

@@ -86,7 +86,12 @@ def test_group_a_user_gets_404_for_group_b_objects(blob_dir, group_a, group_b, c
         else:
             ok = response.status_code == 404
         body = b"".join(response.streaming_content) if response.streaming else response.content
-        if not ok or patient_name.encode() in body or instance.sop_instance_uid.encode() in body and response.status_code == 200:
+        if (
+            not ok
+            or patient_name.encode() in body
+            or instance.sop_instance_uid.encode() in body
+            and response.status_code == 200
+        ):
             failures.append(f"{path} ({endpoint.name}): {response.status_code}")
     assert checked >= 8
     assert not failures, "\n".join(failures)

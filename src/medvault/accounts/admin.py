@@ -15,11 +15,12 @@ admin.site.login_form = MedVaultAdminLoginForm
 
 
 @admin.register(User)
-class UserAdmin(AuditedModelAdmin, DjangoUserAdmin):
+class UserAdmin(AuditedModelAdmin, DjangoUserAdmin[User]):
     list_display = ("username", "full_name", "email", "role", "status", "institution", "is_active")
     list_filter = ("role", "status", "is_active", "groups")
     search_fields = ("username", "full_name", "email", "institution")
-    fieldsets = DjangoUserAdmin.fieldsets + (
+    fieldsets = (
+        *(DjangoUserAdmin.fieldsets or ()),
         ("MedVault", {"fields": ("full_name", "role", "status", "institution")}),
     )
     actions = ["approve", "reject"]
@@ -41,7 +42,7 @@ class UserAdmin(AuditedModelAdmin, DjangoUserAdmin):
 
 
 @admin.register(AuditRecord)
-class AuditRecordAdmin(admin.ModelAdmin):
+class AuditRecordAdmin(admin.ModelAdmin[AuditRecord]):
     list_display = ("created_at", "username", "action", "outcome", "patient_id", "study_uid", "remote_addr")
     list_filter = ("action", "outcome")
     search_fields = ("username", "patient_id", "study_uid", "sop_uid")

@@ -19,7 +19,9 @@ def _describe(obj: Any) -> str:
     return f"{obj._meta.label} {obj.pk}: {str(obj)[:120]}"
 
 
-class AuditedModelAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class AuditedModelAdmin(admin.ModelAdmin[Any]):
+    """A ModelAdmin whose changes and deletions go to the audit log (any model)."""
+
     def save_model(self, request: Any, obj: Any, form: Any, change: bool) -> None:
         super().save_model(request, obj, form, change)
         fields = ", ".join(sorted(form.changed_data)) if form is not None else ""

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.conf import settings
-
+from medvault.accounts import conf
 from medvault.accounts.models import AuditRecord
 
 # Actions in use; free text is allowed so other apps can add their own.
@@ -31,7 +30,7 @@ def client_address(request: Any) -> str:
     if request is None:
         return ""
     remote = str(request.META.get("REMOTE_ADDR", ""))
-    trusted = set(getattr(settings, "MEDVAULT_TRUSTED_PROXIES", []))
+    trusted = conf.trusted_proxies()
     if remote in trusted:
         hops = [h.strip() for h in str(request.META.get("HTTP_X_FORWARDED_FOR", "")).split(",")]
         for hop in reversed([h for h in hops if h]):

@@ -8,17 +8,18 @@ from typing import Any
 
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest
+from django.http.response import HttpResponseBase
 
 from medvault.accounts.audit import audit_record
 from medvault.accounts.permissions import is_active_user, user_can
 
 
-def page_login_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+def page_login_required(view: Callable[..., HttpResponseBase]) -> Callable[..., HttpResponseBase]:
     """Redirect to the login page unless the user is logged in and approved."""
 
     @functools.wraps(view)
-    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
         if not is_active_user(request.user):
             return redirect_to_login(request.get_full_path())
         return view(request, *args, **kwargs)
@@ -26,12 +27,12 @@ def page_login_required(view: Callable[..., HttpResponse]) -> Callable[..., Http
     return wrapper
 
 
-def role_required(action: str) -> Callable[[Callable[..., HttpResponse]], Callable[..., HttpResponse]]:
+def role_required(action: str) -> Callable[[Callable[..., HttpResponseBase]], Callable[..., HttpResponseBase]]:
     """Login required, then the role must allow ``action`` (else an audited 403)."""
 
-    def decorate(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    def decorate(view: Callable[..., HttpResponseBase]) -> Callable[..., HttpResponseBase]:
         @functools.wraps(view)
-        def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
             if not is_active_user(request.user):
                 return redirect_to_login(request.get_full_path())
             if not user_can(request.user, action):

@@ -40,6 +40,8 @@ from typing import Any
 
 from django.conf import settings
 
+from medvault.accounts import conf
+
 # Hex tags (group+element, upper case) of attributes that identify a person.
 IDENTIFYING_TAGS: frozenset[str] = frozenset(
     {
@@ -138,7 +140,7 @@ DATE_VRS = frozenset({"DA", "DT", "TM"})
 
 def retain_dates() -> bool:
     """The Retain Longitudinal Temporal Information With Full Dates Option is on."""
-    return bool(getattr(settings, "MEDVAULT_DEID_RETAIN_DATES", False))
+    return conf.deid_retain_dates()
 
 
 def removes(tag: str, vr: str = "") -> bool:
@@ -194,7 +196,7 @@ _issued: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar(
 
 
 def uid_key() -> bytes:
-    return (getattr(settings, "MEDVAULT_DEID_UID_KEY", "") or settings.SECRET_KEY).encode()
+    return conf.deid_uid_key()
 
 
 def uid_pseudonym(uid: str) -> str:
@@ -224,7 +226,7 @@ def uids_issued_end() -> None:
 def keeps_uid(tag: str, uid: str) -> bool:
     """Whether a UI value stays as it is: class and transfer syntax UIDs, well-known UIDs."""
     from pydicom.datadict import keyword_for_tag
-    from pydicom.uid import UID_dictionary
+    from pydicom.uid import UID_dictionary  # type: ignore[attr-defined]  # re-exported without __all__
 
     if uid in UID_dictionary:
         return True

@@ -5,24 +5,24 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
-from django.contrib.auth import authenticate, get_user_model
 from django.contrib.admin.forms import AdminAuthenticationForm
-from django.contrib.auth.forms import AuthenticationForm, UserCreationForm
+from django.contrib.auth import authenticate, get_user_model
+from django.contrib.auth.forms import AuthenticationForm, UserCreationForm, UsernameField
 from django.contrib.auth.models import Group
 
+from medvault.accounts import conf
 from medvault.accounts.audit import audit_record, client_address
 from medvault.accounts.lockout import login_attempt_record, login_locked
-from medvault.accounts.models import AccountStatus, Role
+from medvault.accounts.models import AccountStatus, Role, User
+
 
 def locked_message() -> str:
-    from django.conf import settings
-
-    minutes = max(1, round(int(getattr(settings, "MEDVAULT_LOGIN_LOCKOUT_SECONDS", 900)) / 60))
+    minutes = max(1, round(conf.login_lockout().total_seconds() / 60))
     return (
         "Too many failed login attempts for this account or from this address. "
         f"For your security, logging in is blocked for {minutes} minutes. Try again later."
     )
-STATUS_MESSAGES = {
+STATUS_MESSAGES: dict[str, str] = {
     AccountStatus.PENDING: (
         "Your account is waiting for approval by an administrator. "
         "You can log in as soon as it has been approved."
@@ -105,16 +105,18 @@ class MedVaultAdminLoginForm(MedVaultLoginForm, AdminAuthenticationForm):
     }
 
 
-class RegistrationForm(UserCreationForm):
+class RegistrationForm(UserCreationForm[User]):
     role = forms.ChoiceField(
         label="Professional role",
         choices=[(r.value, r.label) for r in Role if r != Role.ADMINISTRATOR],
         help_text="What you will use MedVault for. An administrator confirms it.",
     )
 
-    class Meta(UserCreationForm.Meta):
+    class Meta:
+        # UserCreationForm.Meta's field_classes, restated (django-stubs does not declare its Meta).
         model = get_user_model()
         fields = ("username", "full_name", "email", "role", "institution")
+        field_classes = {"username": UsernameField}
         labels = {"full_name": "Full name", "email": "E-mail", "institution": "Institution"}
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -128,12 +130,12 @@ class RegistrationForm(UserCreationForm):
         return str(self.cleaned_data.get("username") or "")
 
     def validate_unique(self) -> None:
-        exclude = self._get_validation_exclusions()
+        exclude = self._get_validation_exclusions()  # type: ignore[attr-defined]  # ModelForm's, not in django-stubs
         exclude.add("username")
         try:
             self.instance.validate_unique(exclude=exclude)
         except forms.ValidationError as exc:
-            self._update_errors(exc)
+            self._update_errors(exc)  # type: ignore[attr-defined]  # ModelForm's, not in django-stubs
 
     def username_taken(self) -> bool:
         username = self.cleaned_data.get("username") or ""
@@ -161,7 +163,9 @@ class AuditFilterForm(forms.Form):
     user = forms.CharField(required=False, label="User")
     patient = forms.CharField(required=False, label="Patient ID")
     action = forms.CharField(required=False, label="Action")
-    outcome = forms.ChoiceField(required=False, choices=[("", "any"), ("ok", "ok"), ("denied", "denied"), ("error", "error")])
+    outcome = forms.ChoiceField(
+        required=False, choices=[("", "any"), ("ok", "ok"), ("denied", "denied"), ("error", "error")]
+    )
     date_from = forms.DateField(required=False, label="From", widget=forms.DateInput(attrs={"type": "date"}))
     date_to = forms.DateField(required=False, label="To", widget=forms.DateInput(attrs={"type": "date"}))
 
@@ -174,7 +178,8 @@ class ShareForm(forms.Form):
     note = forms.CharField(required=False, max_length=200, label="Note")
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        super().clean()
+        data = self.cleaned_data
         username = (data.get("username") or "").strip()
         group = data.get("group")
         if bool(username) == bool(group):

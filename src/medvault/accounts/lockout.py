@@ -5,23 +5,20 @@ Counted in the database so that all app servers share the count.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
-from django.conf import settings
 from django.db.models import Max, Q
 from django.utils import timezone
 
+from medvault.accounts import conf
 from medvault.accounts.models import LoginAttempt
 
 
 def _limits() -> tuple[int, timedelta]:
-    return (
-        int(getattr(settings, "MEDVAULT_LOGIN_MAX_FAILURES", 5)),
-        timedelta(seconds=int(getattr(settings, "MEDVAULT_LOGIN_LOCKOUT_SECONDS", 15 * 60))),
-    )
+    return conf.login_max_failures(), conf.login_lockout()
 
 
-def _failures(q: Q, since: timezone.datetime) -> int:
+def _failures(q: Q, since: datetime) -> int:
     last_ok = LoginAttempt.objects.filter(q, succeeded=True, created_at__gte=since).aggregate(
         m=Max("created_at")
     )["m"]

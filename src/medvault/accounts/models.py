@@ -58,7 +58,7 @@ class ApiToken(models.Model):
         return f"{self.prefix}… ({self.user_id})"
 
 
-class AuditQuerySet(models.QuerySet):
+class AuditQuerySet(models.QuerySet["AuditRecord"]):
     """Audit records are append-only: bulk update and delete are refused."""
 
     def update(self, **kwargs):  # type: ignore[no-untyped-def]

@@ -14,12 +14,12 @@ group until they expire. A user who is pending, rejected or inactive may do noth
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeGuard
 
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
-from medvault.accounts.models import AccountStatus, Role
+from medvault.accounts.models import AccountStatus, Role, User
 
 _ROLE_ACTIONS: dict[str, frozenset[str]] = {
     Role.CLINICIAN: frozenset({"upload", "view", "analyse", "search", "share", "download", "export"}),
@@ -28,7 +28,7 @@ _ROLE_ACTIONS: dict[str, frozenset[str]] = {
 }
 
 
-def is_active_user(user: Any) -> bool:
+def is_active_user(user: Any) -> TypeGuard[User]:
     """Authenticated, active and approved (superusers count as approved)."""
     if user is None or not getattr(user, "is_authenticated", False) or not user.is_active:
         return False
@@ -122,4 +122,5 @@ def upload_groups(user: Any) -> QuerySet[Any]:
         return Group.objects.none()
     if is_administrator(user):
         return Group.objects.all().order_by("name")
-    return user.groups.all().order_by("name")
+    groups: QuerySet[Group] = user.groups.all().order_by("name")
+    return groups

@@ -114,7 +114,7 @@ def tokens(request: HttpRequest) -> HttpResponse:
         token, new_key = token_create(user=request.user, name=form.cleaned_data["name"])
         audit_record(user=request.user, action="token", request=request, detail=f"token {token.prefix}… created")
         form = TokenCreateForm()
-    rows = ApiToken.objects.filter(user=request.user)
+    rows = ApiToken.objects.filter(user_id=request.user.pk or 0)
     return render(request, "accounts/tokens.html", {"form": form, "tokens": rows, "new_key": new_key, "nav": "tokens"})
 
 
@@ -141,11 +141,15 @@ def users(request: HttpRequest) -> HttpResponse:
     if status in AccountStatus.values:
         rows = rows.filter(status=status)
     if q:
-        rows = rows.filter(Q(username__icontains=q) | Q(full_name__icontains=q) | Q(institution__icontains=q) | Q(email__icontains=q))
-    rows = sorted(rows, key=lambda u: (u.status != AccountStatus.PENDING, u.username.lower()))
-    groups = Group.objects.annotate(n_users=Count("user", distinct=True), n_studies=Count("studies", distinct=True)).order_by("name")
+        rows = rows.filter(
+            Q(username__icontains=q) | Q(full_name__icontains=q) | Q(institution__icontains=q) | Q(email__icontains=q)
+        )
+    pending_first = sorted(rows, key=lambda u: (u.status != AccountStatus.PENDING, u.username.lower()))
+    groups = Group.objects.annotate(
+        n_users=Count("user", distinct=True), n_studies=Count("studies", distinct=True)
+    ).order_by("name")
     return render(request, "accounts/users.html", {
-        "users": rows, "groups": groups, "roles": Role.choices, "statuses": AccountStatus.choices,
+        "users": pending_first, "groups": groups, "roles": Role.choices, "statuses": AccountStatus.choices,
         "status": status, "q": q, "group_form": GroupCreateForm(), "nav": "users",
         "pending_count": User.objects.filter(status=AccountStatus.PENDING).count(),
     })
@@ -185,10 +189,13 @@ def user_action(request: HttpRequest, user_id: int) -> HttpResponse:
         else:
             services.group_membership_set(user=target, group=group, member=action == "add_group",
                                           by=request.user, request=request)
-            messages.success(request, f"{target.username} {'joined' if action == 'add_group' else 'left'} {group.name}.")
+            messages.success(
+                request, f"{target.username} {'joined' if action == 'add_group' else 'left'} {group.name}."
+            )
     else:
         messages.error(request, "Unknown action.")
-    return redirect(request.POST.get("next") if request.POST.get("next", "").startswith("/accounts/users") else "accounts:users")
+    next_url = request.POST.get("next", "")
+    return redirect(next_url if next_url.startswith("/accounts/users") else "accounts:users")
 
 
 @require_POST
@@ -232,7 +239,9 @@ def audit(request: HttpRequest) -> HttpResponse:
     rows = _audit_rows(form)
     page = Paginator(rows, 50).get_page(request.GET.get("page"))
     actions = AuditRecord.objects.order_by().values_list("action", flat=True).distinct()
-    return render(request, "accounts/audit.html", {"form": form, "page": page, "actions": sorted(set(actions)), "nav": "audit"})
+    return render(
+        request, "accounts/audit.html", {"form": form, "page": page, "actions": sorted(set(actions)), "nav": "audit"}
+    )
 
 
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
@@ -252,21 +261,45 @@ class _Echo:
 
 
 @role_required("admin")
-def audit_csv(request: HttpRequest) -> HttpResponse:
+def audit_csv(request: HttpRequest) -> StreamingHttpResponse:
     form = AuditFilterForm(request.GET or None)
     rows = _audit_rows(form)
     audit_record(user=request.user, action="export", request=request,
                  detail=f"audit log CSV: {request.GET.urlencode()}")
     writer = csv.writer(_Echo())
-    header = ["time_utc", "user", "action", "outcome", "remote_addr", "patient_id", "study_uid", "series_uid", "sop_uid", "detail"]
+    header = [
+        "time_utc",
+        "user",
+        "action",
+        "outcome",
+        "remote_addr",
+        "patient_id",
+        "study_uid",
+        "series_uid",
+        "sop_uid",
+        "detail",
+    ]
 
     def lines() -> Any:
         yield writer.writerow(header)
         for r in rows.iterator(chunk_size=2000):
-            yield writer.writerow([csv_cell(value) for value in (
-                r.created_at.isoformat(),
-                r.username, r.action, r.outcome, r.remote_addr, r.patient_id, r.study_uid, r.series_uid, r.sop_uid, r.detail,
-            )])
+            yield writer.writerow(
+                [
+                    csv_cell(value)
+                    for value in (
+                        r.created_at.isoformat(),
+                        r.username,
+                        r.action,
+                        r.outcome,
+                        r.remote_addr,
+                        r.patient_id,
+                        r.study_uid,
+                        r.series_uid,
+                        r.sop_uid,
+                        r.detail,
+                    )
+                ]
+            )
 
     response = StreamingHttpResponse(lines(), content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="medvault-audit-{timezone.now():%Y%m%d-%H%M}.csv"'

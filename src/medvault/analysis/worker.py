@@ -25,7 +25,7 @@ from django.db import DatabaseError, close_old_connections, connections
 from medvault.analysis import services
 from medvault.analysis.backends import AnalysisBackend, analysis_backend
 from medvault.archive.compression import compression_step
-from medvault.ops.children import die_with_parent
+from medvault.core.children import die_with_parent
 
 # Set by worker_pool for its children: the pid whose death stops them (see parent_watch).
 PARENT_PID_ENV = "MEDVAULT_WORKER_PARENT_PID"

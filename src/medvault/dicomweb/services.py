@@ -198,7 +198,7 @@ def _part_store(parsed: ParsedInstance, data: bytes, *, user: Any, group: Any) -
     should retry."""
     from django.db import DatabaseError
 
-    from medvault.ops.middleware import is_database_unavailable, is_storage_full
+    from medvault.archive.outages import is_database_unavailable, is_storage_full
 
     try:
         return parsed_store(parsed=parsed, data=data, source="stow", user=user, group=group)

@@ -7,14 +7,14 @@ from medvault.dimse.models import RemoteAE, StorageCommitment
 
 
 @admin.register(RemoteAE)
-class RemoteAEAdmin(admin.ModelAdmin):
+class RemoteAEAdmin(admin.ModelAdmin[RemoteAE]):
     list_display = ("ae_title", "host", "port", "group", "may_store", "may_query", "may_retrieve")
     list_filter = ("group", "may_store", "may_query", "may_retrieve")
     search_fields = ("ae_title", "host", "description")
 
 
 @admin.register(StorageCommitment)
-class StorageCommitmentAdmin(admin.ModelAdmin):
+class StorageCommitmentAdmin(admin.ModelAdmin[StorageCommitment]):
     """Storage commitment requests and whether their reports reached the requesting AE."""
 
     list_display = ("transaction_uid", "ae_title", "state", "attempts", "created_at", "delivered_at",

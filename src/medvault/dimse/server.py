@@ -12,18 +12,21 @@ from typing import Any
 
 from django.conf import settings
 from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, evt
-from pynetdicom.transport import ThreadedAssociationServer
-from pynetdicom.sop_class import (
+from pynetdicom.events import EventHandlerType
+from pynetdicom.presentation import AllStoragePresentationContexts
+
+# pynetdicom makes its SOP class names at import time (setattr), so mypy cannot see them.
+from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     PatientRootQueryRetrieveInformationModelFind,
     PatientRootQueryRetrieveInformationModelGet,
     PatientRootQueryRetrieveInformationModelMove,
+    StorageCommitmentPushModel,
     StudyRootQueryRetrieveInformationModelFind,
     StudyRootQueryRetrieveInformationModelGet,
     StudyRootQueryRetrieveInformationModelMove,
-    StorageCommitmentPushModel,
     Verification,
 )
-from pynetdicom.presentation import AllStoragePresentationContexts
+from pynetdicom.transport import ThreadedAssociationServer
 
 from medvault.dimse import association, handlers
 from medvault.dimse.commitment import CommitmentSender
@@ -62,7 +65,7 @@ class MedvaultAE(AE):
     # Sends storage commitment reports; started by ``dicomserver_start``.
     commitment_sender: CommitmentSender | None = None
 
-    @property  # type: ignore[override]
+    @property
     def require_calling_aet(self) -> list[str]:
         if self.accept_unknown:
             return []
@@ -123,7 +126,10 @@ def _audit_rejected(event: Any) -> None:
                  detail=f"DIMSE association from unknown AE {str(requestor.ae_title).strip()}")
 
 
-HANDLERS = [
+# Every storage SOP class (each of pynetdicom's storage contexts names one).
+STORAGE_SOP_CLASSES = [cx.abstract_syntax for cx in AllStoragePresentationContexts if cx.abstract_syntax]
+
+HANDLERS: list[EventHandlerType] = [
     (evt.EVT_CONN_OPEN, association.nodelay_set),
     (evt.EVT_CONN_CLOSE, association.connection_close),
     (evt.EVT_REJECTED, _audit_rejected),
@@ -150,8 +156,8 @@ def application_entity(*, ae_title: str | None = None, accept_unknown: bool | No
     # The called AE title must be ours (PS3.8 A-ASSOCIATE-RJ reason 7) unless switched off.
     ae.require_called_aet = bool(getattr(settings, "MEDVAULT_DICOM_CHECK_CALLED_AE", True))
     # Storage: every storage SOP class in every transfer syntax (pydicom can store them all).
-    for cx in AllStoragePresentationContexts:
-        ae.add_supported_context(cx.abstract_syntax, STORAGE_TRANSFER_SYNTAXES)
+    for sop_class in STORAGE_SOP_CLASSES:
+        ae.add_supported_context(sop_class, STORAGE_TRANSFER_SYNTAXES)
     ae.add_supported_context(Verification)
     # Storage Commitment Push Model: we are the SCP (N-ACTION in); the report goes out on an
     # association we request (commitment.report_send). Default roles on the way in.
@@ -165,8 +171,8 @@ def application_entity(*, ae_title: str | None = None, accept_unknown: bool | No
     # C-GET sends instances back over the same association: the SCU proposes storage
     # contexts with SCP role; accept them.
     # Every storage class: the 128-context limit binds the requestor, not us.
-    for cx in AllStoragePresentationContexts:
-        ae.add_supported_context(cx.abstract_syntax, STORAGE_TRANSFER_SYNTAXES, scp_role=True, scu_role=True)
+    for sop_class in STORAGE_SOP_CLASSES:
+        ae.add_supported_context(sop_class, STORAGE_TRANSFER_SYNTAXES, scp_role=True, scu_role=True)
     return ae
 
 

@@ -15,15 +15,16 @@ has none built in): scripts, styles, images and frames only from MedVault itself
 
 from __future__ import annotations
 
-import errno
 import json
 import logging
-from html import escape
 from collections.abc import Callable
+from html import escape
 
-from django.conf import settings
-from django.db import DataError, InterfaceError, OperationalError
+from django.db import DataError
 from django.http import HttpRequest, HttpResponse
+
+from medvault.archive.outages import exception_chain, is_database_unavailable, is_storage_full
+from medvault.ops import conf
 
 logger = logging.getLogger(__name__)
 
@@ -35,38 +36,6 @@ STORAGE_FULL = (
     "storage full: the blob store has no space left, so nothing was stored. "
     "Earlier data is intact; ask an administrator to free or add space."
 )
-_FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
-_FULL_NAMES = {"StorageFull", "BlobStoreFull", "InsufficientStorage"}
-
-
-def _chain(exc: BaseException) -> list[BaseException]:
-    seen: list[BaseException] = []
-    current: BaseException | None = exc
-    while current is not None and current not in seen and len(seen) < 20:
-        seen.append(current)
-        current = current.__cause__ or current.__context__
-    return seen
-
-
-def is_database_unavailable(exc: BaseException) -> bool:
-    for item in _chain(exc):
-        if isinstance(item, (OperationalError, InterfaceError)):
-            return True
-        # The driver's own errors, when a library let them through unwrapped.
-        if type(item).__name__ in {"OperationalError", "InterfaceError"} and type(
-            item
-        ).__module__.split(".")[0] in {"psycopg", "psycopg2", "MySQLdb", "sqlite3"}:
-            return True
-    return False
-
-
-def is_storage_full(exc: BaseException) -> bool:
-    for item in _chain(exc):
-        if isinstance(item, OSError) and item.errno in _FULL_ERRNOS:
-            return True
-        if type(item).__name__ in _FULL_NAMES:
-            return True
-    return False
 
 
 def _wants_html(request: HttpRequest) -> bool:
@@ -98,7 +67,7 @@ def infrastructure_error_response(request: HttpRequest, exc: BaseException) -> H
     if is_storage_full(exc):
         logger.error("storage full while handling %s %s", request.method, request.path)
         return error_response(request, 507, STORAGE_FULL)
-    if any(isinstance(item, DataError) for item in _chain(exc)):
+    if any(isinstance(item, DataError) for item in exception_chain(exc)):
         # The database refused a value from the request (a NUL character, which PostgreSQL
         # cannot hold, or a value too long for its column): the client's input, not a crash.
         logger.warning("database refused a value in %s %s: %s", request.method, request.path, exc)
@@ -125,17 +94,12 @@ class ServiceUnavailableMiddleware:
         return infrastructure_error_response(request, exception)
 
 
-DEFAULT_CSP = (
-    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
-    "img-src 'self' data: blob:; font-src 'self'; connect-src 'self'; worker-src 'self' blob:; "
-    "object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'"
-)
 
 
 class ContentSecurityPolicyMiddleware:
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
-        self.policy = getattr(settings, "MEDVAULT_CSP", DEFAULT_CSP)
+        self.policy = conf.content_security_policy()
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         response = self.get_response(request)
@@ -188,7 +152,7 @@ class UploadSizeLimitMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        limit = int(getattr(settings, "MEDVAULT_MAX_UPLOAD_BYTES", 2 * 1024**3))
+        limit = conf.max_upload_bytes()
         try:
             declared = int(request.META.get("CONTENT_LENGTH") or 0)
         except ValueError:
@@ -217,5 +181,5 @@ class UploadSizeLimitMiddleware:
                     f"bad request: the body has {len(body)} bytes, Content-Length said {declared}",
                 )
             # What HttpRequest.body would hold, read without the form-field size limit.
-            request._body = body  # type: ignore[attr-defined]
+            request._body = body
         return self.get_response(request)

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 from django.db import connection
-from django.db.models import Count, Max
+from django.db.models import Count, Max, QuerySet
 
 from medvault.core.search import HnswIndex, KeyCatalog, SearchResult, vectors_decode
 from medvault.retrieval import conf
@@ -131,7 +131,7 @@ class ManagedIndex:
         return True
 
     # --- database -------------------------------------------------------------------------
-    def _qs(self):  # type: ignore[no-untyped-def]
+    def _qs(self) -> QuerySet[Embedding]:
         return Embedding.objects.filter(model_name=self.model_name, model_version=self.model_version)
 
     def _db_max_id(self) -> int:

@@ -123,10 +123,8 @@ def instance_query_vector(*, instance: Instance, model_name: str | None = None) 
         series = instance.series
         applicable = [m for m in candidates if model_applies(m, series.modality, series.body_part_examined)]
         candidates = applicable or candidates
-    try:
-        from medvault.archive.selectors import instance_dataset
-    except ImportError as exc:  # archive selectors not installed: nothing to compute from
-        raise QueryError("this image has no embedding yet", 404) from exc
+    from medvault.archive.selectors import instance_dataset
+
     try:
         dataset = instance_dataset(instance=instance)
     except Exception as exc:  # noqa: BLE001 - unreadable stored image: a clear answer, logged

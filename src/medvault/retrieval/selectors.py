@@ -24,6 +24,9 @@ class SimilarFilters:
     exclude_own_study: bool = False
 
 
+NO_FILTERS = SimilarFilters()
+
+
 @dataclass(frozen=True)
 class Match:
     sop_instance_uid: str
@@ -80,15 +83,6 @@ def instance_embedding(*, instance: Instance, model_name: str | None = None) -> 
     return qs.order_by("-id").first()
 
 
-def embedding_models() -> list[tuple[str, str, int]]:
-    """(model name, version, count) of every stored embedding set."""
-    from django.db.models import Count
-
-    rows = (Embedding.objects.values_list("model_name", "model_version")
-            .annotate(n=Count("id")).order_by("model_name", "model_version"))
-    return [(str(a), str(b), int(n)) for a, b, n in rows]
-
-
 def similar_instances(
     *,
     user: Any,
@@ -96,7 +90,7 @@ def similar_instances(
     model_name: str,
     model_version: str,
     k: int,
-    filters: SimilarFilters = SimilarFilters(),
+    filters: SimilarFilters = NO_FILTERS,
     query_study_id: int | None = None,
 ) -> SimilarResult:
     """The ``k`` most similar instances that ``user`` may see, best first.

@@ -40,12 +40,6 @@ def augment(x: torch.Tensor, size: int, gen: torch.Generator, strong: bool = Tru
     return out.clamp(0, 1)
 
 
-def resize_batch(x: torch.Tensor, size: int) -> torch.Tensor:
-    if x.shape[-1] == size:
-        return x
-    return F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-
-
 def _gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
     r = max(1, int(math.ceil(2 * sigma)))
     t = torch.arange(-r, r + 1, dtype=x.dtype)
@@ -77,7 +71,8 @@ def augment_robust(x: torch.Tensor, size: int, gen: torch.Generator,
     Geometry: rotation +-15 deg, scale 0.75-1.3 (random resized crop), shift +-10 %, flip.
     Intensity, each with its own probability: window jitter (p 0.5; a random sub-window
     [lo, hi] of the 8-bit range stretched to full range, lo in 0-0.85: for CT this imitates the
-    mediastinal / soft-tissue and other standard windows, for MR other contrast settings), gamma, contrast, brightness, a smooth multiplicative bias field
+    mediastinal / soft-tissue and other standard windows, for MR other contrast settings), gamma,
+    contrast, brightness, a smooth multiplicative bias field
     (MR), Gaussian blur, down-and-up resampling, Gaussian noise and JPEG artefacts.
     """
     n = x.shape[0]

@@ -18,18 +18,19 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from medvault.core.ml import preprocess as pp
 from medvault.core.ml.call import (
     NORMAL_LABEL,
-    fit_mahalanobis,
     file_sha256,
+    fit_mahalanobis,
     mahalanobis,
     threshold_for_sensitivity,
 )
-from medvault.training.data import DATASETS, default_data_dir, load_uint8, prepare
+from medvault.training.data import DATASETS, Prepared, default_data_dir, load_uint8, prepare
 
 TARGET_SENSITIVITY = 0.98
 OOD_PERCENTILE = 99.0
@@ -37,7 +38,7 @@ SHRINKAGE = 0.1
 NORMAL_CAP = 0.5
 
 
-def internal_split(name: str, data_dir: Path | None = None, cache_dir: Path | None = None):  # type: ignore[no-untyped-def]
+def internal_split(name: str, data_dir: Path | None = None, cache_dir: Path | None = None) -> tuple[Path, Prepared]:
     """(folder, Prepared) of the split ``medvault train`` uses (same seed, same grouping)."""
     data_dir = Path(data_dir or default_data_dir())
     return data_dir / DATASETS[name]["folder"], prepare(name, data_dir, cache_dir)
@@ -57,7 +58,7 @@ def embed_files(session, paths: list[Path], size: int, batch: int = 64):  # type
 
 def fit_call(name: str, models_dir: Path, data_dir: Path | None = None,
              cache_dir: Path | None = None, threads: int = 1,
-             progress: Callable[[dict], None] = lambda m: None) -> dict:
+             progress: Callable[[dict[str, Any]], None] = lambda m: None) -> dict[str, Any]:
     from medvault.training.export import ort_session
 
     models_dir = Path(models_dir)
@@ -127,4 +128,5 @@ def fit_call(name: str, models_dir: Path, data_dir: Path | None = None,
     card_path.write_text(json.dumps(card, indent=1) + "\n")
     progress({"event": "call-fitted", "normal_below": card["call"]["normal_below"],
               "abnormal_at": card["call"]["abnormal_at"], "ood_threshold": ood_threshold})
-    return card["call"]
+    call: dict[str, Any] = card["call"]
+    return call

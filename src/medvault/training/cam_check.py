@@ -46,7 +46,8 @@ def lung_mask(gray: np.ndarray) -> np.ndarray:
         dark = np.isin(lab, keep)
     lungs = ndi.binary_fill_holes(dark)
     r = max(1, int(round(0.02 * max(gray.shape))))
-    return ndi.binary_dilation(lungs, iterations=r)
+    mask: np.ndarray = ndi.binary_dilation(lungs, iterations=r)
+    return mask
 
 
 def peak_in_lungs(gray: np.ndarray, heatmap: np.ndarray) -> bool | None:
@@ -87,7 +88,7 @@ class CamCheck:
         if hit is False and len(self.examples[self.current]) < 5:
             self.examples[self.current].append(f"{truth}/{path.name}")
 
-    def summary(self, set_name: str) -> dict:
+    def summary(self, set_name: str) -> dict[str, Any]:
         h = self.hits.get(set_name, [])
         judged = [x for x in h if x is not None]
         return {"cancer_slices": len(h), "no_lung_mask": len(h) - len(judged),

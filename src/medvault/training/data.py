@@ -8,6 +8,7 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TypedDict
 
 import numpy as np
 from PIL import Image
@@ -19,7 +20,14 @@ STORE_SIZE = 128  # cached resolution; the nets are trained at this or a smaller
 THUMB = 16  # near-duplicate thumbnails
 NEAR_DUP_COSINE = 0.999
 
-DATASETS = {
+
+class DatasetSpec(TypedDict):
+    folder: str
+    labels: list[str]
+    val_fraction: float
+
+
+DATASETS: dict[str, DatasetSpec] = {
     "lung-ct": {
         "folder": "chest_ct",
         "labels": ["adenocarcinoma", "large_cell_carcinoma", "squamous_cell_carcinoma", "normal"],
@@ -52,7 +60,7 @@ class Prepared:
     x: np.ndarray  # uint8 N x S x S
     split: np.ndarray  # "train" | "val"
     group: np.ndarray  # duplicate-group id per kept image
-    report: dict = field(default_factory=dict)
+    report: dict[str, Any] = field(default_factory=dict)
 
 
 class _UnionFind:
@@ -79,8 +87,9 @@ def read_manifest(folder: Path) -> list[dict[str, str]]:
 
 
 def load_uint8(path: Path) -> np.ndarray:
-    with Image.open(path) as im:
-        im.load()
+    with Image.open(path) as opened:
+        opened.load()
+        im: Image.Image = opened
         if im.mode not in ("L", "RGB"):
             im = im.convert("RGB") if im.mode in ("RGBA", "P", "CMYK", "LA") else im.convert("L")
         return np.asarray(im)
@@ -94,7 +103,7 @@ def manifest_hash(rows: list[dict[str, str]]) -> str:
 
 
 def _cache_images(name: str, folder: Path, rows: list[dict[str, str]], cache_dir: Path,
-                  size: int = STORE_SIZE) -> dict:
+                  size: int = STORE_SIZE) -> dict[str, Any]:
     key = manifest_hash(rows)[:16]
     cache = cache_dir / f"{name}-{size}-{key}.npz"
     if cache.exists():

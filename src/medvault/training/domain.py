@@ -13,6 +13,7 @@ import json
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -52,7 +53,8 @@ class DomainNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = (x - 0.25) / 0.25
-        return self.fc(self.body(x).mean(dim=(2, 3)))
+        logits: torch.Tensor = self.fc(self.body(x).mean(dim=(2, 3)))
+        return logits
 
 
 class DomainExport(nn.Module):
@@ -113,7 +115,7 @@ def composites(images: list[np.ndarray], n: int, rng: np.random.Generator) -> li
     """"Object on a plain background" photographs: a natural crop pasted at a random scale and
     place onto a flat or gradient background (the look that a chest CT slice also has)."""
     out = []
-    for i in range(n):
+    for _ in range(n):
         img = images[int(rng.integers(0, len(images)))]
         h, w = img.shape
         s = int(min(h, w) * rng.uniform(0.2, 0.8))
@@ -146,6 +148,7 @@ def synthetic(n: int, rng: np.random.Generator) -> list[np.ndarray]:
     yy, xx = np.mgrid[0:s, 0:s] / s
     for i in range(n):
         kind = i % 8
+        img: np.ndarray
         if kind == 0:
             img = rng.integers(0, 256, (s, s))
         elif kind == 1:
@@ -197,7 +200,7 @@ def _medmnist(data_dir: Path, split: str) -> list[np.ndarray]:
     return out
 
 
-def build_sets(data_dir: Path, cache_dir: Path, smoke: bool = False) -> dict:
+def build_sets(data_dir: Path, cache_dir: Path, smoke: bool = False) -> dict[str, Any]:
     rng = np.random.default_rng(SEED)
     lung = prepare("lung-ct", data_dir, cache_dir, limit_per_class=12 if smoke else None)
     brain = prepare("brain-mri", data_dir, cache_dir, limit_per_class=12 if smoke else None)
@@ -237,7 +240,7 @@ def build_sets(data_dir: Path, cache_dir: Path, smoke: bool = False) -> dict:
 
 def train_domain(out_dir: Path = Path("models"), smoke: bool = False, threads: int = 2,
                  data_dir: Path | None = None, work_dir: Path = Path("var/ml"),
-                 epochs: int = 10, progress: Callable[[dict], None] | None = None) -> dict:
+                 epochs: int = 10, progress: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
     from medvault.core.ml.call import file_sha256
     from medvault.training.export import export_onnx
 
@@ -279,7 +282,7 @@ def train_domain(out_dir: Path = Path("models"), smoke: bool = False, threads: i
             xb = xb.clamp(0, 1) ** gam
             loss = F.cross_entropy(net(xb), torch.from_numpy(y[b.numpy()]), label_smoothing=0.05)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            loss.backward()  # type: ignore[no-untyped-call]  # torch's Tensor.backward is unannotated
             opt.step()
             tot += loss.item()
             step += 1
@@ -292,38 +295,49 @@ def train_domain(out_dir: Path = Path("models"), smoke: bool = False, threads: i
     path = out_dir / f"domain{suffix}.onnx"
     export_onnx(DomainExport(net), SIZE, path, ["probabilities", "logits"])
     card = {
-        "name": "domain", "version": "1.1.0", "file": path.name, "sha256": file_sha256(path),
+        "name": "domain",
+        "version": "1.1.0",
+        "file": path.name,
+        "sha256": file_sha256(path),
         "size_bytes": path.stat().st_size,
         "intended_use": "Gate in front of the lung-ct and brain-mri models: decides whether an "
-                        "image is a chest CT slice, a brain MRI slice or something else, so that "
-                        "the analysis can refuse out-of-domain input. Decision support, not a "
-                        "diagnosis.",
+        "image is a chest CT slice, a brain MRI slice or something else, so that "
+        "the analysis can refuse out-of-domain input. Decision support, not a "
+        "diagnosis.",
         "labels": CLASSES,
-        "input": {"name": "image", "shape": [None, 1, SIZE, SIZE], "dtype": "float32",
-                  "preprocessing": "same as the models (grey, pad to square, Pillow bilinear "
-                                   f"resize to {SIZE}x{SIZE}, /255); DICOM mapped as the models'"},
+        "input": {
+            "name": "image",
+            "shape": [None, 1, SIZE, SIZE],
+            "dtype": "float32",
+            "preprocessing": "same as the models (grey, pad to square, Pillow bilinear "
+            f"resize to {SIZE}x{SIZE}, /255); DICOM mapped as the models'",
+        },
         "refusal": {
             "rule": "refuse when (a) DICOM Modality is set, not OT/SC/XC/DOC and not the model's "
-                    "modality, or BodyPartExamined is set and not the model's anatomy; or (b) the "
-                    "image is in colour (mean channel spread > 12 grey levels) or near-uniform (grey-level std < blank_std_threshold); or (c) the "
-                    "domain classifier's arg-max is not the model's domain or its probability for "
-                    "the domain is < min_domain_probability",
+            "modality, or BodyPartExamined is set and not the model's anatomy; or (b) the "
+            "image is in colour (mean channel spread > 12 grey levels) or near-uniform "
+            "(grey-level std < blank_std_threshold); or (c) the "
+            "domain classifier's arg-max is not the model's domain or its probability for "
+            "the domain is < min_domain_probability",
             "min_domain_probability": MIN_DOMAIN_PROBABILITY,
             "blank_std_threshold": BLANK_STD,
             "max_colour_chroma": 12.0,
         },
-        "training": {"command": "medvault train domain", "epochs": epochs,
-                     "train_per_class": dict(zip(CLASSES, counts.tolist(), strict=True)),
-                     "balanced_samples_per_class_per_epoch": per_class,
-                     "train_seconds": round(train_seconds, 1), "threads": threads,
-                     "negatives": "MedMNIST v2 breastmnist + pneumoniamnist train splits (CC BY "
-                                  "4.0, Yang et al. 2023); random crops of scikit-image sample "
-                                  f"images {NATURAL_TRAIN} (also full frames, inverted frames "
-                                  "and 'object on plain background' composites) and LFW faces "
-                                  "0-99; synthetic noise, gradients, text, shapes, "
-                                  "checkerboards, near-blank frames",
-                     "positives": "training splits of chest_ct and brain_mri (same leakage-free "
-                                  "split as the models)"},
+        "training": {
+            "command": "medvault train domain",
+            "epochs": epochs,
+            "train_per_class": dict(zip(CLASSES, counts.tolist(), strict=True)),
+            "balanced_samples_per_class_per_epoch": per_class,
+            "train_seconds": round(train_seconds, 1),
+            "threads": threads,
+            "negatives": "MedMNIST v2 breastmnist + pneumoniamnist train splits (CC BY "
+            "4.0, Yang et al. 2023); random crops of scikit-image sample "
+            f"images {NATURAL_TRAIN} (also full frames, inverted frames "
+            "and 'object on plain background' composites) and LFW faces "
+            "0-99; synthetic noise, gradients, text, shapes, "
+            "checkerboards, near-blank frames",
+            "positives": "training splits of chest_ct and brain_mri (same leakage-free split as the models)",
+        },
     }
     (out_dir / f"domain{suffix}.json").write_text(json.dumps(card, indent=1) + "\n")
     torch.save(net.state_dict(), work_dir / f"domain{suffix}.pt")
@@ -331,7 +345,7 @@ def train_domain(out_dir: Path = Path("models"), smoke: bool = False, threads: i
     return {"card": card, "sets": sets}
 
 
-def evaluate_refusal(models_dir: Path, sets: dict) -> dict:
+def evaluate_refusal(models_dir: Path, sets: dict[str, Any]) -> dict[str, Any]:
     """Run the whole analyse() path of both models over held-out in-domain and OOD images."""
     from medvault.core.ml import analyse, load_model
 
@@ -345,7 +359,7 @@ def evaluate_refusal(models_dir: Path, sets: dict) -> dict:
         refused = sum(1 for im in images if analyse(model, im).refused)
         return refused / max(len(images), 1), len(images)
 
-    res: dict = {"in_domain_wrongly_refused": {}, "out_of_domain_refused": {}}
+    res: dict[str, Any] = {"in_domain_wrongly_refused": {}, "out_of_domain_refused": {}}
     r, n = rate(lung_m, lung_val)
     res["in_domain_wrongly_refused"]["lung-ct_on_chest_ct_validation"] = {"rate": round(r, 4), "n": n}
     r, n = rate(brain_m, brain_val)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 
@@ -9,7 +11,8 @@ def softmax(logits: np.ndarray, t: float = 1.0) -> np.ndarray:
     z = logits / t
     z = z - z.max(axis=1, keepdims=True)
     e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
+    probs: np.ndarray = e / e.sum(axis=1, keepdims=True)
+    return probs
 
 
 def fit_temperature(logits: np.ndarray, y: np.ndarray) -> float:
@@ -70,7 +73,7 @@ def auroc(scores: np.ndarray, positive: np.ndarray) -> float | None:
     return float((rpos - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg)))
 
 
-def classification_report(probs: np.ndarray, y: np.ndarray, labels: list[str]) -> dict:
+def classification_report(probs: np.ndarray, y: np.ndarray, labels: list[str]) -> dict[str, Any]:
     pred = probs.argmax(1)
     k = len(labels)
     cm = np.zeros((k, k), np.int64)
@@ -102,7 +105,7 @@ def _r(v: float | None) -> float | None:
 
 
 def retrieval_metrics(q_emb: np.ndarray, q_y: np.ndarray, a_emb: np.ndarray, a_y: np.ndarray,
-                      ks: tuple[int, ...] = (1, 5, 10)) -> dict:
+                      ks: tuple[int, ...] = (1, 5, 10)) -> dict[str, Any]:
     """Queries (validation) against an archive (training); relevant = same class."""
     sim = q_emb @ a_emb.T
     top = np.argsort(-sim, axis=1, kind="stable")[:, : max(ks)]

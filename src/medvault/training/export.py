@@ -7,6 +7,7 @@ import json
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -91,9 +92,9 @@ def latency_ms(path: Path, size: int, threads: int = 1, n: int = 50) -> float:
     return float(np.median(t))
 
 
-def export_model(net: CompactNet, result: dict, out_dir: Path, calib_x: np.ndarray,
+def export_model(net: CompactNet, result: dict[str, Any], out_dir: Path, calib_x: np.ndarray,
                  val_x: np.ndarray, val_y: np.ndarray,
-                 progress: Callable[[dict], None]) -> dict:
+                 progress: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
     name = result["name"]
     size = result["input_size"]
     wrapper = ExportWrapper(net.eval(), result["temperature"]).eval()
@@ -137,8 +138,8 @@ def export_model(net: CompactNet, result: dict, out_dir: Path, calib_x: np.ndarr
             "probabilities": "N x C calibrated class probabilities = softmax(logits / T)",
             "logits": "N x C raw logits",
             "temperature": result["temperature"],
-            "embedding_dim": int(net.proj[-1].out_features),
-            "embedding": f"N x {net.proj[-1].out_features} L2-normalised retrieval embedding "
+            "embedding_dim": net.embed_dim,
+            "embedding": f"N x {net.embed_dim} L2-normalised retrieval embedding "
                          "(projection head trained with a supervised contrastive loss)",
             "cam": "N x C x h x w class activation maps (classifier weights x last feature "
                    "maps); upsample the predicted class's map to the padded square, crop the "
@@ -195,11 +196,11 @@ def export_model(net: CompactNet, result: dict, out_dir: Path, calib_x: np.ndarr
     return card
 
 
-def target_report(name: str, result: dict) -> dict:
+def target_report(name: str, result: dict[str, Any]) -> dict[str, Any]:
     cal = result["metrics"]["calibrated"]
     tm = result["task_metrics"]
     rt = result["retrieval"]
-    out: dict = {}
+    out: dict[str, Any] = {}
 
     def t(key: str, value: float | None, target: float, higher: bool = True) -> None:
         ok = value is not None and (value >= target if higher else value <= target)
@@ -218,7 +219,7 @@ def target_report(name: str, result: dict) -> dict:
     return out
 
 
-def card_markdown(card: dict) -> str:
+def card_markdown(card: dict[str, Any]) -> str:
     v = card["validation"]
     cal = v["calibrated"]
     lines = [

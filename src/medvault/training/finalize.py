@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from medvault.training.export import card_markdown
 
@@ -14,7 +15,7 @@ RECIPE_NOTE = (
     "optimistic; nothing here is a test set.")
 
 
-def refusal_markdown(ref: dict) -> str:
+def refusal_markdown(ref: dict[str, Any]) -> str:
     lines = ["", "## Refusing out-of-domain input", "",
              "Measured through the whole `analyse()` path on held-out images:", "",
              "| set | refused | n |", "|---|---|---|"]
@@ -28,7 +29,7 @@ def refusal_markdown(ref: dict) -> str:
     return "\n".join(lines)
 
 
-def finalize_cards(models_dir: Path, refusal: dict, progress: Callable[[dict], None]) -> None:
+def finalize_cards(models_dir: Path, refusal: dict[str, Any], progress: Callable[[dict[str, Any]], None]) -> None:
     models_dir = Path(models_dir)
     for name in ("lung-ct", "brain-mri"):
         p = models_dir / f"{name}.json"
@@ -56,7 +57,7 @@ def finalize_cards(models_dir: Path, refusal: dict, progress: Callable[[dict], N
         card = json.loads(p.read_text())
         card["held_out_evaluation"] = refusal
         p.write_text(json.dumps(card, indent=1) + "\n")
-        md = [f"# Model card: domain gate v{card['version']}", "",
+        lines = [f"# Model card: domain gate v{card['version']}", "",
               f"**Intended use:** {card['intended_use']}", "",
               f"- File: `{card['file']}` ({card['size_bytes'] / 1024:.0f} KiB), SHA-256 "
               f"`{card['sha256']}`",
@@ -71,7 +72,7 @@ def finalize_cards(models_dir: Path, refusal: dict, progress: Callable[[dict], N
               f"- Negatives: {card['training']['negatives']}",
               f"- Positives: {card['training']['positives']}"]
         if card.get("history"):
-            md += ["", f"History: {card['history']}"]
-        (models_dir / "domain.md").write_text("\n".join(md) + "\n" + refusal_markdown(refusal))
+            lines += ["", f"History: {card['history']}"]
+        (models_dir / "domain.md").write_text("\n".join(lines) + "\n" + refusal_markdown(refusal))
     progress({"event": "refusal-evaluated", **{k: v for k, v in refusal.items()
                                                  if not isinstance(v, dict) or k == "targets"}})

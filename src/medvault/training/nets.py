@@ -50,13 +50,15 @@ class CompactNet(nn.Module):
         self.stages = nn.Sequential(*stages)
         self.dropout = nn.Dropout(dropout)
         self.fc = nn.Linear(cin, num_classes)
+        self.embed_dim = embed_dim
         self.proj = nn.Sequential(nn.Linear(cin, cin), nn.ReLU(inplace=True),
                                   nn.Linear(cin, embed_dim))
         self.feature_dim = cin
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         x = (x - MEAN) / STD
-        return self.stages(self.stem(x))
+        out: torch.Tensor = self.stages(self.stem(x))
+        return out
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         fmap = self.features(x)

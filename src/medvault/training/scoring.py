@@ -17,6 +17,7 @@ import csv
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 import numpy as np
 
@@ -194,7 +195,7 @@ def bootstrap(s: Scored, resamples: int = BOOTSTRAP_RESAMPLES,
             for key, v in draws.items()}
 
 
-def tables(s: Scored) -> dict:
+def tables(s: Scored) -> dict[str, Any]:
     rows = sorted(set(s.truths), key=lambda t: (s.labels.index(t) if t in s.labels else 99, t))
     cols = s.labels + ["refused"]
     truths = np.array(s.truths)
@@ -209,7 +210,7 @@ def tables(s: Scored) -> dict:
             "call_columns": list(CALL_COLUMNS), "calls": calls}
 
 
-def score(s: Scored, resamples: int = BOOTSTRAP_RESAMPLES) -> dict:
+def score(s: Scored, resamples: int = BOOTSTRAP_RESAMPLES) -> dict[str, Any]:
     point = point_metrics(s, np.arange(len(s.kind)))
     ci = bootstrap(s, resamples) if resamples else {}
     return {
@@ -222,7 +223,7 @@ def score(s: Scored, resamples: int = BOOTSTRAP_RESAMPLES) -> dict:
     }
 
 
-def format_report(name: str, rep: dict) -> str:
+def format_report(name: str, rep: dict[str, Any]) -> str:
     """Human-readable table for one set."""
     w = max(len(r) for r in rep["rows"] + ["true \\ predicted"]) + 2
     lines = [f"== {name}: n={rep['n']} ({rep['clusters']} clusters for the intervals)", "",
@@ -245,6 +246,6 @@ def format_report(name: str, rep: dict) -> str:
 
 
 def run_set(items: Sequence[Item], predict: Callable[[Path], Outcome], labels: Sequence[str],
-            normal_label: str, resamples: int = BOOTSTRAP_RESAMPLES) -> tuple[dict, list[Outcome]]:
+            normal_label: str, resamples: int = BOOTSTRAP_RESAMPLES) -> tuple[dict[str, Any], list[Outcome]]:
     outcomes = [predict(it.path) for it in items]
     return score(build(items, outcomes, labels, normal_label), resamples), outcomes

@@ -14,13 +14,14 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any, TextIO
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from medvault.training.augment import augment, augment_robust
-from medvault.training.data import SEED, STORE_SIZE, Prepared, prepare
+from medvault.training.data import SEED, prepare
 from medvault.training.evaluate import (
     classification_report,
     fit_temperature,
@@ -66,11 +67,11 @@ class TrainConfig:
     data_dir: Path | None = None
     device: str = "cpu"
     threads: int = 2
-    recipe_overrides: dict = field(default_factory=dict)
+    recipe_overrides: dict[str, Any] = field(default_factory=dict)
     export: bool = True
 
 
-def _log(msg: dict, stream=sys.stdout) -> None:  # type: ignore[no-untyped-def]
+def _log(msg: dict[str, Any], stream: TextIO = sys.stdout) -> None:
     print(json.dumps(msg), file=stream, flush=True)
 
 
@@ -86,7 +87,7 @@ def lr_at(step: int, total: int, warmup: int, base: float) -> float:
     if step < warmup:
         return base * (step + 1) / warmup
     p = (step - warmup) / max(1, total - warmup)
-    return base * 0.5 * (1 + np.cos(np.pi * p))
+    return base * 0.5 * (1 + float(np.cos(np.pi * p)))
 
 
 @torch.no_grad()
@@ -104,7 +105,7 @@ def predict_arrays(net: CompactNet, x: np.ndarray, device: str = "cpu",
     return np.concatenate(logits), np.concatenate(embs), np.concatenate(feats)
 
 
-def train_model(cfg: TrainConfig, progress: Callable[[dict], None] = _log) -> dict:
+def train_model(cfg: TrainConfig, progress: Callable[[dict[str, Any]], None] = _log) -> dict[str, Any]:
     torch.manual_seed(SEED)
     np.random.seed(SEED)
     torch.set_num_threads(cfg.threads)
@@ -137,7 +138,7 @@ def train_model(cfg: TrainConfig, progress: Callable[[dict], None] = _log) -> di
     work.mkdir(parents=True, exist_ok=True)
     ckpt_path = work / ("checkpoint-smoke.pt" if cfg.smoke else "checkpoint.pt")
     start_epoch = 0
-    history: list[dict] = []
+    history: list[dict[str, Any]] = []
     train_seconds = 0.0
     if cfg.resume and ckpt_path.exists():
         ck = torch.load(ckpt_path, map_location=cfg.device, weights_only=False)
@@ -172,7 +173,7 @@ def train_model(cfg: TrainConfig, progress: Callable[[dict], None] = _log) -> di
             ce = F.cross_entropy(logits, yb, weight=class_w, label_smoothing=recipe.label_smoothing)
             loss = ce + recipe.supcon_weight * supcon_loss(emb, yb)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            loss.backward()  # type: ignore[no-untyped-call]  # torch's Tensor.backward is unannotated
             opt.step()
             tot_loss += loss.item() * len(idx)
             tot_ce += ce.item() * len(idx)
@@ -200,7 +201,7 @@ def train_model(cfg: TrainConfig, progress: Callable[[dict], None] = _log) -> di
     lg_va, emb_va, feat_va = predict_arrays(net, x_va)
     _, emb_tr, feat_tr = predict_arrays(net, x_tr)
     temperature = fit_temperature(lg_va, y_va) if len(y_va) else 1.0
-    metrics = {
+    metrics: dict[str, Any] = {
         "uncalibrated": classification_report(softmax(lg_va), y_va, data.labels),
         "temperature": round(temperature, 4),
     }
@@ -238,9 +239,9 @@ def train_model(cfg: TrainConfig, progress: Callable[[dict], None] = _log) -> di
     return result
 
 
-def task_metrics(name: str, labels: list[str], probs: np.ndarray, y: np.ndarray) -> dict:
+def task_metrics(name: str, labels: list[str], probs: np.ndarray, y: np.ndarray) -> dict[str, Any]:
     pred = probs.argmax(1)
-    out: dict = {}
+    out: dict[str, Any] = {}
     if name == "brain-mri":
         no = labels.index("notumor")
         truth = y != no
@@ -267,7 +268,7 @@ def task_metrics(name: str, labels: list[str], probs: np.ndarray, y: np.ndarray)
 
 
 def retrieval_extra(name: str, labels: list[str], q: np.ndarray, qy: np.ndarray,
-                    a: np.ndarray, ay: np.ndarray) -> dict:
+                    a: np.ndarray, ay: np.ndarray) -> dict[str, Any]:
     if name != "lung-ct":
         return {}
     normal = labels.index("normal")

@@ -139,7 +139,7 @@ def _text(body: str, content_type: str) -> HttpResponse:
 
 
 @role_required("view")
-def ohif(request: HttpRequest, path: str = "") -> HttpResponse:
+def ohif(request: HttpRequest, path: str = "") -> HttpResponse | FileResponse:
     if not ohif_available():
         return HttpResponse(
             "OHIF Viewer is not installed on this server: run `make install` (it fetches "
@@ -160,8 +160,8 @@ def ohif(request: HttpRequest, path: str = "") -> HttpResponse:
         response["Cache-Control"] = "no-store"
         return response
     content_type = mimetypes.guess_type(file.name)[0] or "application/octet-stream"
-    response = FileResponse(file.open("rb"), content_type=content_type)
-    response["Cache-Control"] = _CACHE
+    streamed = FileResponse(file.open("rb"), content_type=content_type)
+    streamed["Cache-Control"] = _CACHE
     if content_type.startswith("text/html"):
-        response["Content-Security-Policy"] = OHIF_CSP
-    return response
+        streamed["Content-Security-Policy"] = OHIF_CSP
+    return streamed

@@ -128,12 +128,13 @@ def stored_window(meta: dict[str, Any], frame: int) -> tuple[float, float] | Non
 def modality_frame(instance: Any, frame: int) -> np.ndarray:
     """The frame in modality units (float32), or uint8 RGB for colour images. Cached."""
     key = (instance.sop_instance_uid, instance.blob_key, frame)
-    cached = FRAME_CACHE.get(key)
+    cached: np.ndarray | None = FRAME_CACHE.get(key)
     if cached is not None:
         return cached
     from medvault.archive.selectors import instance_pixels
 
     raw = np.asarray(instance_pixels(instance=instance, frame=frame))
+    values: np.ndarray
     if raw.ndim == 3 and raw.shape[-1] in (3, 4):
         values = np.ascontiguousarray(raw[..., :3]).astype(np.uint8, copy=False)
     else:
@@ -212,7 +213,11 @@ def render_frame_png(
     if cached is not None:
         return cached, info, (center, width)
     if info.color:
-        image = values if (center, width) == (127.5, 256.0) else window_to_uint8(values.astype(np.float32), center, width, flip)
+        image = (
+            values
+            if (center, width) == (127.5, 256.0)
+            else window_to_uint8(values.astype(np.float32), center, width, flip)
+        )
     else:
         image = window_to_uint8(values, center, width, flip)
     if max_size:

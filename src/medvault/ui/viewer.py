@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
@@ -13,8 +12,8 @@ from django.shortcuts import render
 from medvault.accounts import permissions
 from medvault.accounts.decorators import role_required
 from medvault.accounts.deid import deidentify_json, patient_label, retain_dates
-from medvault.ui import selectors
 from medvault.archive.access import audit_view, visible_instance_or_404, visible_study_or_404
+from medvault.ui import selectors
 from medvault.ui.rendering import CT_PRESETS, frame_pixels_bytes, render_frame_png
 
 if TYPE_CHECKING:
@@ -52,7 +51,11 @@ def viewer(request: HttpRequest, study_uid: str) -> HttpResponse:
     if current is None and wanted_instance:
         from medvault.archive.models import Instance
 
-        hit = Instance.objects.filter(sop_instance_uid=wanted_instance, series__study=study).select_related("series").first()
+        hit = (
+            Instance.objects.filter(sop_instance_uid=wanted_instance, series__study=study)
+            .select_related("series")
+            .first()
+        )
         current = hit.series if hit else None
     if current is None:
         current = series_list[0]
@@ -62,7 +65,10 @@ def viewer(request: HttpRequest, study_uid: str) -> HttpResponse:
         {"uid": i.sop_instance_uid, "frame": f, "n": i.instance_number, "frames": i.number_of_frames}
         for i in instances for f in range(max(1, i.number_of_frames or 1))
     ]
-    start = next((k for k, fr in enumerate(frames) if fr["uid"] == wanted_instance), len(frames) // 2 if not wanted_instance else 0)
+    start = next(
+        (k for k, fr in enumerate(frames) if fr["uid"] == wanted_instance),
+        len(frames) // 2 if not wanted_instance else 0,
+    )
     audit_view(request, study, series_uid=current.series_instance_uid, detail="viewer")
     name, pid = patient_label(study.patient, deid)
     config = {
@@ -94,7 +100,7 @@ def _similar_url() -> str:
 
 
 def _float(value: str | None) -> float | None:
-    if value in (None, ""):
+    if not value:
         return None
     try:
         number = float(value)
@@ -105,7 +111,7 @@ def _float(value: str | None) -> float | None:
 
 def _frame_instance(request: HttpRequest, sop_uid: str, frame: int) -> Instance | HttpResponse:
     """The instance of a frame the user may see (audited), or the 404 for a frame it lacks."""
-    instance = visible_instance_or_404(request, sop_uid)
+    instance: Instance = visible_instance_or_404(request, sop_uid)
     if frame >= max(1, instance.number_of_frames or 1):
         return HttpResponse("There is no such frame.", status=404, content_type="text/plain")
     audit_view(request, instance.series.study, series_uid=instance.series.series_instance_uid,
@@ -197,7 +203,8 @@ def frame_info(request: HttpRequest, sop_uid: str) -> HttpResponse:
         rows.append([f"({tag[:4]},{tag[4:]})", _keyword(tag), vr, value[:200]])
     window = None
     try:
-        from medvault.ui.rendering import frame_info as display_info, modality_frame
+        from medvault.ui.rendering import frame_info as display_info
+        from medvault.ui.rendering import modality_frame
 
         values = modality_frame(instance, 0)
         info = display_info(instance, values, 0)
@@ -209,7 +216,3 @@ def frame_info(request: HttpRequest, sop_uid: str) -> HttpResponse:
         "frames": instance.number_of_frames, "instance_number": instance.instance_number,
         "modality": instance.series.modality, "window": window, "metadata": rows,
     }, json_dumps_params={"ensure_ascii": False})
-
-
-def config_json(config: dict[str, Any]) -> str:
-    return json.dumps(config)

@@ -15,16 +15,19 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from medvault.accounts import permissions, services as account_services
-from medvault.archive import access
+from medvault.accounts import permissions
+from medvault.accounts import services as account_services
 from medvault.accounts.audit import audit_record
 from medvault.accounts.decorators import page_login_required, role_required
 from medvault.accounts.deid import patient_label, retain_dates
 from medvault.accounts.forms import ShareForm
 from medvault.accounts.models import StudyShare
+from medvault.analysis.selectors import results_for_study, results_visible_to
+from medvault.archive import access
+from medvault.archive.access import audit_view, visible_series_or_404, visible_study_or_404
+from medvault.archive.models import Study
 from medvault.dicomweb.wildcard import MAX_PATTERN_LENGTH
 from medvault.ui import selectors
-from medvault.archive.access import audit_view, visible_series_or_404, visible_study_or_404
 
 MODEL_TITLES = {
     "lung-ct": "Lung cancer detection (chest CT)",
@@ -91,19 +94,27 @@ def _result_row(result: Any, deid: bool, similar: str = "") -> dict[str, Any]:
     study = result.instance.series.study
     name, pid = patient_label(study.patient, deid)
     return {
-        "result": result, "title": MODEL_TITLES.get(result.model_name, result.model_name),
+        "result": result,
+        "title": MODEL_TITLES.get(result.model_name, result.model_name),
         "outcome": ("Not analysed: " + result.reason) if result.refused else (result.label or "").replace("_", " "),
-        "confidence": confidence, "user": "" if deid else _requester(result),
+        "confidence": confidence,
+        "user": "" if deid else _requester(result),
         # The call first (what it means), the label and probability second.
         "call": "" if result.refused else (getattr(result, "call", "") or ""),
         "call_text": CALL_TEXT.get("" if result.refused else (getattr(result, "call", "") or ""), ""),
         "call_reason": getattr(result, "call_reason", ""),
         "card_url": f"/models/{result.model_name}/" if result.model_name in MODEL_TITLES else "",
-        "patient_name": name, "patient_id": pid, "study": study,
-        "sop_uid": result.instance.sop_instance_uid, "series_uid": result.instance.series.series_instance_uid,
+        "patient_name": name,
+        "patient_id": pid,
+        "study": study,
+        "sop_uid": result.instance.sop_instance_uid,
+        "series_uid": result.instance.series.series_instance_uid,
         # A refused analysis has no embedding of that model to search with.
-        "similar_url": "" if (result.refused or not similar) else
-        similar.replace("__UID__", quote(result.instance.sop_instance_uid, safe="")) + "?" + urlencode({"model": result.model_name}),
+        "similar_url": ""
+        if (result.refused or not similar)
+        else similar.replace("__UID__", quote(result.instance.sop_instance_uid, safe=""))
+        + "?"
+        + urlencode({"model": result.model_name}),
     }
 
 
@@ -147,22 +158,33 @@ def upload_file(request: HttpRequest) -> HttpResponse:
         return _upload_error("Choose the group (department or site) the images belong to."
                              if groups.exists() else
                              "You are not a member of any group yet; ask an administrator to add you to one.")
-    if upload.size > settings.MEDVAULT_MAX_UPLOAD_BYTES:
+    if (upload.size or 0) > settings.MEDVAULT_MAX_UPLOAD_BYTES:
         return _upload_error("The file is larger than this server accepts.", 413)
     name = upload.name or "upload"
     image_fields = None
     if name.lower().endswith(IMAGE_SUFFIXES):
-        image_fields = {k: request.POST.get(k, "").strip() for k in ("patient_id", "patient_name", "modality", "body_part", "study_description")}
-        missing = [label for key, label in (("patient_id", "patient ID"), ("patient_name", "patient name"), ("modality", "modality")) if not image_fields[key]]
+        image_fields = {
+            k: request.POST.get(k, "").strip()
+            for k in ("patient_id", "patient_name", "modality", "body_part", "study_description")
+        }
+        missing = [
+            label
+            for key, label in (("patient_id", "patient ID"), ("patient_name", "patient name"), ("modality", "modality"))
+            if not image_fields[key]
+        ]
         if missing:
             return _upload_error("A PNG or JPEG image needs " + ", ".join(missing) + ".")
     from medvault.archive.uploads import upload_store
 
     data = upload.read()
     try:
-        results = upload_store(name=name, data=data, source="web", user=request.user, group=group, image_fields=image_fields)
+        results = upload_store(
+            name=name, data=data, source="web", user=request.user, group=group, image_fields=image_fields
+        )
     except Exception as exc:  # noqa: BLE001 - report, never show a stack trace
-        audit_record(user=request.user, action="upload", outcome="error", request=request, detail=f"{name}: {exc}"[:500])
+        audit_record(
+            user=request.user, action="upload", outcome="error", request=request, detail=f"{name}: {exc}"[:500]
+        )
         return _upload_error(f"The file could not be stored: {exc}", 500)
     out = []
     visible = set(access.visible_to(request.user).filter(
@@ -223,7 +245,7 @@ def studies(request: HttpRequest) -> HttpResponse:
     # A search with an invalid field (e.g. "2024-13-45" as a date) lists nothing: showing every
     # study, unfiltered, under "Enter a valid date." would look like the search's answer.
     invalid = form.is_bound and not form.is_valid()
-    results = [] if invalid else selectors.study_search(user=request.user, query=query)
+    results = Study.objects.none() if invalid else selectors.study_search(user=request.user, query=query)
     page = Paginator(results, 25).get_page(request.GET.get("page"))
     audit_record(user=request.user, action="search", request=request,
                  outcome="ok" if form.is_valid() or not request.GET else "error",
@@ -258,15 +280,11 @@ def study_detail(request: HttpRequest, study_uid: str) -> HttpResponse:
     # Only the study's own group shares it: a share is read-only and never passed on.
     can_share = (permissions.user_can(request.user, "share") and study.group_id is not None
                  and access.study_writable(request.user, study))
-    shares = list(study.shares.select_related("shared_with_user", "shared_with_group", "shared_by")) if can_share else []
-    analyses = []
-    try:
-        from medvault.analysis.selectors import results_for_study
-
-        similar = similar_link(request.user)
-        analyses = [_result_row(r, deid, similar) for r in results_for_study(study=study, user=request.user)[:50]]
-    except ImportError:
-        pass
+    shares = (
+        list(study.shares.select_related("shared_with_user", "shared_with_group", "shared_by")) if can_share else []
+    )
+    similar = similar_link(request.user)
+    analyses = [_result_row(r, deid, similar) for r in results_for_study(study=study, user=request.user)[:50]]
     return render(request, "ui/study.html", {
         "nav": "studies", "row": _study_row(study, deid), "study": study, "series": series, "deid": deid,
         "can_share": can_share, "shares": shares, "now": timezone.now(),
@@ -362,18 +380,16 @@ def instance_download(request: HttpRequest, sop_uid: str) -> HttpResponse:
 @page_login_required
 def history(request: HttpRequest) -> HttpResponse:
     deid = permissions.is_deidentified_user(request.user)
-    rows: list[Any] = []
-    page = None
-    try:
-        from medvault.analysis.selectors import results_visible_to
-
-        page = Paginator(results_visible_to(request.user), 25).get_page(request.GET.get("page"))
-        similar = similar_link(request.user)
-        rows = [_result_row(r, deid, similar) for r in page]
-    except ImportError:
-        pass
+    page = Paginator(results_visible_to(request.user), 25).get_page(request.GET.get("page"))
+    similar = similar_link(request.user)
+    rows = [_result_row(r, deid, similar) for r in page]
     if rows:
-        audit_record(user=request.user, action="view", request=request, detail=f"previous results page {page.number if page else 1}")
+        audit_record(
+            user=request.user,
+            action="view",
+            request=request,
+            detail=f"previous results page {page.number}",
+        )
     return render(request, "ui/history.html", {"nav": "history", "rows": rows, "page": page, "deid": deid})
 
 

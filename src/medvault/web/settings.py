@@ -9,9 +9,14 @@ import secrets
 from pathlib import Path
 
 import dj_database_url
+import django_stubs_ext
 from django.core.exceptions import ImproperlyConfigured
 
 from medvault.web.env import envbool, envint, envlist, envstr
+
+# Lets the classes that django-stubs types as generics (ModelAdmin[M], ModelForm[M]) be
+# subscripted at run time too, so the types mypy checks are the ones the code states.
+django_stubs_ext.monkeypatch()
 
 # The checkout root (src/medvault/web/settings.py -> three levels up from src/).
 BASE_DIR = Path(__file__).resolve().parents[3]

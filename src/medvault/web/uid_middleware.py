@@ -17,6 +17,7 @@ files (the role table), so no streamed DICOM passes here.
 
 from __future__ import annotations
 
+import functools
 import io
 import re
 from collections.abc import Callable, Iterable
@@ -45,6 +46,11 @@ def _chunks(values: Iterable[str]) -> Iterable[list[str]]:
     items = sorted(set(values))
     for start in range(0, len(items), _CHUNK):
         yield items[start:start + _CHUNK]
+
+
+def _pseudonym_if_stored(stored: set[str], match: re.Match[str]) -> str:
+    uid = match.group(0)
+    return deid.uid_pseudonym(uid) if uid in stored else uid
 
 
 def stored_uids(candidates: Iterable[str]) -> set[str]:
@@ -105,8 +111,8 @@ def _request_translate(request: HttpRequest) -> None:
                 return mapping.get(token, token).encode()
 
             new = UID_BYTES.sub(swap, body)
-            request._body = new  # type: ignore[attr-defined]
-            request._stream = io.BytesIO(new)  # type: ignore[attr-defined]
+            request._body = new
+            request._stream = io.BytesIO(new)
             request.META["CONTENT_LENGTH"] = str(len(new))
             for cached in ("_post", "_files"):
                 request.__dict__.pop(cached, None)
@@ -128,9 +134,7 @@ def _response_translate(response: HttpResponse) -> None:
             value = response[header]
             found = stored_uids(UID_TEXT.findall(value))
             if found:
-                response[header] = UID_TEXT.sub(
-                    lambda m: deid.uid_pseudonym(m.group(0)) if m.group(0) in found else m.group(0),
-                    value)
+                response[header] = UID_TEXT.sub(functools.partial(_pseudonym_if_stored, found), value)
 
 
 def pseudonyms_record(issued: dict[str, str]) -> None:

@@ -230,8 +230,10 @@ def test_refusal_figures_are_in_the_cards():
     for name in ("lung-ct", "brain-mri", "domain"):
         card = json.loads((MODELS / f"{name}.json").read_text())
         ev = card.get("held_out_evaluation") or card["refusal"]["held_out_evaluation"]
-        assert ev["out_of_domain_refused_overall"] >= 0.0
-        assert "in_domain_wrongly_refused_overall" in ev
+        # The targets the domain gate was trained to (training/domain.py): a card that records
+        # a miss, or a rate outside [0, 1], fails here.
+        assert 0.99 <= ev["out_of_domain_refused_overall"] <= 1.0, (name, ev)
+        assert 0.0 <= ev["in_domain_wrongly_refused_overall"] <= 0.02, (name, ev)
 
 
 def test_colour_photograph_as_secondary_capture_is_refused(brain):

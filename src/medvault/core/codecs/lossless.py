@@ -21,7 +21,6 @@ from pydicom.uid import (
 )
 
 JPEGXL_LOSSLESS = "1.2.840.10008.1.2.4.110"
-JPEGXL_SYNTAXES = {JPEGXL_LOSSLESS, "1.2.840.10008.1.2.4.111", "1.2.840.10008.1.2.4.112"}
 PIXEL_DATA = 0x7FE00010
 JPEGXL_EFFORT = 3  # default: about as fast as JPEG 2000; 7 is ~9x slower and ~9 % smaller
 
@@ -185,11 +184,6 @@ def _with_pixels(ds: Dataset, ts: str, pixel_element: tuple[str, bytes]) -> Data
     uid = UID(ts)
     new.set_original_encoding(uid.is_implicit_VR, uid.is_little_endian)
     return new
-
-
-def encapsulated_pixel_data(ds: Dataset) -> bytes:
-    """The encapsulated Pixel Data value of a data set made by ``recompress``."""
-    return bytes(ds.PixelData)
 
 
 def recompress(

@@ -191,7 +191,7 @@ def multipart_build(
     delimiter = b"--" + boundary.encode("latin-1")
     for item in parts:
         content, ctype = item[0], item[1]
-        extra: dict[str, str] = item[2] if len(item) > 2 else {}  # type: ignore[misc]
+        extra: dict[str, str] = item[2] if len(item) > 2 else {}
         head = [b"Content-Type: " + ctype.encode("latin-1")]
         head += [f"{k}: {v}".encode("latin-1") for k, v in extra.items()]
         yield delimiter + b"\r\n" + b"\r\n".join(head) + b"\r\n\r\n" + content + b"\r\n"

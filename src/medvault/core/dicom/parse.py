@@ -24,11 +24,11 @@ from pydicom.errors import BytesLengthException, InvalidDicomError
 from pydicom.pixels.decoders.base import get_decoder
 from pydicom.pixels.utils import get_expected_length
 from pydicom.uid import (
+    PYDICOM_IMPLEMENTATION_UID,
     UID,
     ExplicitVRBigEndian,
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
-    PYDICOM_IMPLEMENTATION_UID,
 )
 
 import medvault.core.codecs  # noqa: F401  (registers the JPEG XL syntaxes with pydicom)
@@ -495,9 +495,9 @@ def splice_encapsulated_pixels(
     """Part 10 bytes = received bytes with new file meta and encapsulated Pixel Data.
 
     Only for Explicit VR Little Endian input whose top-level Pixel Data is the last
-    element (or is followed only by Data Set Trailing Padding): then every other byte of the data set stays exactly as received, and the
-    costly re-serialisation of the whole data set is skipped. Returns ``None`` when the
-    input does not have that shape (the caller then writes the data set in full).
+    element (or is followed only by Data Set Trailing Padding): then every other byte of the
+    data set stays exactly as received, and the costly re-serialisation of the whole data set
+    is skipped. Returns ``None`` when the input does not have that shape (the caller then writes the data set in full).
     """
     from pydicom.filebase import DicomBytesIO
     from pydicom.filewriter import write_file_meta_info

@@ -84,7 +84,7 @@ class LoadedModel:
     name: str
     version: str
     sha256: str
-    card: dict
+    card: dict[str, Any]
     session: Any
     input_size: int
     labels: list[str]
@@ -107,7 +107,7 @@ class AnalysisOutput:
     model_name: str
     model_version: str
     model_sha256: str
-    extra: dict = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
     # "abnormal" | "normal" | "indeterminate"; None when refused or the card has no call rule
     call: str | None = None
     call_reason: str = ""
@@ -123,7 +123,7 @@ def _session(path: Path, threads: int = 1) -> Any:
     return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
 
 
-def _load_card(models_dir: Path, stem: str) -> tuple[dict, Path]:
+def _load_card(models_dir: Path, stem: str) -> tuple[dict[str, Any], Path]:
     card_path = models_dir / f"{stem}.json"
     if not card_path.is_file():
         raise ModelError(f"model card {card_path} not found")
@@ -226,19 +226,13 @@ class _NoPixels(Exception):
     pass
 
 
-def _refused(model: LoadedModel, reason: str, t0: float, extra: dict | None = None) -> AnalysisOutput:
+def _refused(model: LoadedModel, reason: str, t0: float, extra: dict[str, Any] | None = None) -> AnalysisOutput:
     return AnalysisOutput(
         label=None, probabilities={}, refused=True, reason=reason, heatmap=None, embedding=None,
         latency_ms=(time.perf_counter() - t0) * 1000, model_name=model.name,
         model_version=model.version, model_sha256=model.sha256,
         extra={"disclaimer": DISCLAIMER, **(extra or {})},
     )
-
-
-def _softmax(z: np.ndarray) -> np.ndarray:
-    z = z - z.max()
-    e = np.exp(z)
-    return e / e.sum()
 
 
 def analyse(model: LoadedModel, ds_or_image: Any) -> AnalysisOutput:

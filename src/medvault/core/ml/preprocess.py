@@ -108,7 +108,8 @@ def percentile_to_uint8(values: np.ndarray, lo_pct: float, hi_pct: float,
     if hi <= lo:
         hi = lo + 1.0
     scaled = (v - lo) / (hi - lo) * high_value
-    return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
+    out: np.ndarray = np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
+    return out
 
 
 def _first_frame(arr: np.ndarray, ds: Any) -> np.ndarray:
@@ -130,7 +131,7 @@ def dicom_to_uint8(ds: Any, keep_colour: bool = False) -> np.ndarray:
     * Other modalities (MR, ...): percentile min-max scaling (:data:`MR_PERCENTILES`).
     MONOCHROME1 is inverted so that higher values are brighter, as in the exports.
     """
-    from pydicom.pixels import apply_modality_lut
+    from pydicom.pixels.processing import apply_modality_lut
 
     arr = np.asarray(ds.pixel_array)
     arr = _first_frame(arr, ds)
@@ -138,7 +139,7 @@ def dicom_to_uint8(ds: Any, keep_colour: bool = False) -> np.ndarray:
     spp = int(getattr(ds, "SamplesPerPixel", 1) or 1)
     if spp == 3:
         if photometric.startswith("YBR"):
-            from pydicom.pixels import convert_color_space
+            from pydicom.pixels.processing import convert_color_space
 
             arr = convert_color_space(arr, photometric, "RGB")
         if arr.dtype != np.uint8:

@@ -118,7 +118,8 @@ def vector_encode(vector: ArrayLike, dtype: str = "f16") -> bytes:
     if dtype == "f16":
         return arr.astype("<f2").tobytes()
     if dtype == "i8":
-        return np.clip(np.rint(arr * 127.0), -127, 127).astype(np.int8).tobytes()
+        quantised: bytes = np.clip(np.rint(arr * 127.0), -127, 127).astype(np.int8).tobytes()
+        return quantised
     raise ValueError(f"unknown storage dtype {dtype!r}; use one of {STORAGE_DTYPES}")
 
 

@@ -202,7 +202,8 @@ class HnswIndex:
         index = cls.__new__(cls)
         index._dim = int(loaded.ndim)
         index.params = params or HnswParams()
-        loaded.expansion_search = index.params.expansion_search
+        # usearch defines the property's setter apart from its getter, which mypy does not see.
+        loaded.expansion_search = index.params.expansion_search  # type: ignore[misc]
         index._index = loaded
         index._reset_mirror()
         keys = np.sort(np.asarray(loaded.keys, dtype=np.int64))
@@ -214,7 +215,7 @@ class HnswIndex:
         except (OSError, ValueError, KeyError):
             vectors = None
         if vectors is None and keys.shape[0]:  # no usable copy: read the rows from the graph
-            rows = loaded.get(keys.astype(np.uint64), dtype=np.float32)
+            rows = loaded.get(keys.astype(np.uint64), dtype="f32")
             vectors = np.asarray(rows, dtype=np.float32).reshape(keys.shape[0], index._dim)
         if keys.shape[0]:
             index._mirror_append(keys, np.asarray(vectors))
@@ -225,11 +226,11 @@ class HnswIndex:
     def _graph_search(self, q: VectorArray, count: int, method: str) -> SearchResult:
         ef = self._index.expansion_search
         if count > ef:
-            self._index.expansion_search = count
+            self._index.expansion_search = count  # type: ignore[misc]  # usearch: setter apart from getter
         try:
             m = self._index.search(q, count, threads=self.params.search_threads)
         finally:
-            self._index.expansion_search = ef
+            self._index.expansion_search = ef  # type: ignore[misc]  # usearch: setter apart from getter
         keys = np.asarray(m.keys, dtype=np.int64)
         scores = (1.0 - np.asarray(m.distances, dtype=np.float32)).astype(np.float32)
         return SearchResult(keys, scores, method)

@@ -11,7 +11,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from medvault.analysis.backends import models_available
 from medvault.analysis.worker import PARENT_PID_ENV, install_stop_handlers, worker_pool, worker_run
-from medvault.ops.children import parent_watch
+from medvault.core.children import parent_watch
 
 
 class Command(BaseCommand):

@@ -12,7 +12,7 @@ from typing import Any
 from django.core.management import get_commands
 from django.core.management.base import BaseCommand
 
-from medvault.ops.children import die_with_parent
+from medvault.core.children import die_with_parent
 
 
 class Command(BaseCommand):
