@@ -47,9 +47,9 @@ class Command(BaseCommand):
             raise CommandError("give at least one DIR, or --internal")
         models_dir = opts["models_dir"]
         if models_dir is None:
-            from django.conf import settings
+            from medvault.analysis.conf import models_dir as configured_models_dir
 
-            models_dir = Path(getattr(settings, "MEDVAULT_MODELS_DIR", "models"))
+            models_dir = configured_models_dir()
         name = opts["model"]
         try:
             model = load_model(name, models_dir)

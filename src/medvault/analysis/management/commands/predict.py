@@ -52,9 +52,9 @@ class Command(BaseCommand):
 
         models_dir = opts["models_dir"]
         if models_dir is None:
-            from django.conf import settings
+            from medvault.analysis.conf import models_dir as configured_models_dir
 
-            models_dir = Path(getattr(settings, "MEDVAULT_MODELS_DIR", "models"))
+            models_dir = configured_models_dir()
         try:
             model = load_model(opts["model"], models_dir)
         except ModelError as exc:
