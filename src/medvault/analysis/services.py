@@ -373,7 +373,7 @@ def jobs_drain(
 
 # --- export --------------------------------------------------------------------------------
 def _frame_for_display(ds: Any) -> tuple[np.ndarray, tuple[float, float] | None]:
-    from pydicom.pixels import apply_modality_lut
+    from pydicom.pixels.processing import apply_modality_lut
 
     pixels = ds.pixel_array
     frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
@@ -395,7 +395,7 @@ def _frame_for_display(ds: Any) -> tuple[np.ndarray, tuple[float, float] | None]
         if str(ds.get("PhotometricInterpretation", "")) == "MONOCHROME1":
             pixels = pixels.max() - pixels
     elif str(ds.get("PhotometricInterpretation", "")).startswith("YBR"):
-        from pydicom.pixels import convert_color_space
+        from pydicom.pixels.processing import convert_color_space
 
         pixels = convert_color_space(pixels, str(ds.PhotometricInterpretation), "RGB")
     return pixels, None

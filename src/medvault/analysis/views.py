@@ -21,6 +21,7 @@ from medvault.accounts.permissions import is_deidentified_user, user_can
 from medvault.analysis import selectors, services
 from medvault.analysis.models import DISCLAIMER
 from medvault.archive.access import visible_to
+from medvault.archive.blobstore import blob_store
 from medvault.archive.models import Instance
 
 _LIST_LIMIT = 500
@@ -193,7 +194,7 @@ def analysis_heatmap(request: HttpRequest, result_id: int) -> HttpResponse:
     from medvault.core.blobs import BlobNotFound
 
     try:
-        png = services.blob_store().get(result.heatmap_key)
+        png = blob_store().get(result.heatmap_key)
     except BlobNotFound:
         return _error("the heat-map is missing from the blob store", 500)
     _result_audit(request, result, "heat-map")

@@ -146,7 +146,7 @@ def install_stop_handlers(stop: threading.Event) -> dict[int, Any]:
         log.info("worker %s: signal %s, stopping after the current job", os.getpid(), signum)
         stop.set()
 
-    previous = {}
+    previous: dict[int, Any] = {}
     for signum in (signal.SIGTERM, signal.SIGINT):
         previous[signum] = signal.signal(signum, handler)
     return previous

@@ -213,7 +213,11 @@ def compression_run(*, task: CompressionTask) -> tuple[str, int, int]:
     except BlobNotFound:
         return _fail(task, f"stored blob {old_key} is missing"), 0, 0
     try:
-        parsed = parse_instance(data, with_metadata=False, **_limits())
+        limits = _limits()
+        parsed = parse_instance(
+            data, with_metadata=False,
+            max_image_pixels=limits["max_image_pixels"], max_decoded_bytes=limits["max_decoded_bytes"],
+        )
     except DicomRejected as exc:
         return _fail(task, f"stored blob no longer parses: {exc.reason}"), 0, 0
     if parsed.pixel_sha256 != instance.pixel_sha256:

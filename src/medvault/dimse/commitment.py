@@ -28,7 +28,10 @@ from pydicom.dataset import Dataset
 from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import AE, build_role, evt
 from pynetdicom.presentation import AllStoragePresentationContexts
-from pynetdicom.sop_class import StorageCommitmentPushModel, StorageCommitmentPushModelInstance
+from pynetdicom.sop_class import (  # type: ignore[attr-defined]  # generated at import
+    StorageCommitmentPushModel,
+    StorageCommitmentPushModelInstance,
+)
 
 from medvault.archive.access import visible_to
 from medvault.archive.jobs import LeaseQueue, Outcome
@@ -140,16 +143,16 @@ def commitment_evaluate(*, ae: RemoteAE, pairs: list[list[str]]) -> dict[str, li
     committed: list[list[Any]] = []
     failed: list[list[Any]] = []
     for sop_class, sop_instance in pairs:
-        inst = held.get(sop_instance)
-        if inst is None:
+        found = held.get(sop_instance)
+        if found is None:
             reason = REASON_NO_SUCH_INSTANCE if sop_class in _STORAGE_CLASSES else REASON_CLASS_NOT_SUPPORTED
             failed.append([sop_class, sop_instance, reason])
             continue
-        if inst.sop_class_uid != sop_class:
+        if found.sop_class_uid != sop_class:
             failed.append([sop_class, sop_instance, REASON_CLASS_INSTANCE_CONFLICT])
             continue
         if sop_instance not in intact:
-            intact[sop_instance] = _blob_intact(inst)
+            intact[sop_instance] = _blob_intact(found)
         if intact[sop_instance]:
             committed.append([sop_class, sop_instance])
         else:
@@ -238,7 +241,7 @@ def report_send(*, local_ae_title: str, remote: RemoteAE, event_type: int, info:
 def retry_delay(attempts: int) -> float:
     """Seconds before attempt ``attempts + 1``: the base, doubling, at most an hour."""
     base = float(getattr(settings, "MEDVAULT_DICOM_COMMITMENT_RETRY_SECONDS", 5))
-    return min(base * 2 ** max(attempts - 1, 0), _RETRY_CAP_S)
+    return float(min(base * 2 ** max(attempts - 1, 0), _RETRY_CAP_S))
 
 
 def _max_attempts() -> int:
