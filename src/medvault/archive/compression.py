@@ -39,6 +39,7 @@ blob only once it is committed.
 
 from __future__ import annotations
 
+import enum
 import logging
 import time
 from dataclasses import dataclass, field
@@ -65,10 +66,13 @@ from medvault.core.dicom.parse import DicomRejected, parse_instance, pixel_sha25
 
 log = logging.getLogger(__name__)
 
-COMPRESSED = "compressed"  # the blob was swapped for its lossless re-encoding
-KEPT = "kept"  # nothing to gain (codec refused, not smaller, setting is "none"): as received
-FAILED = "failed"  # this attempt failed; the original blob is untouched
-GONE = "gone"  # the instance was deleted or changed under us, or another worker took the task
+class CompressionOutcome(enum.StrEnum):
+    """What one attempt at a task came to."""
+
+    COMPRESSED = "compressed"  # the blob was swapped for its lossless re-encoding
+    KEPT = "kept"  # nothing to gain (codec refused, not smaller, setting is "none"): as received
+    FAILED = "failed"  # this attempt failed; the original blob is untouched
+    GONE = "gone"  # the instance was deleted or changed under us, or another worker took the task
 
 
 @dataclass
@@ -186,7 +190,7 @@ def _owned(task: CompressionTask) -> QuerySet[CompressionTask]:
     return TASKS.owned(task)
 
 
-def _fail(task: CompressionTask, error: str) -> str:
+def _fail(task: CompressionTask, error: str) -> CompressionOutcome:
     """Record the failed attempt: claimable again after the backoff, or failed for good.
 
     ``new_blob_key`` is left as it is: a blob the attempt may have written stays protected
@@ -194,10 +198,10 @@ def _fail(task: CompressionTask, error: str) -> str:
     """
     log.warning("compression of instance %s failed: %s", task.instance_id, error)
     TASKS.retry(task, error=error)
-    return FAILED
+    return CompressionOutcome.FAILED
 
 
-def compression_run(*, task: CompressionTask) -> tuple[str, int, int]:
+def compression_run(*, task: CompressionTask) -> tuple[CompressionOutcome, int, int]:
     """Re-encode one claimed task's instance; returns (outcome, bytes before, bytes after).
 
     Never raises for a bad blob or codec: the attempt is recorded as failed and the
@@ -205,7 +209,7 @@ def compression_run(*, task: CompressionTask) -> tuple[str, int, int]:
     """
     instance = Instance.objects.filter(pk=task.instance_id).first()
     if instance is None:
-        return GONE, 0, 0
+        return CompressionOutcome.GONE, 0, 0
     store = blob_store()
     old_key, old_ts = instance.blob_key, instance.transfer_syntax_uid
     try:
@@ -229,7 +233,7 @@ def compression_run(*, task: CompressionTask) -> tuple[str, int, int]:
         return _fail(task, f"re-encoding failed: {exc}"), 0, 0
     if new_ts == old_ts or blob is data:
         CompressionTask.objects.filter(pk=task.pk).delete()
-        return KEPT, len(data), len(data)
+        return CompressionOutcome.KEPT, len(data), len(data)
     # An independent check of the file that will be kept, as a reader will decode it.
     try:
         check = decode_pixels(pydicom.dcmread(BytesIO(blob)))
@@ -243,7 +247,7 @@ def compression_run(*, task: CompressionTask) -> tuple[str, int, int]:
     # every store's put() returns (checked below).
     new_key = blob_key(blob)
     if not _owned(task).update(new_blob_key=new_key):
-        return GONE, 0, 0  # the lease ran out and another worker claimed the task, or it is done
+        return CompressionOutcome.GONE, 0, 0  # the lease ran out and another worker claimed the task, or it is done
     try:
         written = store.put(blob)
     except OSError as exc:
@@ -268,18 +272,18 @@ def compression_run(*, task: CompressionTask) -> tuple[str, int, int]:
                 CompressionTask.objects.filter(pk=task.pk).delete()
     if not owned:
         # Another worker owns the task now; its record decides what happens to new_key.
-        return GONE, 0, 0
+        return CompressionOutcome.GONE, 0, 0
     if not swapped:
         # Changed or deleted meanwhile; the new blob, if unreferenced, is left to scrub.
-        return GONE, 0, 0
-    return COMPRESSED, len(data), len(blob)
+        return CompressionOutcome.GONE, 0, 0
+    return CompressionOutcome.COMPRESSED, len(data), len(blob)
 
 
 _CLEANUP_EVERY_S = 60.0
 _last_cleanup = float("-inf")
 
 
-def compression_step(*, worker_id: str) -> str | None:
+def compression_step(*, worker_id: str) -> CompressionOutcome | None:
     """Claim and run one task; None when there was nothing to claim.
 
     With nothing to claim, superseded blobs whose keeping time is over are deleted.
@@ -310,13 +314,13 @@ def compression_drain(
             break
         outcome, before, after = compression_run(task=task)
         done += 1
-        if outcome == COMPRESSED:
+        if outcome is CompressionOutcome.COMPRESSED:
             stats.compressed += 1
             stats.bytes_before += before
             stats.bytes_after += after
-        elif outcome == KEPT:
+        elif outcome is CompressionOutcome.KEPT:
             stats.kept += 1
-        elif outcome == FAILED:
+        elif outcome is CompressionOutcome.FAILED:
             stats.failed += 1
             task.refresh_from_db()
             stats.errors.append(f"instance {task.instance_id}: {task.error}")
