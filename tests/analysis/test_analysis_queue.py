@@ -9,8 +9,9 @@ import pytest
 from django.utils import timezone
 
 from medvault.analysis import services
-from medvault.analysis.models import AnalysisJob, AnalysisResult, JobStatus
+from medvault.analysis.models import AnalysisJob, AnalysisResult
 from medvault.archive.blobstore import blob_store
+from medvault.archive.jobs import JobState, Outcome
 
 from .fake_backend import FailingBackend, FakeBackend, RefusingBackend
 
@@ -25,7 +26,7 @@ def test_claim_takes_each_job_once(ct_instance: Any) -> None:
     job = services.job_enqueue(instance=ct_instance, model_name="lung-ct")
     first = services.job_claim(worker_id="w1")
     assert first is not None and first.pk == job.pk
-    assert first.status == JobStatus.RUNNING and first.worker_id == "w1" and first.attempts == 1
+    assert first.status == JobState.RUNNING and first.worker_id == "w1" and first.attempts == 1
     assert first.lease_until > timezone.now()
     # The lease is live: nobody else gets it.
     assert services.job_claim(worker_id="w2") is None
@@ -57,10 +58,10 @@ def test_two_writers_store_one_result(ct_instance: Any, blob_dir: Any) -> None:
     backend = FakeBackend()
     out_fast = services.job_run(job=fast, worker_id="fast", backend=backend)
     out_slow = services.job_run(job=slow, worker_id="slow", backend=backend)
-    assert out_fast.status == "done" and out_slow.status == "duplicate"
+    assert out_fast.status is Outcome.DONE and out_slow.status is Outcome.DUPLICATE
     assert AnalysisResult.objects.filter(job_id=slow.pk).count() == 1
     assert out_slow.result.pk == out_fast.result.pk
-    assert AnalysisJob.objects.get(pk=slow.pk).status == JobStatus.DONE
+    assert AnalysisJob.objects.get(pk=slow.pk).status == JobState.DONE
 
 
 def test_result_records_what_the_model_said(
@@ -69,7 +70,7 @@ def test_result_records_what_the_model_said(
     job = services.job_enqueue(instance=ct_instance, model_name="lung-ct", requested_by=clinician)
     [outcome] = services.jobs_drain(backend=FakeBackend())
     result = AnalysisResult.objects.get(job=job)
-    assert outcome.status == "done" and outcome.result.pk == result.pk
+    assert outcome.status is Outcome.DONE and outcome.result.pk == result.pk
     assert result.label == "adenocarcinoma" and not result.refused
     assert result.model_version == "fake-1" and result.model_sha256 == "0" * 64
     assert sum(result.probabilities.values()) == pytest.approx(1.0)
@@ -86,7 +87,7 @@ def test_result_records_what_the_model_said(
     image = Image.open(io.BytesIO(png))
     assert "transparency" in image.info and image.size == (ct_instance.columns, ct_instance.rows)
     job.refresh_from_db()
-    assert job.status == JobStatus.DONE and job.finished_at is not None and job.lease_until is None
+    assert job.status == JobState.DONE and job.finished_at is not None and job.lease_until is None
 
 
 def test_refused_result_has_no_heatmap(ct_instance: Any, blob_dir: Any) -> None:
@@ -99,11 +100,12 @@ def test_refused_result_has_no_heatmap(ct_instance: Any, blob_dir: Any) -> None:
 
 def test_failures_retry_then_fail(ct_instance: Any, settings: Any) -> None:
     settings.MEDVAULT_JOB_MAX_ATTEMPTS = 2
+    settings.MEDVAULT_JOB_RETRY_SECONDS = 0  # no backoff: the drain takes the retry at once
     job = services.job_enqueue(instance=ct_instance, model_name="lung-ct")
     outcomes = services.jobs_drain(backend=FailingBackend())
-    assert [o.status for o in outcomes] == ["retry", "failed"]
+    assert [o.status for o in outcomes] == [Outcome.RETRY, Outcome.FAILED]
     job.refresh_from_db()
-    assert job.status == JobStatus.FAILED and job.attempts == 2
+    assert job.status == JobState.FAILED and job.attempts == 2
     assert "the fake model broke" in job.error
     assert not AnalysisResult.objects.exists()
 
@@ -115,7 +117,7 @@ def test_lease_expired_after_last_attempt_fails_the_job(ct_instance: Any, settin
     _expire(job)
     assert services.job_claim(worker_id="w2") is None
     job.refresh_from_db()
-    assert job.status == JobStatus.FAILED and "gave up after 1 attempts" in job.error
+    assert job.status == JobState.FAILED and "gave up after 1 attempts" in job.error
 
 
 def test_missing_model_fails_without_retry(ct_instance: Any, tmp_path: Any, settings: Any) -> None:
@@ -125,34 +127,42 @@ def test_missing_model_fails_without_retry(ct_instance: Any, tmp_path: Any, sett
     job = services.job_enqueue(instance=ct_instance, model_name="lung-ct")
     [outcome] = services.jobs_drain(backend=OnnxBackend())
     job.refresh_from_db()
-    assert outcome.status == "failed" and job.status == JobStatus.FAILED and job.attempts == 1
+    assert outcome.status is Outcome.FAILED and job.status == JobState.FAILED and job.attempts == 1
     assert "not installed" in job.error
 
 
 def test_release_puts_the_job_back(ct_instance: Any) -> None:
     services.job_enqueue(instance=ct_instance, model_name="lung-ct")
     job = services.job_claim(worker_id="w1")
-    assert services.job_release(job=job, worker_id="w1")
+    assert services.job_release(job=job)
     job.refresh_from_db()
-    assert job.status == JobStatus.QUEUED and job.attempts == 0 and job.worker_id == ""
+    assert job.status == JobState.QUEUED and job.attempts == 0 and job.worker_id == ""
     assert services.job_claim(worker_id="w2").pk == job.pk
 
 
-def test_embedding_goes_to_retrieval_when_available(
+def test_result_hooks_get_each_new_result_once(ct_instance: Any, blob_dir: Any, monkeypatch: Any) -> None:
+    calls: list[tuple[int, str]] = []
+    monkeypatch.setattr(services, "_result_hooks", [lambda result, output: calls.append((result.pk, output.label))])
+    job = services.job_enqueue(instance=ct_instance, model_name="lung-ct")
+    services.jobs_drain(backend=FakeBackend())
+    [result] = AnalysisResult.objects.filter(job=job)
+    assert calls == [(result.pk, "adenocarcinoma")]
+    # A second attempt of the same job finds the result stored: no second announcement.
+    AnalysisJob.objects.filter(pk=job.pk).update(status=JobState.QUEUED, lease_until=None)
+    [again] = services.jobs_drain(backend=FakeBackend())
+    assert again.status is Outcome.DUPLICATE and len(calls) == 1
+
+
+def test_a_failing_result_hook_does_not_lose_the_result(
     ct_instance: Any, blob_dir: Any, monkeypatch: Any
 ) -> None:
-    import sys
-    import types
+    def broken(result: Any, output: Any) -> None:
+        raise RuntimeError("search is down")
 
-    calls: list[dict[str, Any]] = []
-    fake = types.ModuleType("medvault.retrieval.services")
-    fake.embedding_store = lambda **kw: calls.append(kw)  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "medvault.retrieval.services", fake)
+    monkeypatch.setattr(services, "_result_hooks", [broken])
     services.job_enqueue(instance=ct_instance, model_name="lung-ct")
-    services.jobs_drain(backend=FakeBackend())
-    assert len(calls) == 1
-    assert calls[0]["instance"].pk == ct_instance.pk and calls[0]["model_version"] == "fake-1"
-    assert calls[0]["label"] == "adenocarcinoma" and calls[0]["vector"].shape == (8,)
+    [outcome] = services.jobs_drain(backend=FakeBackend())
+    assert outcome.status is Outcome.DONE and AnalysisResult.objects.count() == 1
 
 
 def test_scrub_counts_heatmaps_as_referenced(ct_instance: Any, blob_dir: Any) -> None:
@@ -170,8 +180,7 @@ def test_scrub_counts_heatmaps_as_referenced(ct_instance: Any, blob_dir: Any) ->
 def test_worker_stores_the_embedding_for_similar_image_search(
     ct_instance: Any, blob_dir: Any
 ) -> None:
-    from medvault.retrieval.models import Embedding
-
+    from medvault.retrieval import models as retrieval
     services.job_enqueue(instance=ct_instance, model_name="lung-ct")
     services.jobs_drain(backend=FakeBackend())
     [embedding] = Embedding.objects.filter(instance=ct_instance)
@@ -180,8 +189,7 @@ def test_worker_stores_the_embedding_for_similar_image_search(
 
 
 def test_refused_images_get_no_embedding(ct_instance: Any, blob_dir: Any) -> None:
-    from medvault.retrieval.models import Embedding
-
+    from medvault.retrieval import models as retrieval
     services.job_enqueue(instance=ct_instance, model_name="lung-ct")
     services.jobs_drain(backend=RefusingBackend())
     assert not Embedding.objects.filter(instance=ct_instance).exists()

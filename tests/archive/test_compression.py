@@ -19,7 +19,7 @@ import pytest
 from medvault.archive import selectors
 from medvault.archive.blobstore import blob_store
 from medvault.archive.compression import (
-    COMPRESSED,
+    CompressionOutcome,
     compression_claim,
     compression_cleanup,
     compression_drain,
@@ -151,7 +151,7 @@ def test_a_reader_holding_the_row_from_before_the_swap_gets_the_new_blob(dicom_d
     stale = _ingest(files)[0]  # loaded before the swap, like a WADO request in flight
     task = compression_claim(worker_id="test")
     assert task is not None
-    assert compression_run(task=task)[0] == COMPRESSED
+    assert compression_run(task=task)[0] is CompressionOutcome.COMPRESSED
     assert compression_cleanup(keep_seconds=0) == 1  # the old blob is gone now
     native = selectors.instance_part10_bytes(instance=stale, transfer_syntax_uid=EXPLICIT_LE)
     assert pydicom.dcmread(__import__("io").BytesIO(native)).file_meta.TransferSyntaxUID == EXPLICIT_LE
@@ -318,7 +318,7 @@ def test_a_worker_dying_before_or_after_writing_the_new_blob_loses_nothing(
     CompressionTask.objects.update(lease_until=None)
     task = compression_claim(worker_id="c")
     assert task is not None
-    assert compression_run(task=task)[0] == COMPRESSED
+    assert compression_run(task=task)[0] is CompressionOutcome.COMPRESSED
     inst.refresh_from_db()
     assert inst.blob_key == recorded
     _assert_bit_exact(inst, files[0])
@@ -344,7 +344,7 @@ def test_a_worker_whose_task_was_claimed_again_does_not_swap(dicom_data, deferre
     inst.refresh_from_db()
     assert inst.blob_key == old_key and inst.transfer_syntax_uid == EXPLICIT_LE
     settings.MEDVAULT_BLOB_BACKEND = "filesystem"
-    assert taken[0] is not None and compression_run(task=taken[0])[0] == COMPRESSED
+    assert taken[0] is not None and compression_run(task=taken[0])[0] is CompressionOutcome.COMPRESSED
     _assert_bit_exact(inst, files[0])
     report = blob_scrub(repair=True, min_age_s=0)
     assert (report["missing"], report["corrupt"], report["orphans"]) == ([], [], [])

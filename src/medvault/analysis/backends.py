@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import threading
 from functools import lru_cache
-from pathlib import Path
 from typing import Any, Protocol
 
-from django.conf import settings
 from django.utils.module_loading import import_string
 
-# The models MedVault knows how to run; a model is *available* when its ONNX file exists.
-KNOWN_MODELS: tuple[str, ...] = ("lung-ct", "brain-mri")
+from medvault.analysis.conf import backend_path, models_dir
+from medvault.core.ml import MODEL_NAMES
 
 
 class ModelUnavailable(Exception):
@@ -32,50 +30,13 @@ class AnalysisBackend(Protocol):
         ...
 
 
-def models_dir() -> Path:
-    return Path(settings.MEDVAULT_MODELS_DIR)
-
-
-def model_names() -> tuple[str, ...]:
-    """Every model name MedVault can serve (whether or not installed here)."""
-    try:
-        from medvault.core import ml
-
-        names = getattr(ml, "MODEL_NAMES", None)
-        if names:
-            return tuple(str(name) for name in names)
-    except ImportError:
-        pass
-    return KNOWN_MODELS
-
-
 def model_available(name: str) -> bool:
-    return name in model_names() and (models_dir() / f"{name}.onnx").is_file()
+    """A model is *available* when MedVault knows it and its ONNX file is installed."""
+    return name in MODEL_NAMES and (models_dir() / f"{name}.onnx").is_file()
 
 
 def models_available() -> list[str]:
-    return [name for name in model_names() if model_available(name)]
-
-
-def model_applies(name: str, modality: str, body_part: str) -> bool:
-    """Whether ingest should queue ``name`` for an image of this modality and body part.
-
-    Asks ``medvault.core.ml.model_applies``; until that exists, a conservative rule
-    (CT of the chest/lung; MR of the brain/head).
-    """
-    try:
-        from medvault.core.ml import model_applies as ml_model_applies
-    except ImportError:
-        ml_model_applies = None
-    if ml_model_applies is not None:
-        return bool(ml_model_applies(name, modality or "", body_part or ""))
-    modality = (modality or "").upper()
-    body_part = (body_part or "").upper()
-    if name == "lung-ct":
-        return modality == "CT" and body_part in {"CHEST", "LUNG", "THORAX"}
-    if name == "brain-mri":
-        return modality == "MR" and body_part in {"BRAIN", "HEAD"}
-    return False
+    return [name for name in MODEL_NAMES if model_available(name)]
 
 
 class OnnxBackend:
@@ -112,7 +73,4 @@ def _backend_for(path: str) -> AnalysisBackend:
 
 def analysis_backend() -> AnalysisBackend:
     """The process-wide backend named by ``MEDVAULT_ANALYSIS_BACKEND``."""
-    path = getattr(settings, "MEDVAULT_ANALYSIS_BACKEND", "") or (
-        "medvault.analysis.backends.OnnxBackend"
-    )
-    return _backend_for(path)
+    return _backend_for(backend_path())

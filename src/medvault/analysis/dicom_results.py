@@ -121,6 +121,7 @@ def heatmap_capture(*, result: AnalysisResult, ref_dataset: Any, series_uid: str
 def _content(result: AnalysisResult, ref_dataset: Any, heatmap: Any | None) -> Any:
     """The SR content tree: one container with the result's items."""
     import highdicom as hd
+    from pydicom.sequence import Sequence
     from pydicom.sr.codedict import codes
 
     contains = hd.sr.RelationshipTypeValues.CONTAINS
@@ -166,7 +167,7 @@ def _content(result: AnalysisResult, ref_dataset: Any, heatmap: Any | None) -> A
     items.append(hd.sr.TextContentItem(name=_code("121106", "Comment", "DCM"),
                                        value=DISCLAIMER, relationship_type=contains))
     root = hd.sr.ContainerContentItem(name=_code("AIRESULT", "AI analysis result"))
-    root.ContentSequence = items
+    root.ContentSequence = Sequence(items)
     return root
 
 

@@ -1,4 +1,5 @@
-"""Analysis jobs (the database is the queue) and their results (records, kept for history).
+"""Analysis jobs (rows of the shared lease queue, ``medvault.archive.jobs``) and their results
+(records, kept for history).
 
 Rows hold no logic: claiming, running and storing live in ``services.py``; reads live in
 ``selectors.py``.
@@ -9,16 +10,10 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 
+from medvault.archive.jobs import JobState
 from medvault.archive.models import Instance
 
 DISCLAIMER = "decision support, not a diagnosis"
-
-
-class JobStatus(models.TextChoices):
-    QUEUED = "queued", "Queued"
-    RUNNING = "running", "Running"
-    DONE = "done", "Done"
-    FAILED = "failed", "Failed"
 
 
 class JobTrigger(models.TextChoices):
@@ -38,8 +33,10 @@ class Call(models.TextChoices):
 class AnalysisJob(models.Model):
     """One request to run one model on one instance.
 
-    A worker owns a running job until ``lease_until``; after that any worker may claim it
-    again (the previous worker is presumed dead). ``attempts`` counts claims.
+    A queue row of ``medvault.archive.jobs`` (``services.JOBS``): a worker owns a running job
+    until ``lease_until``; after that any worker may claim it again (the previous worker is
+    presumed dead). ``attempts`` counts claims; a failed attempt waits in ``queued`` until
+    ``lease_until`` (the backoff).
     """
 
     instance = models.ForeignKey(Instance, on_delete=models.CASCADE, related_name="analysis_jobs")
@@ -52,7 +49,7 @@ class AnalysisJob(models.Model):
         related_name="analysis_jobs",
     )
     trigger = models.CharField(max_length=16, choices=JobTrigger.choices, default=JobTrigger.USER)
-    status = models.CharField(max_length=16, choices=JobStatus.choices, default=JobStatus.QUEUED)
+    status = models.CharField(max_length=16, choices=JobState.choices, default=JobState.QUEUED)
     attempts = models.PositiveIntegerField(default=0)
     lease_until = models.DateTimeField(null=True, blank=True)
     worker_id = models.CharField(max_length=128, blank=True)

@@ -10,7 +10,7 @@ from typing import Any
 from django.db.models import QuerySet
 
 from medvault.analysis.models import DISCLAIMER, AnalysisJob, AnalysisResult
-from medvault.archive.models import Instance, Study
+from medvault.archive.models import Study
 
 _RESULT_RELATED = ("instance__series__study__patient", "requested_by", "job")
 
@@ -30,14 +30,6 @@ def results_visible_to(user: Any) -> QuerySet[AnalysisResult]:
     )
 
 
-def results_for_instance(*, instance: Instance, user: Any = None) -> QuerySet[AnalysisResult]:
-    """Results of one instance, newest first; only if ``user`` (when given) may see it."""
-    results = AnalysisResult.objects.filter(instance=instance)
-    if user is not None:
-        results = results.filter(instance__series__study__in=_visible_study_ids(user))
-    return results.select_related(*_RESULT_RELATED).order_by("-created_at", "-id")
-
-
 def results_for_study(*, study: Study, user: Any = None) -> QuerySet[AnalysisResult]:
     """Results of every instance of one study, newest first."""
     results = AnalysisResult.objects.filter(instance__series__study=study)
@@ -52,28 +44,12 @@ def result_visible(*, user: Any, result_id: int) -> AnalysisResult | None:
     return results_visible_to(user).filter(pk=result_id).first()
 
 
-def latest_result(*, instance: Instance, model_name: str | None = None) -> AnalysisResult | None:
-    results = AnalysisResult.objects.filter(instance=instance)
-    if model_name:
-        results = results.filter(model_name=model_name)
-    return results.order_by("-created_at", "-id").first()
-
-
 def jobs_visible_to(user: Any) -> QuerySet[AnalysisJob]:
     return (
         AnalysisJob.objects.filter(instance__series__study__in=_visible_study_ids(user))
         .select_related("instance__series__study")
         .order_by("-created_at", "-id")
     )
-
-
-def jobs_for_instance(*, instance: Instance, user: Any = None) -> QuerySet[AnalysisJob]:
-    jobs = jobs_visible_to(user) if user is not None else AnalysisJob.objects.all()
-    return jobs.filter(instance=instance).order_by("-created_at", "-id")
-
-
-def jobs_pending_count() -> int:
-    return AnalysisJob.objects.filter(status__in=["queued", "running"]).count()
 
 
 # --- representation ------------------------------------------------------------------------
@@ -162,9 +138,9 @@ CARD_HEADLINE = ("missed_abnormal", "indeterminate_share", "refused_share", "acc
 
 
 def model_card_url(model_name: str) -> str | None:
-    from medvault.analysis.backends import model_names
+    from medvault.core.ml import MODEL_NAMES
 
-    return f"/models/{model_name}/" if model_name in model_names() else None
+    return f"/models/{model_name}/" if model_name in MODEL_NAMES else None
 
 
 def model_card(model_name: str) -> dict[str, Any] | None:
@@ -173,9 +149,10 @@ def model_card(model_name: str) -> dict[str, Any] | None:
     model (the name is checked against the known names: never a path from the user)."""
     import json
 
-    from medvault.analysis.backends import model_names, models_dir
+    from medvault.analysis.conf import models_dir
+    from medvault.core.ml import MODEL_NAMES
 
-    if model_name not in model_names():
+    if model_name not in MODEL_NAMES:
         return None
     path = models_dir() / f"{model_name}.json"
     if not path.is_file():

@@ -1,46 +1,38 @@
 """Analysis writes: enqueue jobs, claim them, run them, store results, export them.
 
-The database is the queue. A worker claims a job with one conditional UPDATE::
+The database is the queue: ``JOBS`` is the analysis kind of ``medvault.archive.jobs``'s
+lease queue (a claim is one conditional UPDATE; a worker that dies leaves a lease that runs
+out; failed attempts come back after a doubling backoff, at most ``MEDVAULT_JOB_MAX_ATTEMPTS``
+times). Results are stored exactly once because ``AnalysisResult.job`` is unique: a late
+second writer finds the row already there and only marks the job done.
 
-    UPDATE analysis_analysisjob SET status='running', worker_id=?, lease_until=now+lease,
-           attempts=attempts+1, started_at=now
-     WHERE id=? AND attempts < max AND (status='queued' OR (status='running' AND lease_until < now))
-
-which matches at most one worker on SQLite, PostgreSQL and MariaDB alike. A worker that dies
-leaves its job ``running`` with a lease in the past; the next claim takes it over. Results are
-stored exactly once because ``AnalysisResult.job`` is unique: a late second writer finds the
-row already there and only marks the job done.
+Whatever else wants a stored result (similar-image search keeps its embedding) registers a
+hook with :func:`register_result_hook`; analysis imports nothing above it.
 """
 
 from __future__ import annotations
 
 import io
 import logging
-import os
 import re
-import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 import numpy as np
-from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import F, Q
 from django.utils import timezone
 
-from medvault.analysis.backends import (
-    AnalysisBackend,
-    ModelUnavailable,
-    model_applies,
-    model_available,
-    model_names,
-    models_available,
-)
-from medvault.analysis.models import AnalysisJob, AnalysisResult, Call, JobStatus, JobTrigger
+from medvault.analysis import conf
+from medvault.analysis.backends import AnalysisBackend, ModelUnavailable, model_available, models_available
+from medvault.analysis.models import AnalysisJob, AnalysisResult, Call, JobTrigger
 from medvault.analysis.overlay import overlay_png
 from medvault.archive.blobstore import blob_store
+from medvault.archive.jobs import JobState, LeaseQueue, Outcome, worker_identity
 from medvault.archive.models import Instance
+from medvault.archive.selectors import instance_dataset as archive_instance_dataset
+from medvault.core.ml import MODEL_NAMES, model_applies
 
 log = logging.getLogger(__name__)
 
@@ -68,30 +60,38 @@ def is_uid(value: Any) -> bool:
     return isinstance(value, str) and len(value) <= 64 and bool(_UID_RE.match(value))
 
 
-# --- settings ------------------------------------------------------------------------------
-def lease_seconds() -> int:
-    return int(getattr(settings, "MEDVAULT_JOB_LEASE_SECONDS", 300))
+# --- the queue ----------------------------------------------------------------------------
+JOBS: LeaseQueue[AnalysisJob] = LeaseQueue(
+    AnalysisJob, order=("created_at", "id"), claim_time="started_at", finish_time="finished_at"
+)
+
+# --- results announced to other apps ----------------------------------------------------------
+_result_hooks: list[Callable[[AnalysisResult, Any], None]] = []
 
 
-def max_attempts() -> int:
-    return max(1, int(getattr(settings, "MEDVAULT_JOB_MAX_ATTEMPTS", 3)))
+def register_result_hook(fn: Callable[[AnalysisResult, Any], None]) -> None:
+    """Call ``fn(result, output)`` after a job's result is first stored (not for duplicates).
+
+    ``output`` is what the model returned (``embedding`` included). A hook runs in its own
+    savepoint of the storing transaction; one that raises is logged and rolled back, and the
+    result stands. Apps above analysis (retrieval) register in their ``AppConfig.ready``.
+    """
+    if fn not in _result_hooks:
+        _result_hooks.append(fn)
 
 
-def worker_identity() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"[:128]
+def _result_hooks_run(result: AnalysisResult, output: Any) -> None:
+    for hook in _result_hooks:
+        try:
+            with transaction.atomic():
+                hook(result, output)
+        except Exception:  # an extra (e.g. search) failing must not lose the result
+            log.exception("result hook %s failed for job %s", getattr(hook, "__name__", hook), result.job_id)
 
 
 def instance_dataset(instance: Instance) -> Any:
     """The stored instance as a pydicom Dataset (through the archive's selector)."""
-    try:
-        from medvault.archive.selectors import instance_dataset as archive_instance_dataset
-    except ImportError:
-        archive_instance_dataset = None
-    if archive_instance_dataset is not None:
-        return archive_instance_dataset(instance=instance)
-    import pydicom
-
-    return pydicom.dcmread(io.BytesIO(blob_store().get(instance.blob_key)))
+    return archive_instance_dataset(instance=instance)
 
 
 # --- enqueue -------------------------------------------------------------------------------
@@ -107,7 +107,7 @@ def job_enqueue(
         AnalysisJob.objects.filter(
             instance=instance,
             model_name=model_name,
-            status__in=[JobStatus.QUEUED, JobStatus.RUNNING],
+            status__in=[JobState.QUEUED, JobState.RUNNING],
         )
         .order_by("id")
         .first()
@@ -140,7 +140,7 @@ def jobs_enqueue_for_instance(instance: Instance) -> list[AnalysisJob]:
     Does nothing when ``MEDVAULT_AUTO_ANALYSE`` is off. Registered with
     ``medvault.archive.indexing.register_stored_hook`` in ``AnalysisConfig.ready``.
     """
-    if not getattr(settings, "MEDVAULT_AUTO_ANALYSE", True):
+    if not conf.auto_analyse():
         return []
     modality, body_part = instance_modality_body_part(instance)
     jobs = []
@@ -181,8 +181,8 @@ def analysis_request(
         raise AnalysisError("sop_instance_uid is required")
     if not is_uid(sop_instance_uid):
         raise AnalysisError("sop_instance_uid is not a DICOM UID (digits and dots, at most 64)")
-    if not isinstance(model_name, str) or model_name not in model_names():
-        raise AnalysisError(f"model must be one of: {', '.join(model_names())}")
+    if not isinstance(model_name, str) or model_name not in MODEL_NAMES:
+        raise AnalysisError(f"model must be one of: {', '.join(MODEL_NAMES)}")
     if not user_can(user, "analyse"):
         audit_record(
             user=user,
@@ -225,80 +225,22 @@ def analysis_request(
     return job
 
 
-# --- claim ---------------------------------------------------------------------------------
-def _claimable(now: Any) -> Q:
-    return Q(status=JobStatus.QUEUED) | Q(status=JobStatus.RUNNING, lease_until__lt=now)
-
-
-def jobs_fail_exhausted() -> int:
-    """Give up on jobs whose lease expired after their last allowed attempt."""
-    now = timezone.now()
-    exhausted = AnalysisJob.objects.filter(
-        status=JobStatus.RUNNING, lease_until__lt=now, attempts__gte=max_attempts()
-    )
-    # Look before writing: idle workers poll often, and on SQLite every UPDATE (even one
-    # that matches nothing) takes the database's write lock.
-    if not exhausted.exists():
-        return 0
-    return exhausted.update(
-        status=JobStatus.FAILED,
-        finished_at=now,
-        lease_until=None,
-        error=f"gave up after {max_attempts()} attempts (the worker stopped or timed out)",
-    )
-
-
-def job_claim(*, worker_id: str, lease: int | None = None, batch: int = 8) -> AnalysisJob | None:
+# --- claim ----------------------------------------------------------------------------------
+def job_claim(*, worker_id: str, lease: float | None = None) -> AnalysisJob | None:
     """Claim the oldest claimable job for ``worker_id``, or return None if there is none."""
-    jobs_fail_exhausted()
-    now = timezone.now()
-    limit = max_attempts()
-    candidates = list(
-        AnalysisJob.objects.filter(_claimable(now), attempts__lt=limit)
-        .order_by("created_at", "id")
-        .values_list("id", flat=True)[:batch]
-    )
-    for job_id in candidates:
-        claimed = AnalysisJob.objects.filter(_claimable(now), id=job_id, attempts__lt=limit).update(
-            status=JobStatus.RUNNING,
-            worker_id=worker_id,
-            lease_until=now + timedelta(seconds=lease if lease is not None else lease_seconds()),
-            attempts=F("attempts") + 1,
-            started_at=now,
-        )
-        if claimed == 1:
-            return AnalysisJob.objects.select_related("instance__series__study").get(id=job_id)
-    return None
+    return JOBS.claim(worker_id=worker_id, lease=lease)
 
 
-def job_release(*, job: AnalysisJob, worker_id: str, error: str = "") -> bool:
+def job_release(*, job: AnalysisJob) -> bool:
     """Give a claimed job back to the queue (a worker shutting down before it started)."""
-    return bool(
-        AnalysisJob.objects.filter(id=job.pk, status=JobStatus.RUNNING, worker_id=worker_id).update(
-            status=JobStatus.QUEUED,
-            lease_until=None,
-            worker_id="",
-            attempts=F("attempts") - 1,
-            error=error,
-        )
-    )
-
-
-def job_fail(*, job: AnalysisJob, worker_id: str, error: str, permanent: bool) -> None:
-    """Record a failed attempt: back to the queue, or ``failed`` when out of attempts."""
-    now = timezone.now()
-    ours = AnalysisJob.objects.filter(id=job.pk, status=JobStatus.RUNNING, worker_id=worker_id)
-    if permanent or job.attempts >= max_attempts():
-        ours.update(status=JobStatus.FAILED, finished_at=now, lease_until=None, error=error[:4000])
-    else:
-        ours.update(status=JobStatus.QUEUED, lease_until=None, worker_id="", error=error[:4000])
+    return JOBS.release(job)
 
 
 # --- run -----------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class JobOutcome:
     job_id: int
-    status: str  # "done" | "failed" | "retry" | "duplicate"
+    status: Outcome
     result: AnalysisResult | None
     error: str = ""
 
@@ -329,24 +271,6 @@ def _json_safe(value: Any) -> Any:
     if isinstance(value, np.ndarray):
         return value.tolist()
     return value
-
-
-def _embedding_store(*, instance: Instance, output: Any) -> None:
-    """Hand the embedding to similar-image search, if that app provides the service."""
-    vector = getattr(output, "embedding", None)
-    if vector is None or getattr(output, "refused", False):
-        return
-    try:
-        from medvault.retrieval.services import embedding_store
-    except ImportError:
-        return
-    embedding_store(
-        instance=instance,
-        model_name=output.model_name,
-        model_version=output.model_version,
-        vector=np.asarray(vector, dtype=np.float32),
-        label=output.label,
-    )
 
 
 def result_store(*, job: AnalysisJob, output: Any, worker_id: str) -> tuple[AnalysisResult, bool]:
@@ -395,19 +319,14 @@ def result_store(*, job: AnalysisJob, output: Any, worker_id: str) -> tuple[Anal
             # Another worker (whose lease we took over, or who took over ours) got there first.
             _job_mark_done(job)
             return AnalysisResult.objects.get(job_id=job.pk), False
-        try:
-            with transaction.atomic():
-                _embedding_store(instance=job.instance, output=output)
-        except Exception:  # search is an extra: the result stands without its embedding
-            log.exception("could not store the embedding of job %s", job.pk)
+        _result_hooks_run(result, output)
         _job_mark_done(job)
     return result, True
 
 
 def _job_mark_done(job: AnalysisJob) -> None:
-    AnalysisJob.objects.filter(id=job.pk).exclude(status=JobStatus.DONE).update(
-        status=JobStatus.DONE, finished_at=timezone.now(), lease_until=None, error=""
-    )
+    # Whoever owns the claim now: the result is stored, so the job is done.
+    JOBS.mark_done(job.pk)
 
 
 def job_run(*, job: AnalysisJob, worker_id: str, backend: AnalysisBackend) -> JobOutcome:
@@ -416,21 +335,18 @@ def job_run(*, job: AnalysisJob, worker_id: str, backend: AnalysisBackend) -> Jo
         dataset = instance_dataset(job.instance)
         output = backend.analyse(job.model_name, dataset)
     except ModelUnavailable as exc:
-        job_fail(job=job, worker_id=worker_id, error=str(exc), permanent=True)
-        return JobOutcome(job.pk, "failed", None, str(exc))
+        return JobOutcome(job.pk, JOBS.retry(job, error=str(exc), permanent=True), None, str(exc))
     except Exception as exc:  # one bad image must not stop the worker; the error is kept
         log.exception("analysis job %s (%s) failed", job.pk, job.model_name)
         error = f"{type(exc).__name__}: {exc}"
-        permanent = job.attempts >= max_attempts()
-        job_fail(job=job, worker_id=worker_id, error=error, permanent=permanent)
-        return JobOutcome(job.pk, "failed" if permanent else "retry", None, error)
+        return JobOutcome(job.pk, JOBS.retry(job, error=error), None, error)
     result, created = result_store(job=job, output=output, worker_id=worker_id)
-    if created and getattr(settings, "MEDVAULT_ANALYSIS_DICOM", True):
+    if created and conf.results_as_dicom():
         from medvault.analysis.dicom_results import result_dicom_store_logged
 
         # The result as DICOM objects in its study (SR + heat-map), for PACS and viewers.
         result_dicom_store_logged(result=result)
-    return JobOutcome(job.pk, "done" if created else "duplicate", result)
+    return JobOutcome(job.pk, Outcome.DONE if created else Outcome.DUPLICATE, result)
 
 
 def job_run_next(*, worker_id: str, backend: AnalysisBackend) -> JobOutcome | None:
@@ -457,7 +373,7 @@ def jobs_drain(
 
 # --- export --------------------------------------------------------------------------------
 def _frame_for_display(ds: Any) -> tuple[np.ndarray, tuple[float, float] | None]:
-    from pydicom.pixels import apply_modality_lut
+    from pydicom.pixels.processing import apply_modality_lut
 
     pixels = ds.pixel_array
     frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
@@ -479,7 +395,7 @@ def _frame_for_display(ds: Any) -> tuple[np.ndarray, tuple[float, float] | None]
         if str(ds.get("PhotometricInterpretation", "")) == "MONOCHROME1":
             pixels = pixels.max() - pixels
     elif str(ds.get("PhotometricInterpretation", "")).startswith("YBR"):
-        from pydicom.pixels import convert_color_space
+        from pydicom.pixels.processing import convert_color_space
 
         pixels = convert_color_space(pixels, str(ds.PhotometricInterpretation), "RGB")
     return pixels, None
@@ -491,8 +407,8 @@ def result_export(*, result: AnalysisResult, user: Any, request: Any = None) -> 
     from pydicom.uid import generate_uid
 
     from medvault.accounts.audit import audit_record
-    from medvault.archive.access import study_writable
     from medvault.analysis.dicom_results import heatmap_capture
+    from medvault.archive.access import study_writable
     from medvault.archive.ingest import instance_store
 
     study = result.instance.series.study

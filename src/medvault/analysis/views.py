@@ -22,6 +22,8 @@ from medvault.archive.access import visible_to
 from medvault.archive.blobstore import blob_store
 from medvault.analysis import selectors, services
 from medvault.analysis.models import DISCLAIMER
+from medvault.archive.access import visible_to
+from medvault.archive.blobstore import blob_store
 from medvault.archive.models import Instance
 
 _LIST_LIMIT = 500

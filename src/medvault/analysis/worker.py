@@ -1,7 +1,8 @@
 """The analysis worker loop (``medvault worker``), kept out of the command so tests call it.
 
-One process runs one job at a time. When no analysis job is waiting it runs deferred
-compression tasks (``medvault.archive.compression``), one at a time, between polls. ``worker_pool`` starts N such processes and forwards
+One process runs one job at a time, from every queue it serves (``medvault.archive.jobs``):
+analysis jobs first; when none is waiting, deferred compression tasks
+(``medvault.archive.compression``). ``worker_pool`` starts N such processes and forwards
 SIGTERM/SIGINT to them. On SIGTERM a worker finishes the job in hand (inference takes well
 under a second), then exits; a job it had claimed but not started goes back to the queue.
 """
@@ -19,12 +20,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.conf import settings
 from django.db import DatabaseError, close_old_connections, connections
 
 from medvault.analysis import services
-from medvault.analysis.backends import AnalysisBackend, analysis_backend
+from medvault.analysis.backends import AnalysisBackend, analysis_backend, models_available
+from medvault.analysis.conf import worker_poll_seconds
 from medvault.archive.compression import compression_step
+from medvault.archive.jobs import Outcome, worker_identity
 from medvault.core.children import die_with_parent
 
 # Set by worker_pool for its children: the pid whose death stops them (see parent_watch).
@@ -46,10 +48,6 @@ class WorkerStats:
 _ONCE_DB_RETRIES = 3
 
 
-def poll_seconds() -> float:
-    return max(0.01, int(getattr(settings, "MEDVAULT_WORKER_POLL_MS", 100)) / 1000.0)
-
-
 def worker_run(
     *,
     stop: threading.Event,
@@ -62,10 +60,10 @@ def worker_run(
 
     A database outage is waited out: the loop backs off and reconnects.
     """
-    wid = worker_id or services.worker_identity()
+    wid = worker_id or worker_identity()
     engine = backend or analysis_backend()
     stats = WorkerStats()
-    backoff = poll_seconds()
+    backoff = worker_poll_seconds()
     db_errors = 0
     _preload(engine)
     while not stop.is_set():
@@ -77,17 +75,17 @@ def worker_run(
                 # compression); analysis jobs always go first.
                 if compression_step(worker_id=wid) is not None:
                     stats.compressed += 1
-                    backoff, db_errors = poll_seconds(), 0
+                    backoff, db_errors = worker_poll_seconds(), 0
                     continue
                 if once:
                     break
-                stop.wait(poll_seconds())
+                stop.wait(worker_poll_seconds())
                 continue
             if stop.is_set():
-                services.job_release(job=job, worker_id=wid)
+                services.job_release(job=job)
                 break
             outcome = services.job_run(job=job, worker_id=wid, backend=engine)
-            backoff, db_errors = poll_seconds(), 0
+            backoff, db_errors = worker_poll_seconds(), 0
         except DatabaseError as exc:
             # The database went away (restart, failover): drop the connection and retry.
             # A one-shot run (--once) gives up after a few tries instead of waiting forever.
@@ -106,13 +104,13 @@ def worker_run(
             backoff = min(backoff * 2, 10.0)
             continue
         stats.outcomes.append(outcome)
-        if outcome.status == "done":
+        if outcome.status is Outcome.DONE:
             stats.done += 1
-        elif outcome.status == "failed":
+        elif outcome.status is Outcome.FAILED:
             stats.failed += 1
-        elif outcome.status == "retry":
+        elif outcome.status is Outcome.RETRY:
             stats.retried += 1
-        else:
+        else:  # DUPLICATE, or GONE (another worker took the job over): nothing stored here
             stats.duplicates += 1
         log.info("worker %s: job %s %s %s", wid, outcome.job_id, outcome.status, outcome.error)
         if on_outcome is not None:
@@ -134,8 +132,6 @@ def _preload(engine: AnalysisBackend) -> None:
     load = getattr(engine, "model", None)
     if load is None:
         return
-    from medvault.analysis.backends import models_available
-
     for name in models_available():
         try:
             load(name)
@@ -150,7 +146,7 @@ def install_stop_handlers(stop: threading.Event) -> dict[int, Any]:
         log.info("worker %s: signal %s, stopping after the current job", os.getpid(), signum)
         stop.set()
 
-    previous = {}
+    previous: dict[int, Any] = {}
     for signum in (signal.SIGTERM, signal.SIGINT):
         previous[signum] = signal.signal(signum, handler)
     return previous

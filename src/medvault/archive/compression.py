@@ -4,7 +4,9 @@ With ``MEDVAULT_COMPRESSION_DEFERRED`` on, ingest writes the received bytes (dur
 indexed, visible, bit-exact) and queues a ``CompressionTask`` in the same transaction. A
 worker (``medvault worker`` when it has no analysis job, or ``medvault compress``) then:
 
-1. claims the task with a conditional ``UPDATE`` (a lease, as analysis jobs do);
+1. claims the task from the shared lease queue (``medvault.archive.jobs``, ``TASKS``): a
+   conditional ``UPDATE`` with a lease; a failed attempt comes back after a backoff, and the
+   task is ``failed`` (the instance stays as received) after ``MEDVAULT_JOB_MAX_ATTEMPTS``;
 2. reads the stored blob and checks that it still decodes to the indexed pixels
    (``pixel_sha256``);
 3. re-encodes it with ``MEDVAULT_COMPRESSION`` as inline ingest would (``storage_bytes``);
@@ -37,9 +39,8 @@ blob only once it is committed.
 
 from __future__ import annotations
 
+import enum
 import logging
-import os
-import socket
 import time
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -48,11 +49,12 @@ from io import BytesIO
 import pydicom
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, Q, QuerySet
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from medvault.archive.blobstore import blob_store
 from medvault.archive.conf import parse_limits
+from medvault.archive.jobs import JobState, LeaseQueue, worker_identity
 from medvault.archive.models import CompressionTask, Instance
 from medvault.archive.scrub import referenced_elsewhere
 from medvault.archive.storage_form import storage_bytes
@@ -62,10 +64,13 @@ from medvault.core.dicom.parse import DicomRejected, parse_instance, pixel_sha25
 
 log = logging.getLogger(__name__)
 
-COMPRESSED = "compressed"  # the blob was swapped for its lossless re-encoding
-KEPT = "kept"  # nothing to gain (codec refused, not smaller, setting is "none"): as received
-FAILED = "failed"  # this attempt failed; the original blob is untouched
-GONE = "gone"  # the instance was deleted or changed under us, or another worker took the task
+class CompressionOutcome(enum.StrEnum):
+    """What one attempt at a task came to."""
+
+    COMPRESSED = "compressed"  # the blob was swapped for its lossless re-encoding
+    KEPT = "kept"  # nothing to gain (codec refused, not smaller, setting is "none"): as received
+    FAILED = "failed"  # this attempt failed; the original blob is untouched
+    GONE = "gone"  # the instance was deleted or changed under us, or another worker took the task
 
 
 @dataclass
@@ -79,14 +84,6 @@ class CompressionStats:
     errors: list[str] = field(default_factory=list)
 
 
-def _lease_seconds() -> int:
-    return int(getattr(settings, "MEDVAULT_JOB_LEASE_SECONDS", 300))
-
-
-def _max_attempts() -> int:
-    return int(getattr(settings, "MEDVAULT_JOB_MAX_ATTEMPTS", 3))
-
-
 CLEANUP_BATCH = 500  # superseded blobs deleted per ``compression_cleanup`` call
 
 
@@ -94,15 +91,13 @@ def _keep_seconds() -> int:
     return int(getattr(settings, "MEDVAULT_COMPRESSION_KEEP_SECONDS", 3600))
 
 
-def _claimable(now: object) -> Q:
-    return Q(swapped_at__isnull=True) & (Q(lease_until__isnull=True) | Q(lease_until__lt=now))
+# Columns as ``archive.jobs`` names them by default; the task is done at its swap.
+TASKS: LeaseQueue[CompressionTask] = LeaseQueue(CompressionTask, error_max=2000)
 
 
 def compression_pending() -> int:
     """Tasks still to do (failed ones that ran out of attempts are not counted)."""
-    return CompressionTask.objects.filter(
-        swapped_at__isnull=True, attempts__lt=_max_attempts()
-    ).count()
+    return TASKS.pending().count()
 
 
 def superseded_blob_refs() -> list[tuple[str, str]]:
@@ -182,48 +177,29 @@ def compression_cleanup(*, keep_seconds: float | None = None) -> int:
     return finished
 
 
-def compression_claim(*, worker_id: str, batch: int = 8) -> CompressionTask | None:
+def compression_claim(*, worker_id: str) -> CompressionTask | None:
     """Claim the oldest claimable task for ``worker_id``, or None when there is none."""
-    now = timezone.now()
-    limit = _max_attempts()
-    candidates = list(
-        CompressionTask.objects.filter(_claimable(now), attempts__lt=limit)
-        .order_by("id")
-        .values_list("id", flat=True)[:batch]
-    )
-    for task_id in candidates:
-        claimed = CompressionTask.objects.filter(
-            _claimable(now), id=task_id, attempts__lt=limit
-        ).update(
-            lease_until=now + timedelta(seconds=_lease_seconds()),
-            worker_id=worker_id[:128],
-            attempts=F("attempts") + 1,
-        )
-        if claimed == 1:
-            return CompressionTask.objects.select_related("instance").get(id=task_id)
-    return None
+    return TASKS.claim(worker_id=worker_id)
 
 
 def _owned(task: CompressionTask) -> QuerySet[CompressionTask]:
-    """The task's row while this attempt still owns it: every claim counts in ``attempts``,
-    so a worker whose lease ran out and whose task was claimed again matches nothing."""
-    return CompressionTask.objects.filter(
-        pk=task.pk, worker_id=task.worker_id, attempts=task.attempts, swapped_at__isnull=True
-    )
+    """The task's row while this attempt still owns it (see ``LeaseQueue.owned``): a worker
+    whose lease ran out and whose task was claimed again matches nothing."""
+    return TASKS.owned(task)
 
 
-def _fail(task: CompressionTask, error: str) -> str:
-    """Record the failed attempt; the task is claimable again once its lease is dropped.
+def _fail(task: CompressionTask, error: str) -> CompressionOutcome:
+    """Record the failed attempt: claimable again after the backoff, or failed for good.
 
     ``new_blob_key`` is left as it is: a blob the attempt may have written stays protected
     until the next attempt records its own key (usually the same one) or the task is deleted.
     """
     log.warning("compression of instance %s failed: %s", task.instance_id, error)
-    _owned(task).update(lease_until=None, error=error[:2000])
-    return FAILED
+    TASKS.retry(task, error=error)
+    return CompressionOutcome.FAILED
 
 
-def compression_run(*, task: CompressionTask) -> tuple[str, int, int]:
+def compression_run(*, task: CompressionTask) -> tuple[CompressionOutcome, int, int]:
     """Re-encode one claimed task's instance; returns (outcome, bytes before, bytes after).
 
     Never raises for a bad blob or codec: the attempt is recorded as failed and the
@@ -231,7 +207,7 @@ def compression_run(*, task: CompressionTask) -> tuple[str, int, int]:
     """
     instance = Instance.objects.filter(pk=task.instance_id).first()
     if instance is None:
-        return GONE, 0, 0
+        return CompressionOutcome.GONE, 0, 0
     store = blob_store()
     old_key, old_ts = instance.blob_key, instance.transfer_syntax_uid
     try:
@@ -255,7 +231,7 @@ def compression_run(*, task: CompressionTask) -> tuple[str, int, int]:
         return _fail(task, f"re-encoding failed: {exc}"), 0, 0
     if new_ts == old_ts or blob is data:
         CompressionTask.objects.filter(pk=task.pk).delete()
-        return KEPT, len(data), len(data)
+        return CompressionOutcome.KEPT, len(data), len(data)
     # An independent check of the file that will be kept, as a reader will decode it.
     try:
         check = decode_pixels(pydicom.dcmread(BytesIO(blob)))
@@ -269,7 +245,7 @@ def compression_run(*, task: CompressionTask) -> tuple[str, int, int]:
     # every store's put() returns (checked below).
     new_key = blob_key(blob)
     if not _owned(task).update(new_blob_key=new_key):
-        return GONE, 0, 0  # the lease ran out and another worker claimed the task, or it is done
+        return CompressionOutcome.GONE, 0, 0  # the lease ran out and another worker claimed the task, or it is done
     try:
         written = store.put(blob)
     except OSError as exc:
@@ -283,7 +259,7 @@ def compression_run(*, task: CompressionTask) -> tuple[str, int, int]:
         # so that the record and the row's reference to the blob overlap.
         owned = _owned(task).filter(new_blob_key=new_key).update(
             old_blob_key=old_key if old_key != new_key else "",
-            swapped_at=timezone.now(), lease_until=None, error="",
+            swapped_at=timezone.now(), status=JobState.DONE, lease_until=None, error="",
         )
         swapped = 0
         if owned:
@@ -294,18 +270,18 @@ def compression_run(*, task: CompressionTask) -> tuple[str, int, int]:
                 CompressionTask.objects.filter(pk=task.pk).delete()
     if not owned:
         # Another worker owns the task now; its record decides what happens to new_key.
-        return GONE, 0, 0
+        return CompressionOutcome.GONE, 0, 0
     if not swapped:
         # Changed or deleted meanwhile; the new blob, if unreferenced, is left to scrub.
-        return GONE, 0, 0
-    return COMPRESSED, len(data), len(blob)
+        return CompressionOutcome.GONE, 0, 0
+    return CompressionOutcome.COMPRESSED, len(data), len(blob)
 
 
 _CLEANUP_EVERY_S = 60.0
 _last_cleanup = float("-inf")
 
 
-def compression_step(*, worker_id: str) -> str | None:
+def compression_step(*, worker_id: str) -> CompressionOutcome | None:
     """Claim and run one task; None when there was nothing to claim.
 
     With nothing to claim, superseded blobs whose keeping time is over are deleted.
@@ -327,7 +303,7 @@ def compression_drain(
     """Run tasks until none is claimable (or ``limit`` were run), then delete superseded
     blobs older than ``keep_seconds`` (default MEDVAULT_COMPRESSION_KEEP_SECONDS); for
     ``medvault compress``."""
-    wid = worker_id or f"{socket.gethostname()}:{os.getpid()}:compress"
+    wid = worker_id or worker_identity(":compress")
     stats = CompressionStats()
     done = 0
     while limit is None or done < limit:
@@ -336,13 +312,13 @@ def compression_drain(
             break
         outcome, before, after = compression_run(task=task)
         done += 1
-        if outcome == COMPRESSED:
+        if outcome is CompressionOutcome.COMPRESSED:
             stats.compressed += 1
             stats.bytes_before += before
             stats.bytes_after += after
-        elif outcome == KEPT:
+        elif outcome is CompressionOutcome.KEPT:
             stats.kept += 1
-        elif outcome == FAILED:
+        elif outcome is CompressionOutcome.FAILED:
             stats.failed += 1
             task.refresh_from_db()
             stats.errors.append(f"instance {task.instance_id}: {task.error}")

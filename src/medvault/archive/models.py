@@ -9,6 +9,8 @@ from django.conf import settings
 from django.contrib.auth.models import Group
 from django.db import models
 
+from medvault.archive.jobs import JobState
+
 
 class Patient(models.Model):
     """One patient identity in one group: (group, IssuerOfPatientID, PatientID).
@@ -152,6 +154,9 @@ class CompressionTask(models.Model):
     instance = models.OneToOneField(
         Instance, on_delete=models.CASCADE, related_name="compression_task"
     )
+    # A row of ``medvault.archive.jobs``'s lease queue (``compression.TASKS``): done once
+    # swapped; failed when every attempt failed (the instance stays as received).
+    status = models.CharField(max_length=16, choices=JobState.choices, default=JobState.QUEUED)
     lease_until = models.DateTimeField(null=True, blank=True)
     worker_id = models.CharField(max_length=128, blank=True)
     attempts = models.PositiveIntegerField(default=0)
@@ -169,7 +174,7 @@ class CompressionTask(models.Model):
     new_blob_key = models.CharField(max_length=64, null=True, blank=True)
 
     class Meta:
-        indexes = [models.Index(fields=["attempts", "lease_until"], name="archive_compress_claim")]
+        indexes = [models.Index(fields=["status", "lease_until"], name="archive_compress_claim")]
 
     def __str__(self) -> str:
         return f"compress {self.instance_id}"

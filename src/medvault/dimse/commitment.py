@@ -5,8 +5,10 @@ The N-ACTION handler (``handlers.handle_n_action``) checks the request with
 row before it answers. A :class:`CommitmentSender` thread in the DICOM server process then
 decides each referenced instance (:func:`commitment_evaluate`), opens a new association to the
 requesting AE's host and port (MedVault requests it, and proposes the Storage Commitment
-context with SCP role selection) and sends the N-EVENT-REPORT; a failed delivery is tried
-again with a doubling delay, at most ``MEDVAULT_DICOM_COMMITMENT_MAX_ATTEMPTS`` times.
+context with SCP role selection) and sends the N-EVENT-REPORT. The rows are a queue of
+``medvault.archive.jobs`` (``REPORTS``): a failed delivery is tried again with a doubling
+delay, at most ``MEDVAULT_DICOM_COMMITMENT_MAX_ATTEMPTS`` times, and a report whose sender
+died mid-delivery is taken over when its lease runs out.
 
 Nothing a peer sends becomes a path: UIDs are only compared with database columns, and
 blobs are read by the content address the archive recorded.
@@ -17,7 +19,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
@@ -27,9 +28,13 @@ from pydicom.dataset import Dataset
 from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import AE, build_role, evt
 from pynetdicom.presentation import AllStoragePresentationContexts
-from pynetdicom.sop_class import StorageCommitmentPushModel, StorageCommitmentPushModelInstance
+from pynetdicom.sop_class import (  # type: ignore[attr-defined]  # generated at import
+    StorageCommitmentPushModel,
+    StorageCommitmentPushModelInstance,
+)
 
 from medvault.archive.access import visible_to
+from medvault.archive.jobs import LeaseQueue, Outcome
 from medvault.archive.models import Instance
 from medvault.archive.selectors import instance_blob_verified
 from medvault.core.blobs import BlobCorrupt, BlobNotFound
@@ -138,16 +143,16 @@ def commitment_evaluate(*, ae: RemoteAE, pairs: list[list[str]]) -> dict[str, li
     committed: list[list[Any]] = []
     failed: list[list[Any]] = []
     for sop_class, sop_instance in pairs:
-        inst = held.get(sop_instance)
-        if inst is None:
+        found = held.get(sop_instance)
+        if found is None:
             reason = REASON_NO_SUCH_INSTANCE if sop_class in _STORAGE_CLASSES else REASON_CLASS_NOT_SUPPORTED
             failed.append([sop_class, sop_instance, reason])
             continue
-        if inst.sop_class_uid != sop_class:
+        if found.sop_class_uid != sop_class:
             failed.append([sop_class, sop_instance, REASON_CLASS_INSTANCE_CONFLICT])
             continue
         if sop_instance not in intact:
-            intact[sop_instance] = _blob_intact(inst)
+            intact[sop_instance] = _blob_intact(found)
         if intact[sop_instance]:
             committed.append([sop_class, sop_instance])
         else:
@@ -236,66 +241,78 @@ def report_send(*, local_ae_title: str, remote: RemoteAE, event_type: int, info:
 def retry_delay(attempts: int) -> float:
     """Seconds before attempt ``attempts + 1``: the base, doubling, at most an hour."""
     base = float(getattr(settings, "MEDVAULT_DICOM_COMMITMENT_RETRY_SECONDS", 5))
-    return min(base * 2 ** max(attempts - 1, 0), _RETRY_CAP_S)
+    return float(min(base * 2 ** max(attempts - 1, 0), _RETRY_CAP_S))
 
 
-def _claim(pk: int) -> bool:
-    now = timezone.now()
-    return StorageCommitment.objects.filter(
-        pk=pk, state=StorageCommitment.State.PENDING, next_attempt_at__lte=now
-    ).update(next_attempt_at=now + timedelta(seconds=_LEASE_S)) == 1
+def _max_attempts() -> int:
+    return max(1, int(getattr(settings, "MEDVAULT_DICOM_COMMITMENT_MAX_ATTEMPTS", 12)))
+
+
+# The reports as a queue of ``medvault.archive.jobs``: a row stays ``pending`` while a sender
+# holds it (``next_attempt_at`` is its lease, then its backoff); ``attempts`` counts claims,
+# so a sender that dies mid-delivery still spends one of the bounded attempts.
+REPORTS: LeaseQueue[StorageCommitment] = LeaseQueue(
+    StorageCommitment,
+    lease=lambda: _LEASE_S,
+    attempts_max=_max_attempts,
+    backoff=retry_delay,
+    state="state",
+    due="next_attempt_at",
+    worker=None,
+    error="last_error",
+    error_max=2000,
+    queued=StorageCommitment.State.PENDING,
+    running=StorageCommitment.State.PENDING,
+    done=StorageCommitment.State.DELIVERED,
+    failed=StorageCommitment.State.FAILED,
+    order=("next_attempt_at", "id"),
+)
 
 
 def commitment_deliver(pk: int, *, local_ae_title: str) -> StorageCommitment | None:
     """One delivery attempt of one row, if it is due and this process claims it."""
-    if not retrying(lambda: _claim(pk)):
+    claimed = retrying(lambda: REPORTS.claim(worker_id="", pk=pk))
+    if claimed is None:
         return None
-    record = StorageCommitment.objects.select_related("remote_ae", "remote_ae__group").get(pk=pk)
+    record: StorageCommitment = claimed
     remote = record.remote_ae
     error = ""
     try:
         if remote is None:
             raise DeliveryError(f"remote AE {record.ae_title} is no longer configured")
         if record.result is None:
-            record.result = commitment_evaluate(ae=remote, pairs=record.requested)
-            retrying(lambda: StorageCommitment.objects.filter(pk=pk).update(result=record.result))
+            result = commitment_evaluate(ae=remote, pairs=record.requested)
+            record.result = result
+            retrying(lambda: REPORTS.owned(record).update(result=result))
         event_type, info = report_dataset(transaction_uid=record.transaction_uid, result=record.result,
                                           retrieve_ae_title=local_ae_title)
         report_send(local_ae_title=local_ae_title, remote=remote, event_type=event_type, info=info)
     except Exception as exc:  # network, peer, database: recorded and tried again later
         error = f"{type(exc).__name__}: {exc}"[:2000] if not isinstance(exc, DeliveryError) else str(exc)
-    record.attempts += 1
-    now = timezone.now()
     counts = (f"{len(record.result['committed'])} committed, {len(record.result['failed'])} failed"
               if record.result is not None else "not evaluated")
     if not error:
-        record.state, record.delivered_at, record.next_attempt_at, record.last_error = (
-            StorageCommitment.State.DELIVERED, now, None, "")
+        retrying(lambda: REPORTS.complete(record, delivered_at=timezone.now()))
         log.info("storage commitment %s from %s: report delivered (%s) after %d attempt(s)",
                  record.transaction_uid, record.ae_title, counts, record.attempts)
     else:
-        record.last_error = error
-        limit = int(getattr(settings, "MEDVAULT_DICOM_COMMITMENT_MAX_ATTEMPTS", 12))
-        if record.attempts >= limit or remote is None:
-            record.state, record.next_attempt_at = StorageCommitment.State.FAILED, None
+        outcome = retrying(lambda: REPORTS.retry(record, error=error, permanent=remote is None))
+        if outcome is Outcome.FAILED:
             log.error("storage commitment %s from %s: report NOT delivered, giving up after %d attempt(s): %s",
                       record.transaction_uid, record.ae_title, record.attempts, error)
         else:
-            delay = retry_delay(record.attempts)
-            record.next_attempt_at = now + timedelta(seconds=delay)
             log.warning("storage commitment %s from %s: attempt %d failed (%s); next in %.0f s",
-                        record.transaction_uid, record.ae_title, record.attempts, error, delay)
-    retrying(lambda: record.save(update_fields=["attempts", "state", "delivered_at", "next_attempt_at",
-                                                "last_error"]))
+                        record.transaction_uid, record.ae_title, record.attempts, error,
+                        retry_delay(record.attempts))
+    record.refresh_from_db()
     return record
 
 
 def commitment_deliver_due(*, local_ae_title: str, limit: int = 50) -> int:
     """Attempt every due report (oldest due first); returns how many were attempted."""
     due = list(
-        StorageCommitment.objects.filter(state=StorageCommitment.State.PENDING,
-                                         next_attempt_at__lte=timezone.now())
-        .order_by("next_attempt_at").values_list("pk", flat=True)[:limit]
+        StorageCommitment.objects.filter(REPORTS.claimable(timezone.now()))
+        .order_by(*REPORTS.order).values_list("pk", flat=True)[:limit]
     )
     attempted = 0
     for pk in due:

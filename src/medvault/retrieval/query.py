@@ -65,10 +65,10 @@ def _output_vector(output: Any, model_name: str) -> QueryVector:
 def _check_model(model_name: str | None) -> list[str]:
     models = available_models()
     if model_name:
-        from medvault.analysis.backends import model_names
+        from medvault.core.ml import MODEL_NAMES
 
-        if model_name not in model_names():
-            raise QueryError(f"unknown model {model_name!r}; known: {', '.join(model_names())}")
+        if model_name not in MODEL_NAMES:
+            raise QueryError(f"unknown model {model_name!r}; known: {', '.join(MODEL_NAMES)}")
         if model_name not in models:
             raise QueryError(f"model {model_name!r} is not installed on this server", 503)
         return [model_name]
@@ -118,7 +118,7 @@ def instance_query_vector(*, instance: Instance, model_name: str | None = None) 
                            stored.model_name, stored.model_version, stored.label, "stored")
     candidates = _check_model(model_name)
     if not model_name:
-        from medvault.analysis.backends import model_applies
+        from medvault.core.ml import model_applies
 
         series = instance.series
         applicable = [m for m in candidates if model_applies(m, series.modality, series.body_part_examined)]
@@ -171,7 +171,7 @@ def file_query_vector(*, data: bytes, model_name: str | None = None) -> QueryVec
     image = read_query_file(data)
     candidates = _check_model(model_name)
     if not model_name and hasattr(image, "Modality"):
-        from medvault.analysis.backends import model_applies
+        from medvault.core.ml import model_applies
 
         applicable = [m for m in candidates
                       if model_applies(m, str(image.get("Modality", "")), str(image.get("BodyPartExamined", "")))]

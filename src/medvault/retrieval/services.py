@@ -62,11 +62,27 @@ def embedding_store(
         )
 
 
+def result_embedding_store(result: Any, output: Any) -> None:
+    """Keep the embedding an analysis returned (the hook analysis calls for every new result,
+    registered in ``RetrievalConfig.ready``); a refused image or a model without one has none."""
+    vector = getattr(output, "embedding", None)
+    if vector is None or getattr(output, "refused", False):
+        return
+    embedding_store(
+        instance=result.instance,
+        model_name=output.model_name,
+        model_version=output.model_version,
+        vector=np.asarray(vector, dtype=np.float32),
+        label=output.label,
+    )
+
+
 def _model_version(model_name: str) -> str | None:
     """The installed version of ``model_name``, from the loaded model or its card."""
     import json
 
-    from medvault.analysis.backends import analysis_backend, models_dir
+    from medvault.analysis.backends import analysis_backend
+    from medvault.analysis.conf import models_dir
 
     backend = analysis_backend()
     loaded = None
@@ -94,8 +110,8 @@ def _model_version(model_name: str) -> str | None:
 def _applicable_instances(model_name: str):  # type: ignore[no-untyped-def]
     from django.db.models import Q
 
-    from medvault.analysis.backends import model_applies
     from medvault.archive.models import Instance, Series
+    from medvault.core.ml import model_applies
 
     pairs = Series.objects.values_list("modality", "body_part_examined").distinct()
     cond = Q(pk__in=[])

@@ -238,6 +238,8 @@ MEDVAULT_AUTO_ANALYSE = envbool("MEDVAULT_AUTO_ANALYSE", True)
 MEDVAULT_ANALYSIS_DICOM = envbool("MEDVAULT_ANALYSIS_DICOM", True)
 MEDVAULT_JOB_LEASE_SECONDS = envint("MEDVAULT_JOB_LEASE_SECONDS", 300)
 MEDVAULT_JOB_MAX_ATTEMPTS = envint("MEDVAULT_JOB_MAX_ATTEMPTS", 3)
+# Seconds before a failed job is tried again, doubling per attempt (docs/background-work.md).
+MEDVAULT_JOB_RETRY_SECONDS = envint("MEDVAULT_JOB_RETRY_SECONDS", 10)
 MEDVAULT_WORKER_POLL_MS = envint("MEDVAULT_WORKER_POLL_MS", 100)
 # Dotted path of the class that runs a model for the worker (tests inject fakes here).
 MEDVAULT_ANALYSIS_BACKEND = envstr("MEDVAULT_ANALYSIS_BACKEND", "medvault.analysis.backends.OnnxBackend")

@@ -13,7 +13,12 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='analysisresult',
             name='call',
-            field=models.CharField(blank=True, choices=[('abnormal', 'Abnormal'), ('normal', 'Normal'), ('indeterminate', 'Indeterminate')], db_index=True, max_length=16),
+            field=models.CharField(
+                blank=True,
+                choices=[('abnormal', 'Abnormal'), ('normal', 'Normal'), ('indeterminate', 'Indeterminate')],
+                db_index=True,
+                max_length=16,
+            ),
         ),
         migrations.AddField(
             model_name='analysisresult',

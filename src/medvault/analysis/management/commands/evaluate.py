@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
@@ -47,9 +48,9 @@ class Command(BaseCommand):
             raise CommandError("give at least one DIR, or --internal")
         models_dir = opts["models_dir"]
         if models_dir is None:
-            from django.conf import settings
+            from medvault.analysis.conf import models_dir as configured_models_dir
 
-            models_dir = Path(getattr(settings, "MEDVAULT_MODELS_DIR", "models"))
+            models_dir = configured_models_dir()
         name = opts["model"]
         try:
             model = load_model(name, models_dir)
@@ -79,7 +80,7 @@ class Command(BaseCommand):
             return scoring.Outcome(out.label, out.probabilities, out.refused, out.call,
                                    out.call_reason)
 
-        report: dict = {"model": name, "version": model.version, "sha256": model.sha256,
+        report: dict[str, Any] = {"model": name, "version": model.version, "sha256": model.sha256,
                         "call_rule": bool(model.call_rule), "sets": {}}
         for set_name, items in sets:
             if cam is not None:
@@ -118,7 +119,7 @@ class Command(BaseCommand):
 
 def _failure_examples(items: list, outcomes: list, normal_label: str, k: int = 5) -> dict:  # type: ignore[type-arg]
     """A few concrete failures per kind (path relative to the set folder, what was said)."""
-    out: dict[str, list[dict]] = {"abnormal_called_normal": [], "wrong_label_confident": [],
+    out: dict[str, list[dict[str, Any]]] = {"abnormal_called_normal": [], "wrong_label_confident": [],
                                   "refused": []}
     for it, o in zip(items, outcomes, strict=True):
         rel = f"{it.truth}/{it.path.name}"

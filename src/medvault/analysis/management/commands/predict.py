@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
@@ -26,7 +27,7 @@ def read_input(path: Path):  # type: ignore[no-untyped-def]
         with Image.open(path) as im:
             im.load()
             if im.mode not in ("L", "RGB"):
-                im = im.convert("RGB")
+                return np.asarray(im.convert("RGB"))
             return np.asarray(im)
     except (UnidentifiedImageError, OSError):
         pass
@@ -52,16 +53,16 @@ class Command(BaseCommand):
 
         models_dir = opts["models_dir"]
         if models_dir is None:
-            from django.conf import settings
+            from medvault.analysis.conf import models_dir as configured_models_dir
 
-            models_dir = Path(getattr(settings, "MEDVAULT_MODELS_DIR", "models"))
+            models_dir = configured_models_dir()
         try:
             model = load_model(opts["model"], models_dir)
         except ModelError as exc:
             raise CommandError(str(exc)) from exc
         failures = 0
         for path in opts["files"]:
-            rec: dict = {"path": str(path)}
+            rec: dict[str, Any] = {"path": str(path)}
             try:
                 out = analyse(model, read_input(path))
                 rec.update(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
@@ -60,7 +61,7 @@ class Command(BaseCommand):
         if not data_dir.is_dir():
             raise CommandError(f"data folder {data_dir} not found (see ../shared/data/README.md)")
 
-        def progress(msg: dict) -> None:
+        def progress(msg: dict[str, Any]) -> None:
             self.stdout.write(json.dumps(msg))
             self.stdout.flush()
 

@@ -1,4 +1,5 @@
-"""``medvault worker [--once] [--concurrency N]``: run analysis jobs from the database queue."""
+"""``medvault worker [--once] [--concurrency N]``: run analysis jobs, then deferred compression
+tasks, from the database queue (``medvault.archive.jobs``)."""
 
 from __future__ import annotations
 
@@ -16,8 +17,9 @@ from medvault.core.children import parent_watch
 
 class Command(BaseCommand):
     help = (
-        "Run analysis jobs: one process per CPU core by default. SIGTERM (or Ctrl-C) stops "
-        "cleanly after the job in hand. --once exits when no job is left to claim."
+        "Run analysis jobs (and deferred compression when none waits): one process per CPU core "
+        "by default. SIGTERM (or Ctrl-C) stops cleanly after the job in hand. --once exits when no "
+        "job is left to claim."
     )
 
     def add_arguments(self, parser: Any) -> None:

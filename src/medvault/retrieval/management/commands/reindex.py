@@ -23,11 +23,11 @@ class Command(BaseCommand):
                             help="do not build and save the search index afterwards")
 
     def handle(self, *args: Any, **opts: Any) -> None:
-        from medvault.analysis.backends import model_names
+        from medvault.core.ml import MODEL_NAMES
         from medvault.retrieval.query import QueryError
 
-        if opts["model"] not in model_names():
-            raise CommandError(f"unknown model {opts['model']!r}; known: {', '.join(model_names())}")
+        if opts["model"] not in MODEL_NAMES:
+            raise CommandError(f"unknown model {opts['model']!r}; known: {', '.join(MODEL_NAMES)}")
         t0 = time.monotonic()
 
         def progress(done: int, total: int) -> None:
