@@ -180,7 +180,8 @@ def test_scrub_counts_heatmaps_as_referenced(ct_instance: Any, blob_dir: Any) ->
 def test_worker_stores_the_embedding_for_similar_image_search(
     ct_instance: Any, blob_dir: Any
 ) -> None:
-    from medvault.retrieval import models as retrieval
+    from medvault.retrieval.models import Embedding
+
     services.job_enqueue(instance=ct_instance, model_name="lung-ct")
     services.jobs_drain(backend=FakeBackend())
     [embedding] = Embedding.objects.filter(instance=ct_instance)
@@ -189,7 +190,8 @@ def test_worker_stores_the_embedding_for_similar_image_search(
 
 
 def test_refused_images_get_no_embedding(ct_instance: Any, blob_dir: Any) -> None:
-    from medvault.retrieval import models as retrieval
+    from medvault.retrieval.models import Embedding
+
     services.job_enqueue(instance=ct_instance, model_name="lung-ct")
     services.jobs_drain(backend=RefusingBackend())
     assert not Embedding.objects.filter(instance=ct_instance).exists()
