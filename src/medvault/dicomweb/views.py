@@ -29,7 +29,7 @@ from medvault.core.dicom.multipart import (
     multipart_content_type,
     multipart_parse,
 )
-from medvault.dicomweb.attributes import Level
+from medvault.archive.query.attributes import Level
 from medvault.dicomweb.errors import (
     DicomwebError,
     bad_request,

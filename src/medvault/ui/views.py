@@ -22,7 +22,7 @@ from medvault.accounts.decorators import page_login_required, role_required
 from medvault.accounts.deid import patient_label, retain_dates
 from medvault.accounts.forms import ShareForm
 from medvault.accounts.models import StudyShare
-from medvault.dicomweb.wildcard import MAX_PATTERN_LENGTH
+from medvault.archive.query.wildcard import MAX_PATTERN_LENGTH
 from medvault.ui import selectors
 from medvault.archive.access import audit_view, visible_series_or_404, visible_study_or_404
 
