@@ -18,9 +18,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "accounts"))
 
 from mvfixtures import PASSWORD, make_study, make_user  # noqa: E402
 
-from medvault.dicomweb.attributes import Level  # noqa: E402
-from medvault.dicomweb.query import QueryError, level_queryset, queryset_filter  # noqa: E402
-from medvault.dicomweb.wildcard import MAX_PATTERN_LENGTH, glob_pattern, like_pattern  # noqa: E402
+from medvault.archive.query.attributes import BY_KEYWORD, Level  # noqa: E402
+from medvault.archive.query.matching import QueryError  # noqa: E402
+from medvault.archive.query.search import rows_matching  # noqa: E402
+from medvault.archive.query.wildcard import MAX_PATTERN_LENGTH, glob_pattern, like_pattern  # noqa: E402
 
 EVIL = "*a" * 20 + "*b"  # 41 characters; against "a" * 64 a regex backtracks for hours
 LONG_NAME = "A" * 64
@@ -37,9 +38,11 @@ def _no_regex(sql: str) -> None:
 
 
 def _attribute(keyword: str):
-    from medvault.dicomweb.attributes import BY_KEYWORD
-
     return BY_KEYWORD[keyword]
+
+
+def _studies(user, keyword: str, pattern: str, *, fuzzy: bool = False):
+    return rows_matching(principal=user, level=Level.STUDY, keys=[(_attribute(keyword), pattern)], fuzzy=fuzzy)
 
 
 def test_patterns_escape_what_sql_would_read_as_wildcards():
@@ -67,53 +70,41 @@ def evil_studies(db):
 
 @pytest.mark.django_db
 def test_query_layer_builds_glob_or_like_for_the_pathological_pattern(evil_studies):
-    """The C-FIND handler and QIDO-RS both filter through ``queryset_filter``."""
-    from medvault.archive.models import Study
-
-    _, _, match, _ = evil_studies
-    qs = queryset_filter(level_queryset(Level.STUDY, Study.objects.all()), Level.STUDY,
-                         [(_attribute("PatientName"), EVIL)])
+    """The C-FIND handler and QIDO-RS both search through ``rows_matching``."""
+    user, _, match, _ = evil_studies
+    qs = _studies(user, "PatientName", EVIL)
     _no_regex(_sql(qs))
     assert [s.pk for s in qs] == [match.pk]
-    fuzzy = queryset_filter(level_queryset(Level.STUDY, Study.objects.all()), Level.STUDY,
-                            [(_attribute("PatientName"), "jan")], fuzzy=True)
+    fuzzy = _studies(user, "PatientName", "jan", fuzzy=True)
     _no_regex(_sql(fuzzy))
     assert [s.patient.patient_id for s in fuzzy] == ["W-OTHER"]
 
 
 @pytest.mark.django_db
 def test_wildcards_are_literal_where_sql_has_its_own(evil_studies):
-    from medvault.archive.models import Study
-
-    base = level_queryset(Level.STUDY, Study.objects.all())
+    user = evil_studies[0]
 
     def accessions(pattern: str) -> list[str]:
-        qs = queryset_filter(base, Level.STUDY, [(_attribute("AccessionNumber"), pattern)])
-        return sorted(s.accession_number for s in qs)
+        return sorted(s.accession_number for s in _studies(user, "AccessionNumber", pattern))
 
     assert accessions("ACC_*") == ["ACC_1"]        # "_" is a character, not LIKE's any-one
     assert accessions("ACC?1") == ["ACCX1", "ACC_1"]
     assert accessions("acc*") == []                # case-sensitive outside person names
     assert accessions("*%*") == []                 # "%" is a character, not LIKE's any-run
-    descriptions = queryset_filter(base, Level.STUDY, [(_attribute("StudyDescription"), "Head [*")])
+    descriptions = _studies(user, "StudyDescription", "Head [*")
     assert [s.study_description for s in descriptions] == ["Head [scan]"]
 
 
 @pytest.mark.django_db
 def test_overlong_pattern_is_a_query_error(evil_studies):
-    from medvault.archive.models import Study
-
     with pytest.raises(QueryError):
-        queryset_filter(Study.objects.all(), Level.STUDY,
-                        [(_attribute("PatientName"), "*" + "a" * MAX_PATTERN_LENGTH)])
+        _studies(evil_studies[0], "PatientName", "*" + "a" * MAX_PATTERN_LENGTH)
 
 
 @pytest.mark.django_db
 def test_qido_pathological_pattern_answers_and_overlong_is_400(evil_studies):
-    from medvault.archive.models import Study
-
     # What QIDO-RS will run, checked first: a regex here would hang the request below.
-    _no_regex(_sql(queryset_filter(Study.objects.all(), Level.STUDY, [(_attribute("PatientName"), EVIL)])))
+    _no_regex(_sql(_studies(evil_studies[0], "PatientName", EVIL)))
     client = Client()
     assert client.login(username="wild", password=PASSWORD)
     response = client.get("/dicomweb/studies", {"PatientName": EVIL}, HTTP_ACCEPT="application/dicom+json")

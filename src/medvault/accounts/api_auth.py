@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http.response import HttpResponseBase
 from django.middleware.csrf import CsrfViewMiddleware
 from django.views.decorators.csrf import csrf_exempt
 
@@ -82,7 +83,7 @@ def _csrf_failure(request: HttpRequest) -> str | None:
     return reason if isinstance(reason, str) else None
 
 
-def api_login_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+def api_login_required(view: Callable[..., HttpResponseBase]) -> Callable[..., HttpResponseBase]:
     """Require an API user; answer 401 JSON (with WWW-Authenticate) otherwise.
 
     Token/Basic requests are exempt from CSRF (browsers never send those headers on their
@@ -91,7 +92,7 @@ def api_login_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpR
     """
 
     @functools.wraps(view)
-    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
         user = api_user(request)
         if user is None:
             if request.META.get("HTTP_AUTHORIZATION"):

@@ -7,7 +7,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.conf import settings
 from django.db.models import QuerySet, TextField
 from django.db.models.functions import Cast
 from django.http import QueryDict
@@ -16,32 +15,20 @@ from medvault.accounts.deid import deidentify_json, removes
 from medvault.accounts.permissions import is_deidentified_user
 from medvault.archive.access import visible_to
 from medvault.archive.models import Instance, Series, Study
-from medvault.dicomweb.attributes import (
+from medvault.archive.query.attributes import (
     ATTRIBUTES,
     BY_KEYWORD,
     DEFAULT_TAGS,
     Attribute,
     Level,
-    attribute_lookup,
     field_path,
     tag_of,
 )
+from medvault.archive.query.elements import json_element, value_of
+from medvault.archive.query.matching import QueryError, match_q, uid_valid
+from medvault.archive.query.search import MatchKey, matchable, rows_matching
+from medvault.dicomweb import conf
 from medvault.dicomweb.errors import bad_request, not_found
-from medvault.dicomweb.query import (
-    QueryError,
-    json_element,
-    level_queryset,
-    match_q,
-    uid_valid,
-    value_of,
-)
-
-RESERVED = {"includefield", "limit", "offset", "fuzzymatching"}
-DEFAULT_LIMIT = 1000
-
-
-def max_results() -> int:
-    return int(getattr(settings, "MEDVAULT_QIDO_MAX_RESULTS", DEFAULT_LIMIT))
 
 
 def uid_check(value: str, what: str) -> str:
@@ -53,10 +40,10 @@ def uid_check(value: str, what: str) -> str:
 @dataclass
 class QidoQuery:
     level: Level
-    matches: list[tuple[Attribute, str]] = field(default_factory=list)
+    matches: list[MatchKey] = field(default_factory=list)
     include: set[str] = field(default_factory=set)  # tags
     include_all: bool = False
-    limit: int = DEFAULT_LIMIT
+    limit: int = conf.QIDO_MAX_RESULTS_DEFAULT
     offset: int = 0
     fuzzy: bool = False
     study_uid: str | None = None
@@ -73,7 +60,7 @@ def qido_query_parse(
     deidentified: bool = False,
 ) -> QidoQuery:
     """Turn QIDO-RS query parameters into a :class:`QidoQuery` (400 on bad input)."""
-    query = QidoQuery(level=level, study_uid=study_uid, series_uid=series_uid, limit=max_results())
+    query = QidoQuery(level=level, study_uid=study_uid, series_uid=series_uid, limit=conf.qido_max_results())
     unsupported: list[str] = []
     for key in params:
         values = params.getlist(key)
@@ -115,8 +102,8 @@ def qido_query_parse(
         tag = tag_of(key)
         if tag is None:
             raise bad_request(f"unknown query parameter {key!r}")
-        attribute = attribute_lookup(tag)
-        if attribute is None or field_path(level, attribute) is None:
+        attribute = matchable(level, tag)
+        if attribute is None:
             unsupported.append(key)
             query.include.add(tag)
             continue
@@ -137,20 +124,20 @@ def qido_query_parse(
     return query
 
 
-def _parent_filters(query: QidoQuery, studies: QuerySet[Study]) -> QuerySet[Any]:
-    qs = level_queryset(query.level, studies)
+def _parent_keys(query: QidoQuery, studies: QuerySet[Study]) -> list[MatchKey]:
+    """The study and series of the URL path as matching keys (404 unless ``studies`` has them)."""
+    keys: list[MatchKey] = []
     if query.study_uid:
         if not studies.filter(study_instance_uid=query.study_uid).exists():
             raise not_found(f"study {query.study_uid} not found")
-        qs = qs.filter(**{field_path(query.level, BY_KEYWORD["StudyInstanceUID"]) or "": query.study_uid})
+        keys.append((BY_KEYWORD["StudyInstanceUID"], query.study_uid))
     if query.series_uid:
-        path = field_path(query.level, BY_KEYWORD["SeriesInstanceUID"]) or ""
         if not Series.objects.filter(
             series_instance_uid=query.series_uid, study__in=studies.values("pk")
         ).exists():
             raise not_found(f"series {query.series_uid} not found")
-        qs = qs.filter(**{path: query.series_uid})
-    return qs
+        keys.append((BY_KEYWORD["SeriesInstanceUID"], query.series_uid))
+    return keys
 
 
 def _result_tags(query: QidoQuery) -> list[Attribute]:
@@ -176,9 +163,9 @@ def _result_tags(query: QidoQuery) -> list[Attribute]:
     if query.include_all:
         chosen += [a for a in ATTRIBUTES if field_path(query.level, a) is not None]
     for tag in query.include:
-        attribute = attribute_lookup(tag)
-        if attribute is not None and field_path(query.level, attribute) is not None:
-            chosen.append(attribute)
+        included = matchable(query.level, tag)
+        if included is not None:
+            chosen.append(included)
     seen: set[str] = set()
     unique = []
     for attribute in chosen:
@@ -221,12 +208,11 @@ def retrieve_url(base: str, level: Level, row: Any) -> str:
 
 def qido_search(*, user: Any, query: QidoQuery, base_url: str) -> list[dict[str, Any]]:
     """Run a QIDO-RS search for ``user``; DICOM JSON results (de-identified for researchers)."""
-    studies = visible_to(user)
-    qs = _parent_filters(query, studies)
-    for attribute, value in query.matches:
-        q = match_q(query.level, attribute, value, fuzzy=query.fuzzy)
-        if q is not None:
-            qs = qs.filter(q)
+    keys = _parent_keys(query, visible_to(user)) + query.matches
+    try:
+        qs = rows_matching(principal=user, level=query.level, keys=keys, fuzzy=query.fuzzy)
+    except QueryError as exc:  # the parse checked every key; this is only a safety net
+        raise bad_request(str(exc)) from None
     rows = list(qs[query.offset : query.offset + query.limit])
     attributes = _result_tags(query)
     indexed = {a.tag for a in attributes}
@@ -318,7 +304,11 @@ def metadata_json_text(*, instances: QuerySet[Instance], base_url: str) -> str:
     chunks = []
     for study_uid, series_uid, sop_uid, text in rows:
         prefix = f"{base_url}/studies/{study_uid}/series/{series_uid}/instances/{sop_uid}/"
-        chunks.append(_BULK_URI_RE.sub(lambda m, p=prefix: m.group(1) + p + m.group(2), text))
+
+        def absolute(match: re.Match[str], prefix: str = prefix) -> str:
+            return match.group(1) + prefix + match.group(2)
+
+        chunks.append(_BULK_URI_RE.sub(absolute, text))
     return "[" + ",".join(chunks) + "]"
 
 

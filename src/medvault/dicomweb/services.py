@@ -120,7 +120,7 @@ def stow_json_parts(parts: list[Part]) -> tuple[list[Part], list[JsonFailure]]:
 
     from pydicom import Dataset
     from pydicom.dataset import FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian
+    from pydicom.uid import UID, ExplicitVRLittleEndian
 
     from medvault.core.dicom.parse import dataset_to_part10
 
@@ -169,8 +169,8 @@ def stow_json_parts(parts: list[Part]) -> tuple[list[Part], list[JsonFailure]]:
         try:
             ds = Dataset.from_json(item, bulk_data_uri_handler=bulk_data)
             meta = FileMetaDataset()
-            meta.MediaStorageSOPClassUID = sop_class
-            meta.MediaStorageSOPInstanceUID = sop_uid
+            meta.MediaStorageSOPClassUID = UID(sop_class)
+            meta.MediaStorageSOPInstanceUID = UID(sop_uid)
             meta.TransferSyntaxUID = ExplicitVRLittleEndian
             ds.file_meta = meta
             ds.set_original_encoding(False, True)
@@ -231,16 +231,16 @@ def stow_store(
     referenced: list[dict[str, Any]] = []
     failed: list[dict[str, Any]] = []
     studies: set[str] = set()
-    for item in failures or []:
+    for unbuilt in failures or []:
         failed.append({
-            "00081150": _uid_element(item.sop_class_uid),
-            "00081155": _uid_element(item.sop_instance_uid),
+            "00081150": _uid_element(unbuilt.sop_class_uid),
+            "00081155": _uid_element(unbuilt.sop_instance_uid),
             "00081197": {"vr": "US", "Value": [int(FailureReason.CANNOT_UNDERSTAND)]},
-            "00000902": {"vr": "LO", "Value": [item.reason[:64]]},
+            "00000902": {"vr": "LO", "Value": [unbuilt.reason[:64]]},
         })
         audit_record(
             user=user, action="upload", outcome="error", request=request,
-            sop_uid=item.sop_instance_uid, detail=f"STOW-RS rejected: {item.reason}"[:500],
+            sop_uid=unbuilt.sop_instance_uid, detail=f"STOW-RS rejected: {unbuilt.reason}"[:500],
         )
     for part in parts:
         ctype = media_type_parse(part.content_type or "application/dicom")

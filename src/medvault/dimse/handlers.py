@@ -22,15 +22,17 @@ from pynetdicom.events import Event
 
 from medvault.accounts.audit import audit_record
 from medvault.archive.access import visible_to
-from medvault.archive.models import Instance, Study
+from medvault.archive.models import Instance
+from medvault.archive.query.attributes import Level
+from medvault.archive.query.elements import json_element, value_of
+from medvault.archive.query.matching import QueryError
+from medvault.archive.query.search import MatchKey, matchable, rows_matching
 from medvault.archive.selectors import (
     LOSSLESS_OUT,
     TransferSyntaxUnavailable,
     instance_dataset_for_peer,
 )
 from medvault.archive.ingest import instance_store
-from medvault.dicomweb.attributes import Level, attribute_lookup, field_path
-from medvault.dicomweb.query import QueryError, json_element, level_queryset, match_q, value_of
 from medvault.dimse.association import nodelay_set, retrying
 from medvault.dimse.models import RemoteAE
 from medvault.dimse.status import STORE_FAILURE, Status
@@ -47,6 +49,8 @@ _NOT_MATCHING = {0x00080005, 0x00080052, 0x00080054, 0x00080056, 0x00081190}
 
 
 _NOT_LOOKED_UP = object()
+# Where the association remembers its remote AE (looked up once per association).
+_REMOTE_AE_ATTRIBUTE = "_medvault_remote_ae"
 
 
 def _addresses(host: str) -> set[str]:
@@ -78,7 +82,7 @@ def calling_ae(event: Event) -> RemoteAE | None:
     ``None`` when the title is unknown, and also when a configured title calls from
     another host than the AE's (``host_matches``): then it is nobody's AE.
     """
-    found = getattr(event.assoc, "_medvault_remote_ae", _NOT_LOOKED_UP)
+    found = getattr(event.assoc, _REMOTE_AE_ATTRIBUTE, _NOT_LOOKED_UP)
     if found is _NOT_LOOKED_UP:
         title = str(event.assoc.requestor.ae_title).strip()
         found = RemoteAE.objects.filter(ae_title=title).select_related("group").first()
@@ -87,7 +91,7 @@ def calling_ae(event: Event) -> RemoteAE | None:
                         title, event.assoc.requestor.address, found.host)
             found = None
         try:
-            event.assoc._medvault_remote_ae = found
+            setattr(event.assoc, _REMOTE_AE_ATTRIBUTE, found)
         except AttributeError:
             pass  # an association object that takes no attributes: look it up every time
     return found  # type: ignore[return-value]
@@ -160,13 +164,13 @@ def handle_store(event: Event) -> int | Dataset:
     return status
 
 
-def find_rows(identifier: Dataset, studies: QuerySet[Study], model: str) -> tuple[Level, QuerySet[Any]]:
-    """Rows of the index that match a C-FIND / C-GET / C-MOVE identifier.
+def identifier_level(identifier: Dataset, model: str) -> Level:
+    """The QueryRetrieveLevel of a C-FIND / C-GET / C-MOVE identifier.
 
     Raises
     ------
     QueryError
-        On a missing or unknown QueryRetrieveLevel, or an unparseable matching key.
+        When it is missing or unknown, or PATIENT outside the Patient Root model.
     """
     level_name = str(identifier.get("QueryRetrieveLevel", "")).strip().upper()
     if level_name not in _LEVELS:
@@ -174,12 +178,19 @@ def find_rows(identifier: Dataset, studies: QuerySet[Study], model: str) -> tupl
     level = _LEVELS[level_name]
     if level is Level.PATIENT and model not in _PATIENT_ROOT:
         raise QueryError("the PATIENT level needs the Patient Root information model")
-    qs = level_queryset(level, studies)
+    return level
+
+
+def identifier_keys(identifier: Dataset, level: Level) -> list[MatchKey]:
+    """The matching keys of an identifier in the form QIDO-RS gives them too: each non-empty
+    element the index can match at ``level``, its values joined by ``\\``. Return keys
+    (empty), sequences and unknown attributes are not matched."""
+    keys: list[MatchKey] = []
     for element in identifier:
         if element.tag in _NOT_MATCHING or element.VR == "SQ" or element.tag.group == 0x0000:
             continue
-        attribute = attribute_lookup(f"{element.tag:08X}")
-        if attribute is None or field_path(level, attribute) is None:
+        attribute = matchable(level, f"{element.tag:08X}")
+        if attribute is None:
             continue
         value = element.value
         if value is None or value == "":
@@ -188,10 +199,21 @@ def find_rows(identifier: Dataset, studies: QuerySet[Study], model: str) -> tupl
             text = "\\".join(str(v) for v in value)
         else:
             text = str(value)
-        q = match_q(level, attribute, text)
-        if q is not None:
-            qs = qs.filter(q)
-    return level, qs
+        keys.append((attribute, text))
+    return keys
+
+
+def find_rows(identifier: Dataset, principal: Any, model: str) -> tuple[Level, QuerySet[Any]]:
+    """Rows of the index that match a C-FIND / C-GET / C-MOVE identifier, in the studies
+    ``principal`` (the calling AE) may read: the archive's one search, as QIDO-RS runs it.
+
+    Raises
+    ------
+    QueryError
+        On a missing or unknown QueryRetrieveLevel, or an unparseable matching key.
+    """
+    level = identifier_level(identifier, model)
+    return level, rows_matching(principal=principal, level=level, keys=identifier_keys(identifier, level))
 
 
 def _response(identifier: Dataset, level: Level, row: Any, local_ae: str) -> Dataset:
@@ -202,8 +224,8 @@ def _response(identifier: Dataset, level: Level, row: Any, local_ae: str) -> Dat
         tag = f"{element.tag:08X}"
         if element.tag in _NOT_MATCHING or element.tag.group == 0x0000:
             continue
-        attribute = attribute_lookup(tag)
-        if attribute is not None and field_path(level, attribute) is not None:
+        attribute = matchable(level, tag)
+        if attribute is not None:
             json_ds[tag] = json_element(attribute, value_of(row, level, attribute))
             continue
         if level is Level.IMAGE:
@@ -233,7 +255,7 @@ def handle_find(event: Event) -> Iterator[tuple[int, Dataset | None]]:
         return
     identifier = event.identifier
     try:
-        level, qs = find_rows(identifier, visible_to(ae), str(event.request.AffectedSOPClassUID))
+        level, qs = find_rows(identifier, ae, str(event.request.AffectedSOPClassUID))
     except QueryError as exc:
         _audit(event, "search", "error", detail=f"C-FIND: {exc}")
         yield int(Status.QR_IDENTIFIER_MISMATCH), None
@@ -248,13 +270,15 @@ def handle_find(event: Event) -> Iterator[tuple[int, Dataset | None]]:
     yield int(Status.SUCCESS), None
 
 
-def retrieve_instances(identifier: Dataset, studies: QuerySet[Study], model: str) -> list[Instance]:
-    """The instances under the rows an identifier names (C-GET / C-MOVE)."""
-    level, qs = find_rows(identifier, studies, model)
+def retrieve_instances(identifier: Dataset, principal: Any, model: str) -> list[Instance]:
+    """The instances under the rows an identifier names (C-GET / C-MOVE), in the studies
+    ``principal`` (the calling AE) may read."""
+    level, qs = find_rows(identifier, principal, model)
     ids = qs.values("pk")
     base = Instance.objects.select_related("series", "series__study", "series__study__patient").defer("metadata")
     if level is Level.PATIENT:
-        insts = base.filter(series__study__patient__in=ids, series__study__in=studies.values("pk"))
+        # A patient's studies in other groups stay out.
+        insts = base.filter(series__study__patient__in=ids, series__study__in=visible_to(principal).values("pk"))
     elif level is Level.STUDY:
         insts = base.filter(series__study__in=ids)
     elif level is Level.SERIES:
@@ -331,7 +355,7 @@ def handle_get(event: Event) -> Iterator[Any]:
         yield int(Status.NOT_AUTHORISED), None
         return
     try:
-        instances = retrieve_instances(event.identifier, visible_to(ae), str(event.request.AffectedSOPClassUID))
+        instances = retrieve_instances(event.identifier, ae, str(event.request.AffectedSOPClassUID))
     except QueryError as exc:
         _audit(event, "download", "error", detail=f"C-GET: {exc}")
         yield 1
@@ -383,7 +407,7 @@ def handle_move(event: Event) -> Iterator[Any]:
         yield None, None
         return
     try:
-        instances = retrieve_instances(event.identifier, visible_to(ae), str(event.request.AffectedSOPClassUID))
+        instances = retrieve_instances(event.identifier, ae, str(event.request.AffectedSOPClassUID))
     except QueryError as exc:
         _audit(event, "download", "error", detail=f"C-MOVE: {exc}")
         yield destination.host, destination.port

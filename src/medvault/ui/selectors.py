@@ -10,8 +10,10 @@ from typing import Any
 from django.db.models import Count, Q, QuerySet, Sum, Value
 from django.db.models.functions import Lower, Replace
 
+from medvault.analysis.selectors import results_visible_to
 from medvault.archive.access import visible_to
-from medvault.dicomweb.wildcard import has_wildcard
+from medvault.archive.models import Instance, Patient, Series, Study
+from medvault.archive.query.wildcard import has_wildcard
 
 SORTS = {
     "date": ("study_date", "study_time", "id"),
@@ -108,19 +110,17 @@ def study_search(*, user: Any, query: StudyQuery) -> QuerySet[Any]:
     return studies.order_by(*SORTS.get(query.sort, SORTS["-date"]))
 
 
-def study_series(study: Any) -> QuerySet[Any]:
+def study_series(study: Study) -> QuerySet[Series]:
     return study.series.all().order_by("series_number", "id")
 
 
-def series_instances(series: Any) -> QuerySet[Any]:
+def series_instances(series: Series) -> QuerySet[Instance]:
     return series.instances.all().order_by("instance_number", "id").only(
         "id", "sop_instance_uid", "instance_number", "number_of_frames", "rows", "columns", "blob_key", "series_id"
     )
 
 
 def storage_figures() -> dict[str, Any]:
-    from medvault.archive.models import Instance, Patient, Series, Study
-
     sums = Instance.objects.aggregate(
         n=Count("id"), received=Sum("received_bytes"), stored=Sum("stored_bytes"), raw=Sum("raw_pixel_bytes")
     )
@@ -138,11 +138,7 @@ def storage_figures() -> dict[str, Any]:
 
 
 def recent_analyses(user: Any, limit: int = 8) -> list[Any]:
-    """Newest analysis results the user may see; empty if the analysis app is not there."""
-    try:
-        from medvault.analysis.selectors import results_visible_to
-    except ImportError:
-        return []
+    """Newest analysis results the user may see (none when reading them fails)."""
     try:
         return list(results_visible_to(user)[:limit])
     except Exception:  # noqa: BLE001 - the home page must render even if analysis is broken

@@ -26,7 +26,7 @@ from medvault.analysis.selectors import results_for_study, results_visible_to
 from medvault.archive import access
 from medvault.archive.access import audit_view, visible_series_or_404, visible_study_or_404
 from medvault.archive.models import Study
-from medvault.dicomweb.wildcard import MAX_PATTERN_LENGTH
+from medvault.archive.query.wildcard import MAX_PATTERN_LENGTH
 from medvault.ui import selectors
 
 MODEL_TITLES = {

@@ -1,6 +1,6 @@
 """Trigram indexes for wildcard matching on PostgreSQL (issue 15, query cost as the archive grows).
 
-QIDO-RS and C-FIND turn a DICOM wildcard into ``LIKE`` (``medvault.dicomweb.wildcard``):
+QIDO-RS and C-FIND turn a DICOM wildcard into ``LIKE`` (``medvault.archive.query.wildcard``):
 ``LOWER(patient_name) LIKE 'smith^jo%'`` for person names (case-insensitive, also each arm of
 fuzzy matching), ``col LIKE 'ACC12%'`` for other strings. A B-tree cannot answer a ``LIKE``
 whose pattern starts with ``%``, and under a non-C collation not even a prefix, so each name

@@ -1,4 +1,4 @@
-"""The attributes MedVault answers queries on from its index (QIDO-RS and C-FIND).
+"""The attributes the archive answers queries on from its index (QIDO-RS and C-FIND alike).
 
 Each entry maps a DICOM attribute to the index column that holds it, at one level of the
 information model. ``path`` is relative to the model of that level's queryset
@@ -11,18 +11,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
-from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
+from pydicom.datadict import dictionary_VR, tag_for_keyword
 
 
 class Level(str, Enum):
+    """A level of the information model (the C-FIND QueryRetrieveLevel values)."""
+
     PATIENT = "PATIENT"
     STUDY = "STUDY"
     SERIES = "SERIES"
     IMAGE = "IMAGE"
-
-    @property
-    def depth(self) -> int:
-        return list(Level).index(self)
 
 
 @dataclass(frozen=True)
@@ -136,6 +134,3 @@ def tag_of(key: str) -> str | None:
     tag = tag_for_keyword(key)
     return None if tag is None else f"{tag:08X}"
 
-
-def keyword_of(tag: str) -> str:
-    return keyword_for_tag(int(tag, 16)) or tag

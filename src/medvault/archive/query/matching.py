@@ -1,23 +1,21 @@
-"""Attribute matching over the archive index, shared by QIDO-RS and C-FIND.
+"""One matching key as a filter on the archive index (PS3.4 C.2.2.2), for QIDO-RS and C-FIND.
 
 Matching follows PS3.4 C.2.2.2: single value, list of UIDs, universal (empty value),
 wildcard (``*`` and ``?``), and range matching for dates and times. Person names match
 case-insensitively; ``fuzzy`` makes them match any name component by prefix. Wildcards become
-escaped SQL GLOB/LIKE patterns (``medvault.dicomweb.wildcard``), never regular expressions.
+escaped SQL GLOB/LIKE patterns (``medvault.archive.query.wildcard``), never regular expressions.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Iterable, Mapping
-from typing import Any
 
-from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.db.models import Exists, OuterRef, Q
 
-from medvault.archive.models import Instance, Patient, Series, Study
-from medvault.dicomweb.attributes import Attribute, Level, field_path
-from medvault.dicomweb.wildcard import WildcardError, has_wildcard, pattern_normalise
+from medvault.archive.models import Series
+from medvault.archive.query.attributes import Attribute, Level, field_path
+from medvault.archive.query.wildcard import WildcardError, has_wildcard, pattern_normalise
 
 UID_RE = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 
@@ -27,6 +25,7 @@ class QueryError(ValueError):
 
 
 def uid_valid(value: str) -> bool:
+    """A UID as PS3.5 9.1 writes it: digits and dots, at most 64 characters."""
     return 0 < len(value) <= 64 and bool(UID_RE.match(value))
 
 
@@ -105,7 +104,10 @@ def _string_q(path: str, value: str, *, case_insensitive: bool, fuzzy: bool) -> 
 
 def _range_q(path: str, attribute: Attribute, value: str) -> Q:
     is_date = attribute.kind == "date"
-    parse = (lambda t: _date_parse(t, attribute)) if is_date else (lambda t: _time_norm(t, attribute))
+
+    def parse(text: str) -> dt.date | str:
+        return _date_parse(text, attribute) if is_date else _time_norm(text, attribute)
+
     if is_date and "-" in value and not re.match(r"^\d{4}-\d{2}-\d{2}$", value):
         low, _, high = value.partition("-")
     elif not is_date and "-" in value:
@@ -152,74 +154,3 @@ def _modalities_q(level: Level, value: str) -> Q:
             lookup = {"modality": modality}
         q |= Q(Exists(Series.objects.filter(study_id=ref, **lookup)))
     return q
-
-
-def level_queryset(level: Level, studies: QuerySet[Study]) -> QuerySet[Any]:
-    """All rows of ``level`` that belong to ``studies`` (the studies the caller may see)."""
-    if level is Level.STUDY:
-        return studies.select_related("patient").order_by("pk")
-    if level is Level.SERIES:
-        return (
-            Series.objects.filter(study__in=studies.values("pk"))
-            .select_related("study", "study__patient")
-            .order_by("study_id", "series_number", "pk")
-        )
-    if level is Level.IMAGE:
-        return (
-            Instance.objects.filter(series__study__in=studies.values("pk"))
-            .select_related("series", "series__study", "series__study__patient")
-            .defer("metadata")
-            .order_by("series_id", "instance_number", "pk")
-        )
-    return Patient.objects.filter(studies__in=studies.values("pk")).distinct().order_by("pk")
-
-
-def queryset_filter(
-    qs: QuerySet[Any],
-    level: Level,
-    matches: Iterable[tuple[Attribute, str]],
-    *,
-    fuzzy: bool = False,
-) -> QuerySet[Any]:
-    for attribute, value in matches:
-        q = match_q(level, attribute, value, fuzzy=fuzzy)
-        if q is not None:
-            qs = qs.filter(q)
-    return qs
-
-
-def value_of(obj: Any, level: Level, attribute: Attribute) -> Any:
-    """The index value of ``attribute`` for a row of ``level`` (None if not reachable)."""
-    path = field_path(level, attribute)
-    if path is None:
-        return None
-    value: Any = obj
-    for name in path.split("__"):
-        value = getattr(value, name, None)
-        if value is None:
-            return None
-    return value
-
-
-def json_element(attribute: Attribute, value: Any) -> dict[str, Any]:
-    """One DICOM JSON element (PS3.18 F.2.2) for an index value."""
-    element: dict[str, Any] = {"vr": attribute.vr}
-    if value is None or value == "":
-        return element
-    kind = attribute.kind
-    if kind == "pn":
-        element["Value"] = [{"Alphabetic": str(value)}]
-    elif kind == "date":
-        element["Value"] = [value.strftime("%Y%m%d") if hasattr(value, "strftime") else str(value)]
-    elif kind in ("int", "count"):
-        element["Value"] = [int(value)]
-    elif kind == "modalities":
-        element["Value"] = [m for m in str(value).split("\\") if m]
-    else:
-        element["Value"] = [str(value)]
-    return element
-
-
-def metadata_element(metadata: Mapping[str, Any], tag: str) -> dict[str, Any] | None:
-    element = metadata.get(tag)
-    return dict(element) if isinstance(element, dict) else None
