@@ -18,8 +18,6 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from medvault.accounts.api_auth import api_login_required
 from medvault.accounts.audit import audit_record
 from medvault.accounts.permissions import is_deidentified_user, user_can
-from medvault.archive.access import visible_to
-from medvault.archive.blobstore import blob_store
 from medvault.analysis import selectors, services
 from medvault.analysis.models import DISCLAIMER
 from medvault.archive.access import visible_to

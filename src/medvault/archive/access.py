@@ -114,7 +114,7 @@ def audit_view(request: HttpRequest, study: Any, *, action: str = "view", series
     ``dedupe_seconds``: skip when the same user viewed the same object that recently
     (scrolling a series requests many frames; one record per instance per 10 minutes).
     """
-    user = request.user
+    user: Any = request.user  # authenticated: every caller is behind a login check
     if dedupe_seconds:
         since = timezone.now() - timedelta(seconds=dedupe_seconds)
         recent = AuditRecord.objects.filter(

@@ -11,8 +11,8 @@ from django.db.models import Count, QuerySet, Sum
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
-from medvault.archive.models import Instance, Patient, PatientConflict, Series, Study
 from medvault.archive.blobstore import blob_store
+from medvault.archive.models import Instance, Patient, PatientConflict, Series, Study
 from medvault.core.blobs import BlobNotFound, blob_verify
 from medvault.core.codecs import CODECS, decode_frame, decode_pixels, decompress_dataset, recompress
 from medvault.core.dicom.parse import dataset_to_part10, splice_native_pixels
@@ -203,7 +203,7 @@ def archive_stats(*, conflicts_limit: int = 1000) -> dict[str, Any]:
     }
 
     def row(values: dict[str, Any]) -> dict[str, Any]:
-        out = {k: int(values.get(k) or 0) for k in sums}
+        out: dict[str, Any] = {k: int(values.get(k) or 0) for k in sums}
         out["ratio_raw_to_stored"] = _ratio(out["raw_pixel_bytes"], out["stored_bytes"])
         out["ratio_received_to_stored"] = _ratio(out["received_bytes"], out["stored_bytes"])
         return out

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import weakref
 from collections.abc import Iterator
 from typing import Any
 
@@ -22,6 +23,7 @@ from pynetdicom.events import Event
 
 from medvault.accounts.audit import audit_record
 from medvault.archive.access import visible_to
+from medvault.archive.ingest import instance_store
 from medvault.archive.models import Instance
 from medvault.archive.query.attributes import Level
 from medvault.archive.query.elements import json_element, value_of
@@ -32,7 +34,6 @@ from medvault.archive.selectors import (
     TransferSyntaxUnavailable,
     instance_dataset_for_peer,
 )
-from medvault.archive.ingest import instance_store
 from medvault.dimse.association import nodelay_set, retrying
 from medvault.dimse.models import RemoteAE
 from medvault.dimse.status import STORE_FAILURE, Status
@@ -430,16 +431,25 @@ def handle_move(event: Event) -> Iterator[Any]:
     yield from _sub_operations(event, instances, lambda: holder.get("assoc"), "C-MOVE")
 
 
+# Associations whose N-ACTION (commitment request) was accepted and whose response has not
+# gone out yet; weak, so a closed association leaves no trace.
+_commitment_requested: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
 def handle_n_action(event: Event) -> tuple[int | Dataset, Dataset | None]:
     """N-ACTION of the Storage Commitment Push Model (PS3.4 J.3.2): check and record the
     request; the report follows on a new association (``medvault.dimse.commitment``)."""
+    from pynetdicom.sop_class import (  # type: ignore[attr-defined]  # generated at import
+        StorageCommitmentPushModel,
+        StorageCommitmentPushModelInstance,
+    )
+
     from medvault.dimse.commitment import (
         ACTION_REQUEST,
         CommitmentRequestError,
         commitment_record,
         commitment_request_parse,
     )
-    from pynetdicom.sop_class import StorageCommitmentPushModel, StorageCommitmentPushModelInstance
 
     _db_fresh()
     request = event.request
@@ -472,10 +482,7 @@ def handle_n_action(event: Event) -> tuple[int | Dataset, Dataset | None]:
     record = retrying(lambda: commitment_record(ae=ae, transaction_uid=transaction_uid, pairs=pairs))
     _audit(event, "storage-commitment",
            detail=f"N-ACTION transaction {transaction_uid}: {len(pairs)} instance(s), record {record.pk}")
-    try:
-        event.assoc._medvault_commitment_requested = True
-    except AttributeError:
-        pass
+    _commitment_requested.add(event.assoc)
     return int(Status.SUCCESS), None
 
 
@@ -483,11 +490,11 @@ def commitment_response_sent(event: Event) -> None:
     """EVT_DIMSE_SENT: once an N-ACTION response has gone out, wake the report sender (the
     report must not overtake the response)."""
     assoc = event.assoc
-    if not getattr(assoc, "_medvault_commitment_requested", False):
+    if assoc not in _commitment_requested:
         return
     if type(event.message).__name__ != "N_ACTION_RSP":
         return
-    assoc._medvault_commitment_requested = False
+    _commitment_requested.discard(assoc)
     sender = getattr(assoc.ae, "commitment_sender", None)
     if sender is not None:
         sender.wake()
