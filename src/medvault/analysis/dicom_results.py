@@ -35,6 +35,7 @@ from typing import Any
 
 from medvault.analysis.models import DISCLAIMER, AnalysisResult
 from medvault.archive.models import Instance
+from medvault.archive.outcomes import StoreStatus
 
 log = logging.getLogger(__name__)
 
@@ -231,7 +232,7 @@ def result_dicom_store(*, result: AnalysisResult) -> StoredObjects:
         )
         stored = instance_store(data=_part10(heatmap), source="analysis", user=owner,
                                 group=study.group)
-        if stored.status not in ("stored", "duplicate"):
+        if stored.status not in (StoreStatus.STORED, StoreStatus.DUPLICATE):
             raise RuntimeError(
                 f"the heat-map of result {result.pk} was not stored: {stored.reason}")
     sr = analysis_report(
@@ -240,7 +241,7 @@ def result_dicom_store(*, result: AnalysisResult) -> StoredObjects:
         sop_uid=sr_uid, series_number=SR_SERIES_NUMBER, instance_number=result.pk,
     )
     stored = instance_store(data=_part10(sr), source="analysis", user=owner, group=study.group)
-    if stored.status not in ("stored", "duplicate"):
+    if stored.status not in (StoreStatus.STORED, StoreStatus.DUPLICATE):
         raise RuntimeError(f"the report of result {result.pk} was not stored: {stored.reason}")
     return uids
 

@@ -31,6 +31,7 @@ from medvault.analysis.overlay import overlay_png
 from medvault.archive.blobstore import blob_store
 from medvault.archive.jobs import JobState, LeaseQueue, Outcome, worker_identity
 from medvault.archive.models import Instance
+from medvault.archive.outcomes import StoreStatus
 from medvault.archive.selectors import instance_dataset as archive_instance_dataset
 from medvault.core.ml import MODEL_NAMES, model_applies
 
@@ -436,7 +437,7 @@ def result_export(*, result: AnalysisResult, user: Any, request: Any = None) -> 
         user=user,
         action="export",
         request=request,
-        outcome="ok" if stored.status in ("stored", "duplicate") else "error",
+        outcome="ok" if stored.status in (StoreStatus.STORED, StoreStatus.DUPLICATE) else "error",
         patient_id=study.patient.patient_id,
         study_uid=study.study_instance_uid,
         series_uid=instance.series.series_instance_uid,

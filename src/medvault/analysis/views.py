@@ -23,6 +23,7 @@ from medvault.analysis.models import DISCLAIMER
 from medvault.archive.access import visible_to
 from medvault.archive.blobstore import blob_store
 from medvault.archive.models import Instance
+from medvault.archive.outcomes import StoreStatus
 
 _LIST_LIMIT = 500
 
@@ -225,7 +226,7 @@ def analysis_export(request: HttpRequest, result_id: int) -> HttpResponse:
         stored = services.result_export(result=result, user=user, request=request)
     except services.AnalysisError as exc:
         return _error(str(exc), exc.status)
-    if stored.status == "rejected":
+    if stored.status is StoreStatus.REJECTED:
         return _error(f"the archive rejected the export: {stored.reason}", 422)
     return JsonResponse(
         {

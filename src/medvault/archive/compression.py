@@ -47,11 +47,11 @@ from datetime import timedelta
 from io import BytesIO
 
 import pydicom
-from django.conf import settings
 from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
+from medvault.archive import conf
 from medvault.archive.blobstore import blob_store
 from medvault.archive.conf import parse_limits
 from medvault.archive.jobs import JobState, LeaseQueue, worker_identity
@@ -86,9 +86,6 @@ class CompressionStats:
 
 CLEANUP_BATCH = 500  # superseded blobs deleted per ``compression_cleanup`` call
 
-
-def _keep_seconds() -> int:
-    return int(getattr(settings, "MEDVAULT_COMPRESSION_KEEP_SECONDS", 3600))
 
 
 # Columns as ``archive.jobs`` names them by default; the task is done at its swap.
@@ -153,7 +150,7 @@ def compression_cleanup(*, keep_seconds: float | None = None) -> int:
 
     Returns how many tasks were finished. A blob another row still refers to is kept.
     """
-    keep = _keep_seconds() if keep_seconds is None else keep_seconds
+    keep = conf.compression_keep_seconds() if keep_seconds is None else keep_seconds
     cutoff = timezone.now() - timedelta(seconds=keep)
     store = blob_store()
     finished = 0

@@ -101,3 +101,26 @@ def s3_settings() -> S3Settings:
         access_key_id=settings.MEDVAULT_S3_ACCESS_KEY_ID or None,
         secret_access_key=settings.MEDVAULT_S3_SECRET_ACCESS_KEY or None,
     )
+
+
+# --- background jobs (archive.jobs: analysis, deferred compression, storage commitment) ----
+def job_lease_seconds() -> float:
+    """``MEDVAULT_JOB_LEASE_SECONDS``: how long a claim lasts before another worker may take
+    the job over."""
+    return float(settings.MEDVAULT_JOB_LEASE_SECONDS)
+
+
+def job_max_attempts() -> int:
+    """``MEDVAULT_JOB_MAX_ATTEMPTS``: claims a job gets before it fails for good."""
+    return max(1, int(settings.MEDVAULT_JOB_MAX_ATTEMPTS))
+
+
+def job_retry_seconds() -> float:
+    """``MEDVAULT_JOB_RETRY_SECONDS``: the first retry's delay; each further one doubles it."""
+    return max(0.0, float(settings.MEDVAULT_JOB_RETRY_SECONDS))
+
+
+def compression_keep_seconds() -> int:
+    """``MEDVAULT_COMPRESSION_KEEP_SECONDS``: how long a superseded (uncompressed) blob is kept
+    after the swap, for readers that opened it before."""
+    return int(settings.MEDVAULT_COMPRESSION_KEEP_SECONDS)

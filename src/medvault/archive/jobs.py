@@ -38,10 +38,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Generic, TypeVar
 
-from django.conf import settings
 from django.db import models
 from django.db.models import F, Q, QuerySet
 from django.utils import timezone
+
+from medvault.archive import conf
 
 M = TypeVar("M", bound=models.Model)
 
@@ -66,21 +67,6 @@ class Outcome(enum.StrEnum):
     FAILED = "failed"  # failed for good (permanent error, or out of attempts)
     GONE = "gone"  # the job went away or another worker owns it now: nothing written
 
-
-# --- settings shared by the worker's job kinds ---------------------------------------------
-def lease_seconds() -> float:
-    """How long a claim lasts before another worker may take the job over."""
-    return float(getattr(settings, "MEDVAULT_JOB_LEASE_SECONDS", 300))
-
-
-def max_attempts() -> int:
-    """Claims a job gets before it fails for good."""
-    return max(1, int(getattr(settings, "MEDVAULT_JOB_MAX_ATTEMPTS", 3)))
-
-
-def retry_seconds() -> float:
-    """The first retry's delay; each further one doubles it (at most an hour)."""
-    return max(0.0, float(getattr(settings, "MEDVAULT_JOB_RETRY_SECONDS", 10)))
 
 
 def doubling_backoff(base: Callable[[], float]) -> Callable[[int], float]:
@@ -109,9 +95,9 @@ class LeaseQueue(Generic[M]):
     """
 
     model: type[M]
-    lease: Callable[[], float] = lease_seconds
-    attempts_max: Callable[[], int] = max_attempts
-    backoff: Callable[[int], float] = field(default_factory=lambda: doubling_backoff(retry_seconds))
+    lease: Callable[[], float] = conf.job_lease_seconds
+    attempts_max: Callable[[], int] = conf.job_max_attempts
+    backoff: Callable[[int], float] = field(default_factory=lambda: doubling_backoff(conf.job_retry_seconds))
     state: str = "status"
     due: str = "lease_until"
     worker: str | None = "worker_id"

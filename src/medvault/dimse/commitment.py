@@ -21,7 +21,6 @@ import threading
 import time
 from typing import Any
 
-from django.conf import settings
 from django.db import DatabaseError, connections
 from django.utils import timezone
 from pydicom.dataset import Dataset
@@ -38,6 +37,7 @@ from medvault.archive.jobs import LeaseQueue, Outcome
 from medvault.archive.models import Instance
 from medvault.archive.selectors import instance_blob_verified
 from medvault.core.blobs import BlobCorrupt, BlobNotFound
+from medvault.dimse import conf
 from medvault.dimse.association import nodelay_set, retrying
 from medvault.dimse.models import RemoteAE, StorageCommitment
 
@@ -240,12 +240,8 @@ def report_send(*, local_ae_title: str, remote: RemoteAE, event_type: int, info:
 
 def retry_delay(attempts: int) -> float:
     """Seconds before attempt ``attempts + 1``: the base, doubling, at most an hour."""
-    base = float(getattr(settings, "MEDVAULT_DICOM_COMMITMENT_RETRY_SECONDS", 5))
+    base = conf.commitment_retry_seconds()
     return float(min(base * 2 ** max(attempts - 1, 0), _RETRY_CAP_S))
-
-
-def _max_attempts() -> int:
-    return max(1, int(getattr(settings, "MEDVAULT_DICOM_COMMITMENT_MAX_ATTEMPTS", 12)))
 
 
 # The reports as a queue of ``medvault.archive.jobs``: a row stays ``pending`` while a sender
@@ -254,7 +250,7 @@ def _max_attempts() -> int:
 REPORTS: LeaseQueue[StorageCommitment] = LeaseQueue(
     StorageCommitment,
     lease=lambda: _LEASE_S,
-    attempts_max=_max_attempts,
+    attempts_max=conf.commitment_max_attempts,
     backoff=retry_delay,
     state="state",
     due="next_attempt_at",

@@ -12,7 +12,6 @@ import weakref
 from collections.abc import Iterator
 from typing import Any
 
-from django.conf import settings
 from django.db import OperationalError, connection
 from django.db.models import QuerySet
 from pydicom.dataset import Dataset
@@ -34,6 +33,7 @@ from medvault.archive.selectors import (
     TransferSyntaxUnavailable,
     instance_dataset_for_peer,
 )
+from medvault.dimse import conf
 from medvault.dimse.association import nodelay_set, retrying
 from medvault.dimse.models import RemoteAE
 from medvault.dimse.status import STORE_FAILURE, Status
@@ -71,7 +71,7 @@ def _address_normalise(address: str) -> str:
 def host_matches(ae: RemoteAE, address: str) -> bool:
     """Whether a peer at ``address`` may use ``ae``'s title (``MEDVAULT_DICOM_CHECK_HOST``):
     it must come from the AE's configured host. On unless turned off."""
-    if not getattr(settings, "MEDVAULT_DICOM_CHECK_HOST", True):
+    if not conf.check_host():
         return True
     return _address_normalise(str(address)) in _addresses(ae.host)
 

@@ -28,7 +28,7 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
 )
 from pynetdicom.transport import ThreadedAssociationServer
 
-from medvault.dimse import association, handlers
+from medvault.dimse import association, conf, handlers
 from medvault.dimse.commitment import CommitmentSender
 from medvault.dimse.models import RemoteAE
 
@@ -148,13 +148,13 @@ def application_entity(*, ae_title: str | None = None, accept_unknown: bool | No
     ae.accept_unknown = (
         settings.MEDVAULT_DICOM_ACCEPT_UNKNOWN_AE if accept_unknown is None else accept_unknown
     )
-    ae.maximum_associations = int(getattr(settings, "MEDVAULT_DICOM_MAX_ASSOCIATIONS", 32))
+    ae.maximum_associations = conf.max_associations()
     ae.maximum_pdu_size = 0  # no limit on what we receive
     ae.network_timeout = 60
     ae.acse_timeout = 30
     ae.dimse_timeout = 120
     # The called AE title must be ours (PS3.8 A-ASSOCIATE-RJ reason 7) unless switched off.
-    ae.require_called_aet = bool(getattr(settings, "MEDVAULT_DICOM_CHECK_CALLED_AE", True))
+    ae.require_called_aet = conf.check_called_ae()
     # Storage: every storage SOP class in every transfer syntax (pydicom can store them all).
     for sop_class in STORAGE_SOP_CLASSES:
         ae.add_supported_context(sop_class, STORAGE_TRANSFER_SYNTAXES)

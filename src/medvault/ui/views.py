@@ -26,6 +26,7 @@ from medvault.analysis.selectors import results_for_study, results_visible_to
 from medvault.archive import access
 from medvault.archive.access import audit_view, visible_series_or_404, visible_study_or_404
 from medvault.archive.models import Study
+from medvault.archive.outcomes import StoreStatus
 from medvault.archive.query.wildcard import MAX_PATTERN_LENGTH
 from medvault.ui import selectors
 
@@ -195,7 +196,7 @@ def upload_file(request: HttpRequest) -> HttpResponse:
         study = instance.series.study if instance is not None else None
         audit_record(
             user=request.user, action="upload", request=request,
-            outcome="ok" if result.status in ("stored", "duplicate") else "error",
+            outcome="ok" if result.status in (StoreStatus.STORED, StoreStatus.DUPLICATE) else "error",
             patient_id=study.patient.patient_id if study else "", study_uid=study.study_instance_uid if study else "",
             series_uid=instance.series.series_instance_uid if instance else "", sop_uid=result.sop_instance_uid or "",
             detail=f"{result.path or name}: {result.status}{' - ' + result.reason if result.reason else ''}"[:500],

@@ -11,6 +11,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from medvault.analysis import services
 from medvault.analysis.models import DISCLAIMER, AnalysisResult
+from medvault.archive.outcomes import StoreStatus
 
 
 class Command(BaseCommand):
@@ -37,7 +38,7 @@ class Command(BaseCommand):
             stored = services.result_export(result=result, user=user)
         except services.AnalysisError as exc:
             raise CommandError(str(exc)) from None
-        if stored.status == "rejected":
+        if stored.status is StoreStatus.REJECTED:
             raise CommandError(f"the archive rejected the export: {stored.reason}")
         self.stdout.write(
             json.dumps(
