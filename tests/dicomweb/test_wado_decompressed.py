@@ -1,0 +1,141 @@
+"""WADO-RS in Explicit VR Little Endian of instances stored JPEG-LS: the fast path (decode in
+threads, splice native Pixel Data into the stored bytes) gives valid Part 10 files whose
+pixels are exactly the ones received, and the same bytes as the general decompression."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import numpy as np
+import pydicom
+import pytest
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian, JPEGLSLossless, generate_uid
+
+from medvault.archive.models import Instance
+from medvault.archive.selectors import instance_part10_bytes
+from medvault.dicomweb.views import wado
+
+from .helpers import parts_of, stow
+
+pytestmark = pytest.mark.django_db
+
+ACCEPT_LE = f'multipart/related; type="application/dicom"; transfer-syntax={ExplicitVRLittleEndian}'
+
+
+def _file(pixels: np.ndarray, *, bits_stored: int, signed: bool, samples: int = 1, study: str, series: str,
+          number: int, planar: int | None = None) -> bytes:
+    frames = pixels.shape[0]
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.7"  # Secondary Capture
+    ds.SOPInstanceUID = generate_uid()
+    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = study, series
+    ds.PatientID, ds.PatientName = "WADO-LS", "Decoded^Fast"
+    ds.Modality = "OT"
+    ds.SeriesNumber, ds.InstanceNumber = 1, number
+    ds.Rows, ds.Columns = pixels.shape[1], pixels.shape[2]
+    ds.SamplesPerPixel = samples
+    ds.PhotometricInterpretation = "RGB" if samples == 3 else "MONOCHROME2"
+    if samples == 3:
+        ds.PlanarConfiguration = 0 if planar is None else planar
+    ds.BitsAllocated = pixels.dtype.itemsize * 8
+    ds.BitsStored, ds.HighBit = bits_stored, bits_stored - 1
+    ds.PixelRepresentation = 1 if signed else 0
+    if frames > 1:
+        ds.NumberOfFrames = frames
+    data = np.ascontiguousarray(pixels).astype(pixels.dtype.newbyteorder("<")).tobytes()
+    ds.PixelData = data + (b"\x00" if len(data) % 2 else b"")
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
+
+
+def _cases() -> dict[str, list[bytes]]:
+    rng = np.random.default_rng(7)
+    study = generate_uid()
+
+    def one(pixels: np.ndarray, number: int, **kw: Any) -> bytes:
+        return _file(pixels, study=study, series=generate_uid(), number=number, **kw)
+
+    ct16 = rng.integers(-2000, 3000, size=(1, 64, 48)).astype(np.int16)
+    ct16[0, 0, :4] = [-32768, 32767, -1, 0]
+    ct12 = rng.integers(-2048, 2048, size=(1, 40, 30)).astype(np.int16)  # signed, 12 bits stored
+    rgb = rng.integers(0, 256, size=(1, 33, 21, 3)).astype(np.uint8)
+    multi = rng.integers(0, 65536, size=(3, 32, 40)).astype(np.uint16)
+    # 31 x 33 = 1023 bytes: padded to even. Smooth, so that CharLS encodes it (tiny noise
+    # images can overflow its output buffer and are then kept as received).
+    odd = (np.add.outer(np.arange(31), np.arange(33))[None] * 3 % 256).astype(np.uint8)
+    return {
+        "ct16_signed": [one(ct16, 1, bits_stored=16, signed=True)],
+        "ct12_signed": [one(ct12, 2, bits_stored=12, signed=True)],
+        "rgb8": [one(rgb, 3, bits_stored=8, signed=False, samples=3)],
+        "multiframe": [one(multi, 4, bits_stored=16, signed=False)],
+        "odd8": [one(odd, 5, bits_stored=8, signed=False)],
+    }
+
+
+@pytest.fixture
+def stored_ls(blob_dir, no_analysis, compression_inline, settings, client, clinician_a) -> dict[str, bytes]:
+    settings.MEDVAULT_COMPRESSION = "jpegls"
+    cases = {name: files[0] for name, files in _cases().items()}
+    response = stow(client, clinician_a.headers, list(cases.values()))
+    assert response.status_code == 200, response.content
+    return cases
+
+
+def _retrieve(client: Any, user: Any, ds: Dataset) -> list[bytes]:
+    url = f"/dicomweb/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}"
+    response = client.get(url, HTTP_ACCEPT=ACCEPT_LE, **user.headers)
+    assert response.status_code == 200
+    return parts_of(response)
+
+
+@pytest.mark.parametrize("case", ["ct16_signed", "ct12_signed", "rgb8", "multiframe", "odd8"])
+def test_decompressed_retrieval_is_bit_exact_and_takes_the_fast_path(
+    stored_ls, case, client, clinician_a, monkeypatch
+) -> None:
+    sent = pydicom.dcmread(io.BytesIO(stored_ls[case]))
+    row = Instance.objects.get(sop_instance_uid=sent.SOPInstanceUID)
+    assert row.transfer_syntax_uid == JPEGLSLossless
+    taken: list[bool] = []
+    fast = wado._native_bytes
+    monkeypatch.setattr(wado, "_native_bytes", lambda data: taken.append(True) or fast(data))
+    (part,) = _retrieve(client, clinician_a, sent)
+    assert taken == [True]
+    got = pydicom.dcmread(io.BytesIO(part))
+    assert str(got.file_meta.TransferSyntaxUID) == ExplicitVRLittleEndian
+    assert got.SOPInstanceUID == sent.SOPInstanceUID and got.PatientName == sent.PatientName
+    assert got.pixel_array.dtype == sent.pixel_array.dtype
+    assert np.array_equal(got.pixel_array, sent.pixel_array)
+    assert got.PixelData == sent.PixelData  # native bytes as received, padding included
+    # The same file the general path (pydicom decode, then splice or rewrite) produces.
+    assert part == instance_part10_bytes(instance=row, transfer_syntax_uid=ExplicitVRLittleEndian)
+
+
+def test_declined_files_fall_back_to_the_general_decompression(stored_ls, client, clinician_a, monkeypatch) -> None:
+    monkeypatch.setattr(wado, "_native_bytes", lambda data: None)
+    for raw in stored_ls.values():
+        sent = pydicom.dcmread(io.BytesIO(raw))
+        (part,) = _retrieve(client, clinician_a, sent)
+        got = pydicom.dcmread(io.BytesIO(part))
+        assert str(got.file_meta.TransferSyntaxUID) == ExplicitVRLittleEndian
+        assert np.array_equal(got.pixel_array, sent.pixel_array)
+
+
+def test_whole_study_in_order_and_no_access_for_other_groups(stored_ls, client, clinician_a, clinician_b) -> None:
+    any_ds = pydicom.dcmread(io.BytesIO(next(iter(stored_ls.values()))))
+    url = f"/dicomweb/studies/{any_ds.StudyInstanceUID}"
+    assert client.get(url, HTTP_ACCEPT=ACCEPT_LE, **clinician_b.headers).status_code == 404
+    response = client.get(url, HTTP_ACCEPT=ACCEPT_LE, **clinician_a.headers)
+    assert response.status_code == 200
+    got = [pydicom.dcmread(io.BytesIO(p)) for p in parts_of(response)]
+    assert [int(ds.InstanceNumber) for ds in got] == [1, 2, 3, 4, 5]
+    by_uid = {pydicom.dcmread(io.BytesIO(raw)).SOPInstanceUID: raw for raw in stored_ls.values()}
+    for ds in got:
+        sent = pydicom.dcmread(io.BytesIO(by_uid[ds.SOPInstanceUID]))
+        assert np.array_equal(ds.pixel_array, sent.pixel_array)
