@@ -171,3 +171,24 @@ def test_every_real_sample_stored_jpegls_comes_back_pixel_exact(
         assert np.array_equal(got.pixel_array, sent.pixel_array), row.sop_instance_uid
     # Most real samples take the fast path; the rest were declined and sent all the same.
     assert sum(r is not None for r in results) >= len(results) - 3
+
+
+def test_decoding_ahead_is_bounded_in_files_and_bytes(stored_ls, monkeypatch) -> None:
+    rows = list(Instance.objects.order_by("instance_number"))
+    assert len(rows) == 5 and all(r.raw_pixel_bytes > 0 for r in rows)
+    read: list[str] = []
+    blob = wado.instance_blob
+    monkeypatch.setattr(wado, "instance_blob", lambda *, instance: read.append(instance.sop_instance_uid)
+                        or blob(instance=instance))
+    monkeypatch.setattr(wado, "DECODE_AHEAD", 3)
+    parts = wado._parts_in_order([(r, ExplicitVRLittleEndian) for r in rows], False)
+    next(parts)
+    assert len(read) == 3  # three files read and decoding, the first one sent
+    assert len(list(parts)) == 4 and len(read) == 5
+    read.clear()
+    monkeypatch.setattr(wado, "DECODE_AHEAD_BYTES", 1)  # any file is over it: one at a time
+    parts = wado._parts_in_order([(r, ExplicitVRLittleEndian) for r in rows], False)
+    next(parts)
+    assert len(read) == 1
+    parts.close()  # the client went away: the pool is shut down, nothing more is read
+    assert len(read) == 1

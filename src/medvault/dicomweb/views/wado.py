@@ -51,9 +51,11 @@ def instance_bytes(instance: Instance, syntax: str, deidentified: bool) -> bytes
 
 
 # Decoding threads per retrieval (CharLS releases the GIL), and how many decoded files may
-# wait, in order, for the client: enough to keep every core busy, bounded in memory.
+# wait, in order, for the client: enough to keep every core busy, bounded in memory (files
+# and decoded bytes; one file is always let through, however large).
 DECODE_THREADS = max(1, min(4, os.cpu_count() or 1))
 DECODE_AHEAD = 2 * DECODE_THREADS
+DECODE_AHEAD_BYTES = 256 << 20
 _JPEGLS_LOSSLESS = "1.2.840.10008.1.2.4.80"
 
 
@@ -79,7 +81,9 @@ def _parts_in_order(plan: list[tuple[Instance, str]], deidentified: bool) -> Ite
         queue = iter(plan)
         exhausted = False
         while True:
-            while not exhausted and len(pending) < DECODE_AHEAD:
+            while not exhausted and len(pending) < DECODE_AHEAD and (
+                not pending or sum(p[0].raw_pixel_bytes for p in pending) < DECODE_AHEAD_BYTES
+            ):
                 item = next(queue, None)
                 if item is None:
                     exhausted = True
