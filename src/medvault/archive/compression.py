@@ -42,6 +42,7 @@ from __future__ import annotations
 import enum
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
 from io import BytesIO
@@ -390,15 +391,23 @@ def _finish(attempts: list[_Attempt], store: BlobStore) -> list[tuple[Compressio
 _INSTANCE_FIELDS = ("id", "blob_key", "transfer_syntax_uid", "pixel_sha256")
 
 
+def _instances(tasks: list[CompressionTask]) -> dict[int, Instance]:
+    return Instance.objects.only(*_INSTANCE_FIELDS).in_bulk([task.instance_id for task in tasks])
+
+
+def _prepare_all(
+    tasks: list[CompressionTask], instances: dict[int, Instance], store: BlobStore
+) -> list[_Attempt]:
+    return [_prepare(task, instances.get(task.instance_id), store) for task in tasks]
+
+
 def compression_run_many(tasks: list[CompressionTask]) -> list[tuple[CompressionOutcome, int, int]]:
     """Run several claimed tasks: one query for their instances, one transaction to record
     the new keys and one to swap (every step per task as ``compression_run`` describes)."""
     if not tasks:
         return []
     store = blob_store()
-    instances = Instance.objects.only(*_INSTANCE_FIELDS).in_bulk([task.instance_id for task in tasks])
-    attempts = [_prepare(task, instances.get(task.instance_id), store) for task in tasks]
-    return _finish(attempts, store)
+    return _finish(_prepare_all(tasks, _instances(tasks), store), store)
 
 
 def compression_run(*, task: CompressionTask) -> tuple[CompressionOutcome, int, int]:
@@ -439,23 +448,38 @@ def compression_drain(
     wid = worker_id or worker_identity(":compress")
     stats = CompressionStats()
     done = 0
-    while limit is None or done < limit:
-        count = DRAIN_BATCH if limit is None else min(DRAIN_BATCH, limit - done)
-        tasks = TASKS.claim_many(worker_id=wid, count=count)
-        if not tasks:
-            break
-        for task, (outcome, before, after) in zip(tasks, compression_run_many(tasks), strict=True):
-            done += 1
-            if outcome is CompressionOutcome.COMPRESSED:
-                stats.compressed += 1
-                stats.bytes_before += before
-                stats.bytes_after += after
-            elif outcome is CompressionOutcome.KEPT:
-                stats.kept += 1
-            elif outcome is CompressionOutcome.FAILED:
-                stats.failed += 1
-                task.refresh_from_db()
-                stats.errors.append(f"instance {task.instance_id}: {task.error}")
+    store = blob_store()
+
+    def claim() -> list[CompressionTask]:
+        count = DRAIN_BATCH if limit is None else min(DRAIN_BATCH, limit - claimed)
+        return TASKS.claim_many(worker_id=wid, count=count) if count > 0 else []
+
+    # A pipeline of two: one thread reads, encodes and verifies a batch (no database) while
+    # this one records, writes (fsync) and swaps the batch before it, so the disk's wait
+    # and the codec's work overlap. The database is used from this thread only.
+    claimed = 0
+    tasks = claim()
+    claimed += len(tasks)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="compress") as pool:
+        pending = pool.submit(_prepare_all, tasks, _instances(tasks), store) if tasks else None
+        while pending is not None:
+            attempts = pending.result()
+            current = tasks
+            tasks = claim()
+            claimed += len(tasks)
+            pending = pool.submit(_prepare_all, tasks, _instances(tasks), store) if tasks else None
+            for task, (outcome, before, after) in zip(current, _finish(attempts, store), strict=True):
+                done += 1
+                if outcome is CompressionOutcome.COMPRESSED:
+                    stats.compressed += 1
+                    stats.bytes_before += before
+                    stats.bytes_after += after
+                elif outcome is CompressionOutcome.KEPT:
+                    stats.kept += 1
+                elif outcome is CompressionOutcome.FAILED:
+                    stats.failed += 1
+                    task.refresh_from_db()
+                    stats.errors.append(f"instance {task.instance_id}: {task.error}")
     while True:  # cleanup works in batches
         finished = compression_cleanup(keep_seconds=keep_seconds)
         stats.superseded_deleted += finished
