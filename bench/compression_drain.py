@@ -27,6 +27,9 @@ def main() -> None:
     parser.add_argument("--codec", default="jpegls")
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--top", type=int, default=40)
+    parser.add_argument("--serial", action="store_true",
+                        help="batches in this thread only (no pipeline), so that cProfile sees every call")
+    parser.add_argument("--cpu", action="store_true", help="profile CPU time (robust on a busy machine)")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="mv-drain-"))
     os.environ.setdefault("DATABASE_URL", f"sqlite:///{work / 'db.sqlite3'}")
@@ -53,10 +56,21 @@ def main() -> None:
     if args.profile:
         import cProfile
 
-        profiler = cProfile.Profile()
+        profiler = cProfile.Profile(time.process_time) if args.cpu else cProfile.Profile()
         profiler.enable()
     start, cpu = time.perf_counter(), time.process_time()
-    stats = compression_drain(keep_seconds=3600)
+    if args.serial:
+        from medvault.archive import compression
+
+        stats = compression.CompressionStats()
+        while tasks := compression.TASKS.claim_many(worker_id="bench", count=compression.DRAIN_BATCH):
+            for outcome, before, after in compression.compression_run_many(tasks):
+                stats.compressed += outcome is compression.CompressionOutcome.COMPRESSED
+                stats.failed += outcome is compression.CompressionOutcome.FAILED
+                stats.bytes_before += before
+                stats.bytes_after += after
+    else:
+        stats = compression_drain(keep_seconds=3600)
     elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
     if profiler is not None:
         import pstats

@@ -208,3 +208,29 @@ def test_a_batch_claim_takes_each_task_once_and_leaves_leased_ones(dicom_data: A
     # The attempt whose lease ran out no longer owns its task.
     assert compression.compression_run_many([first[0]])[0][0] is CompressionOutcome.GONE
     assert compression.compression_run_many(again)[0][0] is CompressionOutcome.COMPRESSED
+
+
+def test_the_worker_compresses_a_batch_per_claim(
+    dicom_data: Any, deferred: Any, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    from medvault.analysis.worker import worker_run
+
+    settings.MEDVAULT_AUTO_ANALYSE = False
+    for data in ct_series(dicom_data, 3, seed=45):
+        _stored(data)
+    claims: list[int] = []
+    queue = type(compression.TASKS)
+    claim_many = queue.claim_many
+
+    def spy(self: Any, **kwargs: Any) -> Any:
+        found = claim_many(self, **kwargs)
+        claims.append(len(found))
+        return found
+
+    monkeypatch.setattr(queue, "claim_many", spy)
+    stats = worker_run(stop=threading.Event(), once=True, backend=object())  # type: ignore[arg-type]
+    assert stats.compressed == 3
+    assert claims[:2] == [3, 0]  # all three in one claim, then none left
+    assert set(Instance.objects.values_list("transfer_syntax_uid", flat=True)) == {JPEG_LS}

@@ -423,20 +423,28 @@ _CLEANUP_EVERY_S = 60.0
 _last_cleanup = float("-inf")
 
 
-def compression_step(*, worker_id: str) -> CompressionOutcome | None:
-    """Claim and run one task; None when there was nothing to claim.
+def compression_batch(*, worker_id: str, count: int = DRAIN_BATCH) -> list[CompressionOutcome]:
+    """Claim up to ``count`` tasks in one query and run them (``compression_run_many``);
+    [] when there was nothing to claim. For ``medvault worker``'s idle loop: a batch of 8
+    slices takes a fraction of a second, so an analysis job waits at most that long.
 
     With nothing to claim, superseded blobs whose keeping time is over are deleted.
     """
     global _last_cleanup
-    task = compression_claim(worker_id=worker_id)
-    if task is None:
+    tasks = TASKS.claim_many(worker_id=worker_id, count=count)
+    if not tasks:
         now = time.monotonic()
         if now - _last_cleanup >= _CLEANUP_EVERY_S:  # not on every idle poll
             _last_cleanup = now
             compression_cleanup()
-        return None
-    return compression_run(task=task)[0]
+        return []
+    return [outcome for outcome, _, _ in compression_run_many(tasks)]
+
+
+def compression_step(*, worker_id: str) -> CompressionOutcome | None:
+    """Claim and run one task; None when there was nothing to claim (see ``compression_batch``)."""
+    outcomes = compression_batch(worker_id=worker_id, count=1)
+    return outcomes[0] if outcomes else None
 
 
 def compression_drain(
