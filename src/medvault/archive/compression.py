@@ -265,7 +265,7 @@ def _prepare(task: CompressionTask, instance: Instance | None, store: BlobStore)
         fast = _verified_native(data, instance)
     except _NotVerified as exc:
         return _failed(attempt, str(exc))
-    except (ValueError, RuntimeError, MemoryError) as exc:
+    except (ValueError, RuntimeError, MemoryError, TypeError, AttributeError, KeyError) as exc:
         return _failed(attempt, f"re-encoding failed: {exc}")
     if fast is not None:
         attempt.blob, attempt.new_ts = fast
