@@ -25,7 +25,7 @@ from django.db import DatabaseError, close_old_connections, connections
 from medvault.analysis import services
 from medvault.analysis.backends import AnalysisBackend, analysis_backend, models_available
 from medvault.analysis.conf import worker_poll_seconds
-from medvault.archive.compression import compression_step
+from medvault.archive.compression import compression_batch
 from medvault.archive.jobs import Outcome, worker_identity
 from medvault.core.children import die_with_parent
 
@@ -73,8 +73,8 @@ def worker_run(
             if job is None:
                 # Idle: compress an instance that ingest kept as received (deferred
                 # compression); analysis jobs always go first.
-                if compression_step(worker_id=wid) is not None:
-                    stats.compressed += 1
+                if outcomes := compression_batch(worker_id=wid):
+                    stats.compressed += len(outcomes)
                     backoff, db_errors = worker_poll_seconds(), 0
                     continue
                 if once:

@@ -18,7 +18,7 @@ from medvault.accounts.deid import deidentify_dataset
 from medvault.accounts.permissions import is_deidentified_user
 from medvault.archive.models import Instance
 from medvault.archive.selectors import instance_blob, instance_dataset, instance_part10_bytes, instance_pixels
-from medvault.core.codecs.native import jpegls_native_part10
+from medvault.core.codecs.jpegls_to_native import jpegls_native_part10
 from medvault.core.dicom.multipart import boundary_new, multipart_build, multipart_content_type
 from medvault.dicomweb import negotiation
 from medvault.dicomweb.errors import bad_request, not_acceptable, not_found

@@ -10,7 +10,7 @@ import pytest
 from pydicom.data import get_testdata_file
 
 from medvault.core.codecs import decode_pixels, decompress_dataset, recompress
-from medvault.core.codecs.native import jpegls_native_part10
+from medvault.core.codecs.jpegls_to_native import jpegls_native_part10
 from medvault.core.dicom.parse import dataset_to_part10
 
 # Signed 16-bit MR and CT, 2-frame 8-bit RGB (an odd size is in tests/dicomweb).
