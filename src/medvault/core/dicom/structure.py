@@ -10,7 +10,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
+
+# Explicit VRs whose value can never hold items: a raw element with one of these is counted
+# without converting it. SQ and UN (an undefined-length UN is read as a sequence) and the
+# implicit-VR case (VR None: private or unknown tags may be sequences) are converted.
+_MAY_NEST = {None, "SQ", "UN"}
 
 DEFAULT_MAX_DEPTH = 32  # levels of sequence nesting; real SR trees and functional groups use < 16
 # All elements, nested ones included (large enhanced multi-frames hold ~100k).
@@ -37,10 +43,16 @@ def dataset_structure_check(ds: Dataset, *, max_depth: int, max_elements: int) -
     stack: list[tuple[Dataset, int]] = [(ds, 0)]
     while stack:
         dataset, depth = stack.pop()
-        for element in dataset:
+        # The raw elements, not ``iter(dataset)``: iterating a Dataset converts every raw
+        # element (most of the cost of ingesting a plain image); only those that may be
+        # sequences are converted here.
+        for tag, raw in list(dataset.items()):
             count += 1
             if count > max_elements:
                 raise StructureTooLarge(ELEMENTS_REASON.format(limit=max_elements))
+            if isinstance(raw, RawDataElement) and raw.VR not in _MAY_NEST:
+                continue
+            element = dataset[tag]
             if element.VR == "SQ" and element.value:
                 if depth + 1 > max_depth:
                     raise StructureTooLarge(NESTING_REASON.format(limit=max_depth))

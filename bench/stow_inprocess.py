@@ -1,0 +1,102 @@
+"""In-process cost of the acknowledged ingest path (deferred compression): ``instance_store``
+per instance, and STOW-RS requests of N parts through Django's test client.
+
+Run: PYTHONPATH=src python bench/stow_inprocess.py [--count 40] [--parts 20] [--profile]
+Uses a fresh SQLite database and blob directory under a temporary folder (fsync on).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--count", type=int, default=40, help="instances for instance_store")
+    parser.add_argument("--parts", type=int, default=20, help="parts per STOW-RS request")
+    parser.add_argument("--requests", type=int, default=3)
+    parser.add_argument("--profile", choices=["", "store", "stow"], default="")
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="stow-bench-"))
+    os.environ.update({
+        "MEDVAULT_DATA_DIR": str(work), "DATABASE_URL": f"sqlite:///{work / 'db.sqlite3'}",
+        "MEDVAULT_BLOB_DIR": str(work / "blobs"), "MEDVAULT_COMPRESSION_DEFERRED": "true",
+        "MEDVAULT_AUTO_ANALYSE": "false", "MEDVAULT_ALLOWED_HOSTS": "testserver,localhost", "DJANGO_SETTINGS_MODULE": "medvault.web.settings",
+    })
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", "--noinput", verbosity=0)
+    from ctseries import ct_series_512
+    from django.contrib.auth.models import Group
+    from django.test import Client
+
+    from medvault.accounts.models import User
+    from medvault.accounts.tokens import token_create
+    from medvault.archive.ingest import instance_store
+    from medvault.core.dicom.multipart import boundary_new, multipart_build, multipart_content_type
+
+    profiler = None
+    if args.profile:
+        import cProfile
+
+        profiler = cProfile.Profile()
+
+    _, files = ct_series_512(args.count, seed=1)
+    instance_store(data=ct_series_512(1, seed=9)[1][0], source="bench")  # warm caches
+    if args.profile == "store":
+        assert profiler is not None
+        profiler.enable()
+    start = time.perf_counter()
+    for data in files:
+        instance_store(data=data, source="bench")
+    per_instance = (time.perf_counter() - start) / len(files)
+    if args.profile == "store":
+        assert profiler is not None
+        profiler.disable()
+    print(f"instance_store: {per_instance * 1000:.1f} ms/instance ({len(files)} instances)")
+
+    group = Group.objects.create(name="bench")
+    user = User.objects.create_user(username="bench", password="Corr3ct-Horse-Battery", role="clinician",
+                                    status="approved", email="b@example.org")
+    user.groups.add(group)
+    _, token = token_create(user=user, name="bench")
+    client = Client()
+    bodies = []
+    for index in range(args.requests):
+        _, series = ct_series_512(args.parts, seed=100 + index)
+        boundary = boundary_new()
+        body = b"".join(multipart_build([(f, "application/dicom") for f in series], boundary))
+        bodies.append((body, multipart_content_type(boundary, "application/dicom")))
+    if args.profile == "stow":
+        assert profiler is not None
+        profiler.enable()
+    start = time.perf_counter()
+    for body, ctype in bodies:
+        response = client.post("/dicomweb/studies", data=body, content_type=ctype,
+                               HTTP_AUTHORIZATION=f"Token {token}")
+        assert response.status_code == 200, response.content[:500]
+    elapsed = time.perf_counter() - start
+    if args.profile == "stow":
+        assert profiler is not None
+        profiler.disable()
+    total = args.parts * args.requests
+    print(f"STOW-RS: {elapsed / total * 1000:.1f} ms/instance, {total / elapsed:.1f} instances/s "
+          f"({args.requests} requests of {args.parts} parts)")
+    if profiler is not None:
+        import pstats
+
+        pstats.Stats(profiler).sort_stats("cumulative").print_stats(45)
+
+
+if __name__ == "__main__":
+    main()
