@@ -18,7 +18,7 @@ from medvault.archive import conf
 from medvault.archive.blobstore import blob_store
 from medvault.archive.duplicates import existing_in_group
 from medvault.archive.indexing import AlreadyStored, IndexRejected, index_instance
-from medvault.archive.models import Instance
+from medvault.archive.models import Instance, Series
 from medvault.archive.outages import is_database_unavailable, is_storage_full
 from medvault.archive.outcomes import RejectReason, StoreResult, StoreStatus
 from medvault.archive.storage_form import as_received, compression_applies, storage_bytes
@@ -257,6 +257,9 @@ def parsed_store_batch(
         put_many = getattr(store, "put_many", None)
         keys = put_many([blob for _, blob, _, _ in todo]) if put_many else [store.put(b) for _, b, _, _ in todo]
         clashes: list[int] = []
+        # Series indexed into by this transaction: read once, not once per instance. Only
+        # a savepoint that was released adds to it (a rolled-back one may have created it).
+        known: dict[str, Series] = {}
         with transaction.atomic():
             for (index, blob, stored_ts, compress_later), key in zip(todo, keys, strict=True):
                 item = items[index]
@@ -265,7 +268,7 @@ def parsed_store_batch(
                         instance = index_instance(
                             item.parsed, blob_key=key, stored_ts=stored_ts, received_bytes=len(item.data),
                             stored_bytes=len(blob), source=source, user=user, group=resolved_group,
-                            compress_later=compress_later,
+                            compress_later=compress_later, known=known,
                         )
                 except AlreadyStored:
                     clashes.append(index)  # a concurrent writer, or the same UID twice in the batch
@@ -277,6 +280,7 @@ def parsed_store_batch(
                         raise
                     results[index] = exc
                 else:
+                    known[instance.series.series_instance_uid] = instance.series
                     results[index] = StoreResult(StoreStatus.STORED, uids[index], None, instance, item.path)
     except ITEM_ERRORS as exc:
         if is_outage(exc):
