@@ -67,3 +67,29 @@ def test_raw_elements_count() -> None:
     dataset_structure_check(read, max_depth=6, max_elements=4)
     with pytest.raises(StructureTooLarge, match="more than 3 elements"):
         dataset_structure_check(read, max_depth=6, max_elements=3)
+
+
+def test_implicit_vr_public_elements_stay_raw_and_convert_alike() -> None:
+    """Public implicit-VR elements take the dictionary's VR without being converted (the
+    structure check skips them, the DICOM JSON memo keeps them); their JSON is the same as
+    when converted, on the first and on a memoised conversion."""
+    from pydicom.data import get_testdata_file
+
+    from medvault.core.dicom.json import _MEMO, canonical_sha256, dataset_to_json
+
+    source = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    converted = {}
+    for syntax in (ExplicitVRLittleEndian, ImplicitVRLittleEndian):
+        _MEMO.clear()
+        first = dataset_to_json(_round_trip(source.copy(), syntax))
+        second = dataset_to_json(_round_trip(source.copy(), syntax))
+        assert first == second
+        converted[syntax] = canonical_sha256(first)
+        plain = _round_trip(source.copy(), syntax)
+        for _element in plain:  # pydicom's own conversion of every element
+            pass
+        assert canonical_sha256(dataset_to_json(plain)) == converted[syntax]
+    assert converted[ExplicitVRLittleEndian] == converted[ImplicitVRLittleEndian]
+    read = _round_trip(source.copy(), ImplicitVRLittleEndian)
+    dataset_structure_check(read, max_depth=6, max_elements=10_000)
+    assert isinstance(read._dict[pydicom.tag.Tag("PatientName")], RawDataElement)
