@@ -97,6 +97,43 @@ def main() -> None:
     print(f"STOW-RS: {elapsed / total * 1000:.1f} ms/instance, {total / elapsed:.1f} instances/s, "
           f"{cpu / total * 1000:.1f} ms CPU/instance "
           f"({args.requests} requests of {args.parts} parts)")
+    # C-STORE: handle_store with a stand-in for pynetdicom's event (an unknown calling AE, as
+    # an open archive takes it), implicit VR little endian as most modalities send.
+    import io
+
+    import pydicom
+    from pydicom.uid import ImplicitVRLittleEndian
+
+    from medvault.dimse.handlers import handle_store
+
+    class _Requestor:
+        ae_title, address, port = "BENCH", "127.0.0.1", 11112
+
+    class _Assoc:
+        requestor = _Requestor()
+
+    class _Event:
+        assoc = _Assoc()
+
+        def __init__(self, data: bytes) -> None:
+            self.data = data
+
+        def encoded_dataset(self, include_meta: bool = True) -> bytes:
+            return self.data
+
+    implicit = []
+    for data in ct_series_512(args.count, seed=200)[1]:
+        ds = pydicom.dcmread(io.BytesIO(data))
+        ds.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian
+        buffer = io.BytesIO()
+        ds.save_as(buffer, implicit_vr=True, little_endian=True)
+        implicit.append(buffer.getvalue())
+    start, cpu = time.perf_counter(), time.process_time()
+    for data in implicit:
+        assert handle_store(_Event(data)) == 0
+    elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
+    print(f"C-STORE handle_store: {elapsed / len(implicit) * 1000:.1f} ms/instance, "
+          f"{cpu / len(implicit) * 1000:.1f} ms CPU/instance ({len(implicit)} implicit VR instances)")
     if profiler is not None:
         import pstats
 
