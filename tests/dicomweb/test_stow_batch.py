@@ -169,3 +169,22 @@ def test_a_crash_mid_batch_leaves_no_instance_of_it(blob_dir: Any, monkeypatch: 
         parsed_store_batch(_items(ct_series(6, seed=36)), source="test")
     # Nothing of the batch is indexed (the blobs written are orphans for scrub).
     assert Instance.objects.count() == 0 and Series.objects.count() == 0 and Study.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_a_batch_locks_its_studies_in_uid_order(blob_dir: Any, monkeypatch: Any) -> None:
+    """Two studies interleaved in one batch are indexed study by study, in UID order (the
+    order every batch takes its study row locks in), and answered in the order they came."""
+    first, second = ct_series(3, seed=37), ct_series(3, seed=38, patient_id="GEN-CT-2")
+    files = [f for pair in zip(second, first, strict=True) for f in pair]
+    order: list[str] = []
+    real_index = ingest.index_instance
+
+    def index(parsed: ParsedInstance, **kwargs: Any) -> Instance:
+        order.append(str(parsed.dataset.StudyInstanceUID))
+        return real_index(parsed, **kwargs)
+
+    monkeypatch.setattr(ingest, "index_instance", index)
+    results = parsed_store_batch(_items(files), source="test")
+    assert order == sorted(order) and len(set(order)) == 2
+    assert [r.sop_instance_uid for r in results if isinstance(r, StoreResult)] == [_uid(f) for f in files]

@@ -260,8 +260,14 @@ def parsed_store_batch(
         # Series indexed into by this transaction: read once, not once per instance. Only
         # a savepoint that was released adds to it (a rolled-back one may have created it).
         known: dict[str, Series] = {}
+        # Indexed in the order of their study (then series) UIDs: every batch takes its study
+        # row locks in one global order, so two concurrent batches that hold instances of the
+        # same studies queue instead of deadlocking (PostgreSQL, InnoDB).
+        order = sorted(range(len(todo)), key=lambda n: (
+            str(items[todo[n][0]].parsed.dataset.StudyInstanceUID),
+            str(items[todo[n][0]].parsed.dataset.SeriesInstanceUID), n))
         with transaction.atomic():
-            for (index, blob, stored_ts, compress_later), key in zip(todo, keys, strict=True):
+            for (index, blob, stored_ts, compress_later), key in ((todo[n], keys[n]) for n in order):
                 item = items[index]
                 try:
                     with transaction.atomic():  # a savepoint: this instance alone rolls back
