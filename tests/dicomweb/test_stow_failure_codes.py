@@ -68,13 +68,13 @@ def test_a_reworded_conflict_is_still_0111(blob_dir, no_analysis, client, clinic
 
 @pytest.mark.django_db
 def test_words_of_a_conflict_do_not_make_one(blob_dir, no_analysis, client, clinician_a, monkeypatch) -> None:
-    def refuse(*, parsed, **kwargs) -> StoreResult:
-        return StoreResult.refused(
+    def refuse(items, **kwargs) -> list[StoreResult]:
+        return [StoreResult.refused(
             RejectReason.INVALID, "processing failure: values differ, a conflict",
-            sop_instance_uid=parsed.sop_instance_uid,
-        )
+            sop_instance_uid=item.parsed.sop_instance_uid,
+        ) for item in items]
 
-    monkeypatch.setattr(services, "parsed_store", refuse)
+    monkeypatch.setattr(services, "parsed_store_batch", refuse)
     response = stow(client, clinician_a.headers, ct_series(1, seed=22))
     assert response.status_code == 409
     assert value(response.json()["00081198"]["Value"][0], "00081197") == 0xC000

@@ -127,17 +127,19 @@ def _known_series(ds: Dataset, group: Group | None) -> Series | None:
     )
     if not found:
         return None
-    series = found[0]
+    return found[0] if _series_matches(found[0], ds, group) else None
+
+
+def _series_matches(series: Series, ds: Dataset, group: Group | None) -> bool:
+    """True when ``series`` (its study and patient loaded) is where ``ds`` belongs."""
     patient = series.study.patient
     identity = _patient_identity(ds)
-    if (
+    return not (
         series.study.group_id != group_id(group)
         or series.study.study_instance_uid != str(ds.StudyInstanceUID)
         or patient.patient_id != identity["patient_id"]
         or patient.issuer_of_patient_id != identity["issuer_of_patient_id"]
-    ):
-        return None
-    return series
+    )
 
 
 def _same_identity(a: Patient, b: Patient) -> bool:
@@ -206,9 +208,17 @@ def index_instance(
     user: Any,
     group: Group | None,
     compress_later: bool = False,
+    known: dict[str, Series] | None = None,
 ) -> Instance:
+    """Index one instance inside the caller's transaction.
+
+    ``known`` maps SeriesInstanceUID to series rows (study and patient loaded) that this
+    transaction has already indexed instances into and that are committed with it (a batch:
+    ``ingest.parsed_store_batch``); the series row is then not read again.
+    """
     ds = parsed.dataset
-    series = _known_series(ds, group)
+    cached = known.get(str(ds.SeriesInstanceUID)) if known is not None else None
+    series = cached if cached is not None and _series_matches(cached, ds, group) else _known_series(ds, group)
     if series is not None:
         study, patient = series.study, series.study.patient
         conflicts, series_created = _patient_conflicts(patient, ds), False

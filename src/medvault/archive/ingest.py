@@ -7,16 +7,19 @@ write the blob durably -> index it in one transaction -> run the stored hooks on
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from django.contrib.auth.models import Group
-from django.db import transaction
+from django.db import DatabaseError, transaction
 
 from medvault.archive import conf
 from medvault.archive.blobstore import blob_store
 from medvault.archive.duplicates import existing_in_group
 from medvault.archive.indexing import AlreadyStored, IndexRejected, index_instance
-from medvault.archive.models import Instance
+from medvault.archive.models import Instance, Series
+from medvault.archive.outages import is_database_unavailable, is_storage_full
 from medvault.archive.outcomes import RejectReason, StoreResult, StoreStatus
 from medvault.archive.storage_form import as_received, compression_applies, storage_bytes
 from medvault.core.dicom.parse import (
@@ -171,3 +174,130 @@ def parsed_store(
     except IndexRejected as exc:
         return StoreResult.refused(exc.reject, exc.reason, sop_instance_uid=uid, path=path)
     return StoreResult(StoreStatus.STORED, uid, None, instance, path)
+
+
+# Parts of one request stored behind one blob barrier and one index transaction.
+BATCH_SIZE = 32
+
+# What storing one instance may raise that is that instance's own failure (a value pydicom
+# cannot write, a row the database refuses): the other instances of a batch go on. The two
+# outages (database unreachable, storage full) are raised instead: every instance would fail.
+ITEM_ERRORS: tuple[type[BaseException], ...] = (DatabaseError, OSError, RecursionError, ValueError)
+
+
+def is_outage(exc: BaseException) -> bool:
+    return is_database_unavailable(exc) or is_storage_full(exc)
+
+
+@dataclass
+class BatchItem:
+    """One instance of a batch: parsed by ``instance_parse``, with the bytes that arrived."""
+
+    parsed: ParsedInstance
+    data: bytes
+    path: str = ""
+
+
+def _item_store(item: BatchItem, **kwargs: Any) -> StoreResult | BaseException:
+    try:
+        return parsed_store(parsed=item.parsed, data=item.data, path=item.path, **kwargs)
+    except ITEM_ERRORS as exc:
+        if is_outage(exc):
+            raise
+        return exc
+
+
+def parsed_store_batch(
+    items: Sequence[BatchItem],
+    *,
+    source: str,
+    user: Any = None,
+    group: Group | str | None = None,
+    defer_compression: bool | None = None,
+) -> list[StoreResult | BaseException]:
+    """``parsed_store`` for several instances at once, each with its own outcome.
+
+    One query finds the UIDs already stored; the new instances' blobs are written behind one
+    durability barrier (``put_many`` where the blob store has it); then ONE transaction
+    indexes them all, each inside its own savepoint, so a refused or failing instance rolls
+    back alone and the others commit. Nothing is visible before its blob is on disk, and a
+    crash leaves either the whole batch indexed or none of it (orphan blobs at most, which
+    ``medvault scrub`` removes).
+
+    Returns, in order, each instance's ``StoreResult`` or the exception (one of
+    ``ITEM_ERRORS``) that failed it alone; an outage (``is_outage``) is raised.
+    """
+    kwargs: dict[str, Any] = {"source": source, "user": user, "defer_compression": defer_compression}
+    resolved_group = resolve_group(group)
+    results: list[StoreResult | BaseException | None] = [None] * len(items)
+    uids = [item.parsed.sop_instance_uid for item in items]
+    existing = {row.sop_instance_uid: row for row in Instance.objects.filter(sop_instance_uid__in=set(uids))}
+    deferred = conf.compression_deferred() if defer_compression is None else defer_compression
+    todo: list[tuple[int, bytes, str, bool]] = []  # (index, blob, stored syntax, compress later)
+    for index, item in enumerate(items):
+        found = existing.get(uids[index])
+        if found is not None:
+            results[index] = existing_in_group(found, item.parsed, resolved_group, item.path)
+            continue
+        try:
+            compress_later = deferred and compression_applies(item.parsed)
+            if compress_later:
+                blob, stored_ts = as_received(item.parsed, item.data), item.parsed.received_transfer_syntax_uid
+            else:
+                blob, stored_ts = storage_bytes(item.parsed, item.data)
+        except ITEM_ERRORS as exc:
+            if is_outage(exc):
+                raise
+            results[index] = exc
+            continue
+        todo.append((index, blob, stored_ts, compress_later))
+    store = blob_store()
+    try:
+        # Durable before visible: every blob is on disk before the transaction that points at it.
+        put_many = getattr(store, "put_many", None)
+        keys = put_many([blob for _, blob, _, _ in todo]) if put_many else [store.put(b) for _, b, _, _ in todo]
+        clashes: list[int] = []
+        # Series indexed into by this transaction: read once, not once per instance. Only
+        # a savepoint that was released adds to it (a rolled-back one may have created it).
+        known: dict[str, Series] = {}
+        # Indexed in the order of their study (then series) UIDs: every batch takes its study
+        # row locks in one global order, so two concurrent batches that hold instances of the
+        # same studies queue instead of deadlocking (PostgreSQL, InnoDB).
+        order = sorted(range(len(todo)), key=lambda n: (
+            str(items[todo[n][0]].parsed.dataset.StudyInstanceUID),
+            str(items[todo[n][0]].parsed.dataset.SeriesInstanceUID), n))
+        with transaction.atomic():
+            for (index, blob, stored_ts, compress_later), key in ((todo[n], keys[n]) for n in order):
+                item = items[index]
+                try:
+                    with transaction.atomic():  # a savepoint: this instance alone rolls back
+                        instance = index_instance(
+                            item.parsed, blob_key=key, stored_ts=stored_ts, received_bytes=len(item.data),
+                            stored_bytes=len(blob), source=source, user=user, group=resolved_group,
+                            compress_later=compress_later, known=known,
+                        )
+                except AlreadyStored:
+                    clashes.append(index)  # a concurrent writer, or the same UID twice in the batch
+                except IndexRejected as exc:
+                    results[index] = StoreResult.refused(
+                        exc.reject, exc.reason, sop_instance_uid=uids[index], path=item.path)
+                except ITEM_ERRORS as exc:
+                    if is_outage(exc):
+                        raise
+                    results[index] = exc
+                else:
+                    known[instance.series.series_instance_uid] = instance.series
+                    results[index] = StoreResult(StoreStatus.STORED, uids[index], None, instance, item.path)
+    except ITEM_ERRORS as exc:
+        if is_outage(exc):
+            raise
+        # The batch as a whole failed (its commit, say): nothing of it is indexed. Each
+        # instance not yet answered is stored on its own, so that only its own fault fails it.
+        for index, _, _, _ in todo:
+            results[index] = _item_store(items[index], group=resolved_group, **kwargs)
+        clashes = []
+    for index in clashes:
+        item = items[index]
+        stored = Instance.objects.get(sop_instance_uid=uids[index])
+        results[index] = existing_in_group(stored, item.parsed, resolved_group, item.path)
+    return [result if result is not None else RuntimeError("not stored") for result in results]

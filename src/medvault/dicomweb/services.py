@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import io
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
 
 import pydicom
+from django.db import transaction
 from pydicom.errors import InvalidDicomError
 
 from medvault.accounts.audit import audit_record
 from medvault.archive.conf import structure_limits
-from medvault.archive.ingest import instance_parse, parsed_store
+from medvault.archive.ingest import BATCH_SIZE, BatchItem, instance_parse, parsed_store_batch
 from medvault.archive.outcomes import RejectReason, StoreResult, StoreStatus
 from medvault.core.dicom.multipart import Part, media_type_parse
 from medvault.core.dicom.parse import ParsedInstance
@@ -185,63 +187,36 @@ def stow_json_parts(parts: list[Part]) -> tuple[list[Part], list[JsonFailure]]:
     return out, failures
 
 
-class _PartFailed(Exception):
-    """One part could not be stored for a reason of its own; the other parts go on."""
+def _batch_store(items: list[BatchItem], *, user: Any, group: Any) -> list[StoreResult]:
+    """Store the parts in batches (``parsed_store_batch``: one blob barrier and one index
+    transaction per batch) so that each part's failure is its own: a part the index refuses,
+    or an error storing it, becomes that part's FailureReason, and the other parts of its
+    batch are stored (a ``[good, broken, good]`` request stores both good ones). An
+    unreachable database or a full blob store still fails the request (503/507): every later
+    part would fail the same way, and the client should retry."""
+    results: list[StoreResult] = []
+    for start in range(0, len(items), BATCH_SIZE):
+        batch = items[start:start + BATCH_SIZE]
+        outcomes = parsed_store_batch(batch, source="stow", user=user, group=group)
+        for item, outcome in zip(batch, outcomes, strict=True):
+            if isinstance(outcome, BaseException):
+                uid = item.parsed.sop_instance_uid
+                log.error("STOW-RS part %s could not be stored", uid, exc_info=outcome)
+                outcome = StoreResult.refused(
+                    RejectReason.PROCESSING_FAILURE, f"processing failure: {type(outcome).__name__}",
+                    sop_instance_uid=uid,
+                )
+            results.append(outcome)
+    return results
 
 
-def _part_store(parsed: ParsedInstance, data: bytes, *, user: Any, group: Any) -> StoreResult:
-    """Store one STOW-RS part so that its failure is its own: each part is indexed in its own
-    transaction, and an error storing it becomes that part's FailureReason instead of
-    aborting the request after the earlier parts committed (a ``[good, broken, good]``
-    request stores both good ones). An unreachable database or a full blob store still
-    fails the request (503/507): every later part would fail the same way, and the client
-    should retry."""
-    from django.db import DatabaseError
-
-    from medvault.archive.outages import is_database_unavailable, is_storage_full
-
-    try:
-        return parsed_store(parsed=parsed, data=data, source="stow", user=user, group=group)
-    except (DatabaseError, OSError, RecursionError, ValueError) as exc:
-        if is_database_unavailable(exc) or is_storage_full(exc):
-            raise
-        log.exception("STOW-RS part %s could not be stored", parsed.sop_instance_uid)
-        raise _PartFailed(f"processing failure: {type(exc).__name__}") from exc
+_Checked = tuple[str, str, str, tuple[FailureReason, str] | None, ParsedInstance | StoreResult | None, bytes]
 
 
-def _uid_element(value: str) -> dict[str, Any]:
-    return {"vr": "UI", "Value": [value]} if value else {"vr": "UI"}
-
-
-def stow_store(
-    *,
-    parts: list[Part],
-    user: Any,
-    group: Any,
-    study_uid: str | None,
-    base_url: str,
-    request: Any = None,
-    failures: list[JsonFailure] | None = None,
-) -> StowOutcome:
-    """Store each ``application/dicom`` part; build the PS3.18 store response.
-
-    ``failures`` are instances that failed before they became parts (from
-    ``stow_json_parts``); they are reported and audited like the others.
-    """
-    referenced: list[dict[str, Any]] = []
-    failed: list[dict[str, Any]] = []
-    studies: set[str] = set()
-    for unbuilt in failures or []:
-        failed.append({
-            "00081150": _uid_element(unbuilt.sop_class_uid),
-            "00081155": _uid_element(unbuilt.sop_instance_uid),
-            "00081197": {"vr": "US", "Value": [int(FailureReason.CANNOT_UNDERSTAND)]},
-            "00000902": {"vr": "LO", "Value": [unbuilt.reason[:64]]},
-        })
-        audit_record(
-            user=user, action="upload", outcome="error", request=request,
-            sop_uid=unbuilt.sop_instance_uid, detail=f"STOW-RS rejected: {unbuilt.reason}"[:500],
-        )
+def _batch_check(parts: list[Part], study_uid: str | None) -> list[_Checked]:
+    """Each part parsed and checked: (SOP class, SOP instance and study UIDs as far as they
+    can be read, the failure found, the parsed instance or its rejection, the bytes)."""
+    checked: list[_Checked] = []
     for part in parts:
         ctype = media_type_parse(part.content_type or "application/dicom")
         failure: tuple[FailureReason, str] | None = None
@@ -250,9 +225,8 @@ def stow_store(
             # Parsed once: the UIDs for the response come from the data set that is stored.
             parsed = instance_parse(data=part.content)
         if isinstance(parsed, ParsedInstance):
-            ds = parsed.dataset
             sop_class, sop_uid = parsed.sop_class_uid, parsed.sop_instance_uid
-            part_study = str(ds.StudyInstanceUID)
+            part_study = str(parsed.dataset.StudyInstanceUID)
         else:
             # Not stored: read what UIDs can be read, for the FailedSOPSequence.
             sop_class, sop_uid, part_study = _uids(part.content)
@@ -263,12 +237,32 @@ def stow_store(
                 FailureReason.DATASET_DOES_NOT_MATCH,
                 f"StudyInstanceUID {part_study} differs from the study {study_uid} in the URL",
             )
-        else:
+        if failure is not None and isinstance(parsed, ParsedInstance):
+            parsed = None  # not stored
+        checked.append((sop_class, sop_uid, part_study, failure, parsed, part.content))
+    return checked
+
+
+def _uid_element(value: str) -> dict[str, Any]:
+    return {"vr": "UI", "Value": [value]} if value else {"vr": "UI"}
+
+
+def _batch_report(
+    checked: list[_Checked],
+    stored_results: Iterator[StoreResult],
+    *,
+    user: Any,
+    request: Any,
+    base_url: str,
+    referenced: list[dict[str, Any]],
+    failed: list[dict[str, Any]],
+    studies: set[str],
+) -> None:
+    """Add each part of a batch to the response (``referenced`` or ``failed``) and audit it."""
+    for sop_class, sop_uid, part_study, failure, parsed, _data in checked:
+        if failure is None:
             if isinstance(parsed, ParsedInstance):
-                try:
-                    result = _part_store(parsed, part.content, user=user, group=group)
-                except _PartFailed as exc:
-                    result = StoreResult.refused(RejectReason.PROCESSING_FAILURE, str(exc), sop_instance_uid=sop_uid)
+                result = next(stored_results)
             else:
                 assert parsed is not None
                 result = parsed
@@ -310,6 +304,50 @@ def stow_store(
             user=user, action="upload", outcome="error", request=request, sop_uid=sop_uid,
             study_uid=part_study, detail=f"STOW-RS rejected: {text}"[:500],
         )
+
+
+def stow_store(
+    *,
+    parts: list[Part],
+    user: Any,
+    group: Any,
+    study_uid: str | None,
+    base_url: str,
+    request: Any = None,
+    failures: list[JsonFailure] | None = None,
+) -> StowOutcome:
+    """Store each ``application/dicom`` part; build the PS3.18 store response.
+
+    ``failures`` are instances that failed before they became parts (from
+    ``stow_json_parts``); they are reported and audited like the others.
+    """
+    referenced: list[dict[str, Any]] = []
+    failed: list[dict[str, Any]] = []
+    studies: set[str] = set()
+    for unbuilt in failures or []:
+        failed.append({
+            "00081150": _uid_element(unbuilt.sop_class_uid),
+            "00081155": _uid_element(unbuilt.sop_instance_uid),
+            "00081197": {"vr": "US", "Value": [int(FailureReason.CANNOT_UNDERSTAND)]},
+            "00000902": {"vr": "LO", "Value": [unbuilt.reason[:64]]},
+        })
+        audit_record(
+            user=user, action="upload", outcome="error", request=request,
+            sop_uid=unbuilt.sop_instance_uid, detail=f"STOW-RS rejected: {unbuilt.reason}"[:500],
+        )
+    # Part by part in batches of BATCH_SIZE: a batch is parsed and checked, its storable parts
+    # are stored together (one blob barrier, one index transaction), and the response lists
+    # every part in the order it came. One batch of parsed data sets is held at a time.
+    for first in range(0, len(parts), BATCH_SIZE):
+        checked = _batch_check(parts[first:first + BATCH_SIZE], study_uid)
+        to_store = [BatchItem(parsed, data) for *_, parsed, data in checked if isinstance(parsed, ParsedInstance)]
+        stored_results = iter(_batch_store(to_store, user=user, group=group))
+        # The batch's audit records in one transaction, not one commit each.
+        with transaction.atomic():
+            _batch_report(
+                checked, stored_results, user=user, request=request, base_url=base_url,
+                referenced=referenced, failed=failed, studies=studies,
+            )
     body: dict[str, Any] = {}
     if len(studies) == 1:
         body["00081190"] = {"vr": "UR", "Value": [f"{base_url}/studies/{next(iter(studies))}"]}

@@ -46,3 +46,49 @@ def test_iter_keys_ignores_foreign_files(tmp_path):
     (tmp_path / "README").write_text("not a blob")
     assert list(store.iter_keys()) == [key]
     assert store.clean_temporary(older_than_s=0) == 1
+
+
+def test_put_many_stores_each_blob_durably(tmp_path, monkeypatch) -> None:
+    import os as _os
+
+    from medvault.core.blobs import filesystem
+
+    synced: list[int] = []
+    real_fsync = _os.fsync
+
+    def counting_fsync(fd: int) -> None:
+        synced.append(fd)
+        real_fsync(fd)
+
+    monkeypatch.setattr(filesystem.os, "fsync", counting_fsync)
+    store = filesystem.FilesystemBlobStore(tmp_path)
+    blobs = [b"one", b"two", b"one", b"three" * 1000]
+    keys = store.put_many(blobs)
+    assert keys == [filesystem.blob_key(b) for b in blobs]
+    assert [store.get(k) for k in keys] == blobs
+    # Three distinct blobs: three files and their directories fsynced; nothing left in tmp.
+    assert len(synced) == 3 + len({k[:4] for k in keys})
+    assert not list((tmp_path / "tmp").iterdir())
+    synced.clear()
+    assert store.put_many(blobs) == keys  # already stored: nothing written again
+    assert synced == []
+
+
+def test_put_many_leaves_no_temporary_file_when_a_write_fails(tmp_path, monkeypatch) -> None:
+    from medvault.core.blobs import filesystem
+
+    store = filesystem.FilesystemBlobStore(tmp_path)
+    calls = {"n": 0}
+    real_write = filesystem.os.write
+
+    def failing_write(fd: int, data: object) -> int:
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise OSError(28, "No space left on device")
+        return real_write(fd, data)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(filesystem.os, "write", failing_write)
+    with pytest.raises(OSError):
+        store.put_many([b"a", b"b", b"c"])
+    assert not list((tmp_path / "tmp").iterdir())
+    assert list(store.iter_keys()) == []

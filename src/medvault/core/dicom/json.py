@@ -15,6 +15,8 @@ from typing import Any
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 
+from medvault.core.dicom.structure import raw_vr
+
 BULK_THRESHOLD = 1024
 # Tags that say nothing about the content: trailing padding and the group lengths.
 _IGNORED_TAGS = {0xFFFCFFFC}
@@ -36,8 +38,9 @@ def _clean(value: Any) -> Any:
 
 
 # Most header elements are byte-identical across the instances of a series, and pydicom's
-# per-element conversion dominates ingest time; so conversions of short, explicit-VR,
-# non-sequence elements are memoised by (tag, VR, raw bytes, byte order, character set).
+# per-element conversion dominates ingest time; so conversions of short non-sequence elements
+# whose VR is known without converting them (explicit, or a public implicit-VR tag's one
+# dictionary VR) are memoised by (tag, VR, raw bytes, byte order, character set, implicit).
 _MEMO: dict[tuple[Any, ...], dict[str, Any]] = {}
 _MEMO_MAX_ENTRIES = 50_000
 _MEMO_MAX_VALUE_BYTES = 256
@@ -63,14 +66,15 @@ def dataset_to_json(ds: Dataset) -> dict[str, Any]:
             # File meta, trailing padding and group lengths depend on the encoding.
             continue
         key = None
+        vr = raw_vr(raw) if isinstance(raw, RawDataElement) else None
         if (
             isinstance(raw, RawDataElement)
-            and raw.VR is not None
-            and raw.VR not in _NOT_MEMOISED_VRS
+            and vr is not None
+            and vr not in _NOT_MEMOISED_VRS
             and raw.value is not None
             and len(raw.value) <= _MEMO_MAX_VALUE_BYTES
         ):
-            key = (int(tag), raw.VR, raw.value, raw.is_little_endian, charset)
+            key = (int(tag), vr, raw.value, raw.is_little_endian, charset, raw.is_implicit_VR)
             cached = _MEMO.get(key)
             if cached is not None:
                 result[f"{tag:08X}"] = {
