@@ -85,6 +85,27 @@ class Cluster:
         return subprocess.run([str(ROOT / ".venv" / "bin" / "medvault"), *args], env=self.env,
                               capture_output=True, text=True, timeout=timeout, cwd=ROOT)
 
+    def settle_analysis(self, timeout: float = 300) -> None:
+        """Wait until the cluster's worker has no analysis job queued or running.
+
+        A job stores its results as DICOM instances (SR and heat-map) and a heat-map blob:
+        each blob is written before the row that points to it commits, so while the worker
+        runs, ``scrub --min-age 0`` sees blobs in flight as orphans, and ``--repair`` would
+        delete them under it (docs/operations.md: --min-age 0 only with no writer running).
+        """
+        code = (
+            "from medvault.analysis.models import AnalysisJob;"
+            "from medvault.archive.jobs import JobState;"
+            "print(AnalysisJob.objects.filter(status__in=[JobState.QUEUED, JobState.RUNNING]).count())"
+        )
+        deadline = time.monotonic() + timeout
+        while True:
+            left = self.medvault("shell", "-c", code, timeout=timeout)
+            if left.stdout.strip().splitlines()[-1:] == ["0"]:
+                return
+            assert time.monotonic() < deadline, f"analysis jobs still waiting: {left.stdout}"
+            time.sleep(2)
+
     def settle_compression(self, timeout: float = 300) -> None:
         """Finish the deferred-compression queue (alongside the cluster's worker).
 
