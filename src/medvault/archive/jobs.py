@@ -181,6 +181,14 @@ class LeaseQueue(Generic[M]):
                 .order_by(*self.order)
                 .values_list("pk", flat=True)[:batch]
             )
+        changes = self._claim_changes(now, worker_id, lease)
+        for candidate in candidates:
+            if self.model._default_manager.filter(claimable, pk=candidate).update(**changes) == 1:
+                return self.model._default_manager.get(pk=candidate)
+        return None
+
+    def _claim_changes(self, now: datetime, worker_id: str, lease: float | None) -> dict[str, Any]:
+        """The columns one claim sets: running, leased until now + lease, one more attempt."""
         seconds = self.lease() if lease is None else lease
         changes: dict[str, Any] = {
             self.state: self.running,
@@ -191,10 +199,7 @@ class LeaseQueue(Generic[M]):
             changes[self.worker] = worker_id[:128]
         if self.claim_time is not None:
             changes[self.claim_time] = now
-        for candidate in candidates:
-            if self.model._default_manager.filter(claimable, pk=candidate).update(**changes) == 1:
-                return self.model._default_manager.get(pk=candidate)
-        return None
+        return changes
 
     def claim_many(self, *, worker_id: str, count: int, lease: float | None = None) -> list[M]:
         """Claim up to ``count`` of the oldest claimable rows for ``worker_id``, in one
@@ -215,16 +220,7 @@ class LeaseQueue(Generic[M]):
         )
         if not candidates:
             return []
-        seconds = self.lease() if lease is None else lease
-        changes: dict[str, Any] = {
-            self.state: self.running,
-            self.due: now + timedelta(seconds=seconds),
-            self.attempts: F(self.attempts) + 1,
-        }
-        if self.worker is not None:
-            changes[self.worker] = worker_id[:128]
-        if self.claim_time is not None:
-            changes[self.claim_time] = now
+        changes = self._claim_changes(now, worker_id, lease)
         taken: list[Any] = []
         with transaction.atomic():
             for candidate in candidates:
