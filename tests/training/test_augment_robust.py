@@ -21,3 +21,20 @@ def test_augment_robust_is_seeded_bounded_and_varied():
     assert float(a.min()) >= 0.0 and float(a.max()) <= 1.0
     means = a.mean(dim=(1, 2, 3))
     assert float(means.max() - means.min()) > 0.1  # intensity really varies across the batch
+
+
+def test_augment_mixed_gives_the_robust_view_to_the_chosen_share_only():
+    from medvault.training.augment import augment, augment_mixed, augment_robust
+
+    batch = torch.rand(64, 1, 40, 40, generator=torch.Generator().manual_seed(1))
+    plain = augment(batch, 32, torch.Generator().manual_seed(3), strong=True)
+    assert torch.equal(augment_mixed(batch, 32, torch.Generator().manual_seed(3), 0.0), plain)
+    robust = augment_robust(batch, 32, torch.Generator().manual_seed(3))
+    assert torch.equal(augment_mixed(batch, 32, torch.Generator().manual_seed(3), 1.0), robust)
+    half = augment_mixed(batch, 32, torch.Generator().manual_seed(3), 0.5)
+    again = augment_mixed(batch, 32, torch.Generator().manual_seed(3), 0.5)
+    assert half.shape == (64, 1, 32, 32) and torch.equal(half, again)
+    # which images were given the robust view: the first draw of the generator decides
+    pick = torch.rand(64, generator=torch.Generator().manual_seed(3)) < 0.5
+    assert 10 < int(pick.sum()) < 54
+    assert float(half.min()) >= 0.0 and float(half.max()) <= 1.0

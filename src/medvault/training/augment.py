@@ -126,3 +126,23 @@ def augment_robust(x: torch.Tensor, size: int, gen: torch.Generator,
     for i in torch.nonzero(jpeg).flatten().tolist():
         out[i] = _jpeg(out[i], int(q[i]))
     return out.clamp(0, 1)
+
+
+def augment_mixed(x: torch.Tensor, size: int, gen: torch.Generator, robust_p: float,
+                  hflip: bool = True) -> torch.Tensor:
+    """Each image gets ``augment_robust`` with probability ``robust_p``, else ``augment``.
+
+    robust_p = 1 is the all-robust recipe (too strong for the epochs we can afford on a CPU:
+    docs/models.md); a share keeps the clean look of the training sources in most batches.
+    """
+    if robust_p <= 0:
+        return augment(x, size, gen, strong=True, hflip=hflip)
+    if robust_p >= 1:
+        return augment_robust(x, size, gen, hflip=hflip)
+    pick = torch.rand(x.shape[0], generator=gen) < robust_p
+    out = torch.empty(x.shape[0], x.shape[1], size, size, dtype=x.dtype)
+    if bool(pick.any()):
+        out[pick] = augment_robust(x[pick], size, gen, hflip=hflip)
+    if bool((~pick).any()):
+        out[~pick] = augment(x[~pick], size, gen, strong=True, hflip=hflip)
+    return out

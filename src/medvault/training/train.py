@@ -20,7 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from medvault.training.augment import augment, augment_robust
+from medvault.training.augment import augment_mixed
 from medvault.training.data import SEED, prepare
 from medvault.training.evaluate import (
     classification_report,
@@ -46,8 +46,9 @@ class Recipe:
     class_weighted: bool = False
     hflip: bool = True
     warmup_epochs: float = 1.0
-    # stronger geometric + intensity augmentation (augment_robust) for other hospitals' images
-    robust_aug: bool = False
+    # share of each batch given the stronger geometric + intensity augmentation (augment_robust)
+    # for other hospitals' images; 0 = the standard augmentation only
+    robust_p: float = 0.0
 
 
 RECIPES: dict[str, Recipe] = {
@@ -164,10 +165,7 @@ def train_model(cfg: TrainConfig, progress: Callable[[dict[str, Any]], None] = _
                 g["lr"] = lr_at(step, total_steps, warmup, recipe.lr)
             idx = perm[s * recipe.batch : (s + 1) * recipe.batch]
             xb = x_tr_t[idx].float().div_(255.0)[:, None]
-            if recipe.robust_aug:
-                xb = augment_robust(xb, size, gen, hflip=recipe.hflip).to(cfg.device)
-            else:
-                xb = augment(xb, size, gen, strong=True, hflip=recipe.hflip).to(cfg.device)
+            xb = augment_mixed(xb, size, gen, recipe.robust_p, hflip=recipe.hflip).to(cfg.device)
             yb = y_tr_t[idx].to(cfg.device)
             logits, emb, _ = net(xb)
             ce = F.cross_entropy(logits, yb, weight=class_w, label_smoothing=recipe.label_smoothing)

@@ -7,8 +7,11 @@ abnormal vs normal, AUROC, ECE, the refused and indeterminate shares and 95 % bo
 intervals (by patient where a manifest names one). The last line is JSON.
 
 ``--internal`` adds the model's own validation split (the duplicate-grouped split ``medvault
-train`` made from ../shared/data). ``--write-card internal|external`` stores the figures in the
-model card (JSON and Markdown). Never use external figures to choose anything.
+train`` made from ../shared/data). ``--shifted`` adds the same split rendered as another site
+might have exported it (``medvault.training.shifts``: one acquisition shift per image), the
+internal stand-in for other hospitals that a recipe may be chosen on. ``--write-card
+internal|external`` stores the figures in the model card (JSON and Markdown).
+Never use external figures to choose anything.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ from django.core.management.base import BaseCommand, CommandError
 
 from medvault.analysis.management.commands.predict import read_input
 
+SHIFTED = "internal-shifted"
+
 
 class Command(BaseCommand):
     help = "Score a model on folders of labelled images (DIR/<class>/<image>); last line JSON."
@@ -30,7 +35,10 @@ class Command(BaseCommand):
         parser.add_argument("--models-dir", type=Path, default=None)
         parser.add_argument("--internal", action="store_true",
                             help="also score the internal validation split (needs ../shared/data)")
-        parser.add_argument("--data", type=Path, help="data folder for --internal")
+        parser.add_argument("--shifted", action="store_true",
+                            help="also score the internal validation split under acquisition shifts "
+                            "(window, gamma, bias field, blur, resampling, noise, JPEG)")
+        parser.add_argument("--data", type=Path, help="data folder for --internal / --shifted")
         parser.add_argument("--resamples", type=int, default=1000,
                             help="bootstrap resamples (0: no intervals)")
         parser.add_argument("--cam-check", action="store_true",
@@ -42,10 +50,10 @@ class Command(BaseCommand):
     def handle(self, *args, **opts):  # type: ignore[no-untyped-def]
         from medvault.core.ml import ModelError, analyse, load_model
         from medvault.core.ml.call import NORMAL_LABEL
-        from medvault.training import scoring
+        from medvault.training import scoring, shifts
 
-        if not opts["dirs"] and not opts["internal"]:
-            raise CommandError("give at least one DIR, or --internal")
+        if not opts["dirs"] and not opts["internal"] and not opts["shifted"]:
+            raise CommandError("give at least one DIR, or --internal / --shifted")
         models_dir = opts["models_dir"]
         if models_dir is None:
             from medvault.analysis.conf import models_dir as configured_models_dir
@@ -57,8 +65,12 @@ class Command(BaseCommand):
         except ModelError as exc:
             raise CommandError(str(exc)) from exc
         sets: list[tuple[str, list[scoring.Item]]] = []
-        if opts["internal"]:
-            sets.append(("internal-validation", self._internal_items(name, opts["data"])))
+        if opts["internal"] or opts["shifted"]:
+            internal = self._internal_items(name, opts["data"])
+            if opts["internal"]:
+                sets.append(("internal-validation", internal))
+            if opts["shifted"]:
+                sets.append((SHIFTED, internal))
         for d in opts["dirs"]:
             try:
                 sets.append((d.resolve().name, scoring.collect(d)))
@@ -72,8 +84,13 @@ class Command(BaseCommand):
 
             cam = CamCheck()
 
+        shift_of: dict[Path, tuple[str, int]] = {}  # the current set's shifts (--shifted only)
+
         def predict(path: Path) -> scoring.Outcome:
             img = read_input(path)
+            if path in shift_of:
+                kind, seed = shift_of[path]
+                img = shifts.shift(img, kind, seed)
             out = analyse(model, img)
             if cam is not None and not out.refused:
                 cam.add(path, img, out.heatmap)
@@ -85,18 +102,28 @@ class Command(BaseCommand):
         for set_name, items in sets:
             if cam is not None:
                 cam.start(set_name, items)
+            shift_of.clear()
+            if set_name == SHIFTED:
+                shift_of.update({it.path: (shifts.kind_for(i), i) for i, it in enumerate(items)})
             try:
                 rep, outcomes = scoring.run_set(items, predict, model.labels, NORMAL_LABEL[name],
                                                 opts["resamples"])
             except ValueError as exc:
                 raise CommandError(f"{set_name}: {exc}") from exc
             rep["examples"] = _failure_examples(items, outcomes, NORMAL_LABEL[name])
+            if set_name == SHIFTED:
+                rep["by_shift"] = _by_shift(items, outcomes, NORMAL_LABEL[name])
             if cam is not None:
                 rep["cam_peak_in_lung"] = cam.summary(set_name)
             report["sets"][set_name] = rep
             self.stdout.write(scoring.format_report(set_name, rep))
             if cam is not None:
                 self.stdout.write(f"cam_peak_in_lung             {rep['cam_peak_in_lung']}")
+            if "by_shift" in rep:
+                self.stdout.write("by shift (missed_abnormal, accuracy, indeterminate_share, n):")
+                for kind, row in rep["by_shift"].items():
+                    self.stdout.write(f"  {kind:<20} {row['missed_abnormal']} {row['accuracy']} "
+                                      f"{row['indeterminate_share']} {row['n']}")
             self.stdout.write("")
         if opts["write_card"]:
             from medvault.training.card_sections import write_card_section
@@ -138,4 +165,27 @@ def _failure_examples(items: list, outcomes: list, normal_label: str, k: int = 5
             continue
         if len(out[bucket]) < k:
             out[bucket].append(rec)
+    return out
+
+
+def _by_shift(items: list, outcomes: list, normal_label: str) -> dict[str, dict[str, Any]]:  # type: ignore[type-arg]
+    """Per acquisition shift: abnormals called normal (refused in the denominator), accuracy of
+    the answered images, indeterminate share, number of images."""
+    from medvault.training.shifts import KINDS, kind_for
+
+    out: dict[str, dict[str, Any]] = {}
+    for kind in KINDS:
+        rows = [(it, o) for i, (it, o) in enumerate(zip(items, outcomes, strict=True))
+                if kind_for(i) == kind]
+        abnormal = [o for it, o in rows if it.truth != normal_label]
+        answered = [(it, o) for it, o in rows if not o.refused]
+        out[kind] = {
+            "n": len(rows),
+            "missed_abnormal": round(sum(o.call == "normal" for o in abnormal) / len(abnormal), 3)
+            if abnormal else None,
+            "accuracy": round(sum(o.label == it.truth for it, o in answered) / len(answered), 3)
+            if answered else None,
+            "indeterminate_share": round(sum(o.call == "indeterminate" for _, o in rows) / len(rows), 3)
+            if rows else None,
+        }
     return out

@@ -43,9 +43,14 @@ class Command(BaseCommand):
         parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
         parser.add_argument(
             "--robust-aug",
-            action="store_true",
-            help="stronger geometric + intensity augmentation (window jitter, bias field, blur, "
-            "resampling, noise, JPEG); an experiment, not the shipped recipe (docs/models.md)",
+            type=float,
+            nargs="?",
+            const=1.0,
+            default=None,
+            metavar="P",
+            help="give this share of each batch (default 1) the stronger geometric + intensity "
+            "augmentation (window jitter, bias field, blur, resampling, noise, JPEG); see "
+            "docs/models.md for which recipe the shipped weights used",
         )
 
     def handle(self, *args, **opts):  # type: ignore[no-untyped-def]
@@ -55,6 +60,8 @@ class Command(BaseCommand):
             raise CommandError(
                 "training needs the [train] extra: pip install -e '.[train]'"
             ) from exc
+        if opts["robust_aug"] is not None and not 0.0 <= opts["robust_aug"] <= 1.0:
+            raise CommandError("--robust-aug P takes a share between 0 and 1")
         from medvault.training.data import default_data_dir
 
         data_dir = opts["data"] or default_data_dir()
@@ -93,7 +100,7 @@ class Command(BaseCommand):
                 data_dir=data_dir,
                 device=opts["device"],
                 threads=opts["threads"],
-                recipe_overrides={"robust_aug": True} if opts["robust_aug"] else {},
+                recipe_overrides={} if opts["robust_aug"] is None else {"robust_p": opts["robust_aug"]},
             ),
             progress,
         )
