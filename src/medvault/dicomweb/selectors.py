@@ -14,7 +14,7 @@ from django.http import QueryDict
 from medvault.accounts.deid import deidentify_json, removes
 from medvault.accounts.permissions import is_deidentified_user
 from medvault.archive.access import visible_to
-from medvault.archive.models import Instance, Series, Study
+from medvault.archive.models import Instance, Series
 from medvault.archive.query.attributes import (
     ATTRIBUTES,
     BY_KEYWORD,
@@ -124,9 +124,16 @@ def qido_query_parse(
     return query
 
 
-def _parent_keys(query: QidoQuery, studies: QuerySet[Study]) -> list[MatchKey]:
-    """The study and series of the URL path as matching keys (404 unless ``studies`` has them)."""
+def _parent_keys(query: QidoQuery, user: Any) -> list[MatchKey]:
+    """The study and series of the URL path as matching keys (404 unless ``user`` sees them).
+
+    The visibility query is built only when the path names a study: building it costs about
+    as much as the rest of a QIDO-RS request (docs/benchmarks.md), and ``rows_matching``
+    applies it to the search itself."""
     keys: list[MatchKey] = []
+    if not (query.study_uid or query.series_uid):
+        return keys
+    studies = visible_to(user)
     if query.study_uid:
         if not studies.filter(study_instance_uid=query.study_uid).exists():
             raise not_found(f"study {query.study_uid} not found")
@@ -208,7 +215,7 @@ def retrieve_url(base: str, level: Level, row: Any) -> str:
 
 def qido_search(*, user: Any, query: QidoQuery, base_url: str) -> list[dict[str, Any]]:
     """Run a QIDO-RS search for ``user``; DICOM JSON results (de-identified for researchers)."""
-    keys = _parent_keys(query, visible_to(user)) + query.matches
+    keys = _parent_keys(query, user) + query.matches
     try:
         qs = rows_matching(principal=user, level=query.level, keys=keys, fuzzy=query.fuzzy)
     except QueryError as exc:  # the parse checked every key; this is only a safety net
