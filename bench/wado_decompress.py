@@ -4,7 +4,7 @@
 Run:
 
     PYTHONPATH=$PWD/src .venv/bin/python bench/wado_decompress.py [--instances 100] [--repeat 5]
-        [--threads N] [--profile]
+        [--threads N] [--profile] [--codec jpegls|htj2k]
 
 On a throw-away installation (SQLite + blob store in a temp dir, compression inline) a
 512x512 16-bit CT series (bench/ctseries.py, from real CT) is stored through STOW-RS, then
@@ -42,9 +42,10 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--codec", default="jpegls", help="stored codec (MEDVAULT_COMPRESSION): jpegls, htj2k, ...")
     args = parser.parse_args()
     tmp = throwaway_installation("mv-bench-wado-", MEDVAULT_COMPRESSION_DEFERRED="0",
-                                 MEDVAULT_COMPRESSION="jpegls")
+                                 MEDVAULT_COMPRESSION=args.codec)
     from ctseries import ct_series_512
     from django.test import Client
 

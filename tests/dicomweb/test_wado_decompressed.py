@@ -11,7 +11,7 @@ import numpy as np
 import pydicom
 import pytest
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, JPEGLSLossless, generate_uid
+from pydicom.uid import ExplicitVRLittleEndian, HTJ2KLossless, JPEGLSLossless, generate_uid
 
 from medvault.archive.models import Instance
 from medvault.archive.selectors import instance_part10_bytes
@@ -95,13 +95,23 @@ def _retrieve(client: Any, user: Any, ds: Dataset) -> list[bytes]:
     return parts_of(response)
 
 
+@pytest.fixture(params=["jpegls", "htj2k"])
+def stored_fast(request, blob_dir, no_analysis, compression_inline, settings, client, clinician_a) -> dict[str, bytes]:
+    """The cases stored with each codec that has a fast path to native."""
+    settings.MEDVAULT_COMPRESSION = request.param
+    cases = {name: files[0] for name, files in _cases().items()}
+    response = stow(client, clinician_a.headers, list(cases.values()))
+    assert response.status_code == 200, response.content
+    return cases
+
+
 @pytest.mark.parametrize("case", ["ct16_signed", "ct12_signed", "rgb8", "multiframe", "odd8"])
 def test_decompressed_retrieval_is_bit_exact_and_takes_the_fast_path(
-    stored_ls, case, client, clinician_a, monkeypatch
+    stored_fast, case, client, clinician_a, monkeypatch, settings
 ) -> None:
-    sent = pydicom.dcmread(io.BytesIO(stored_ls[case]))
+    sent = pydicom.dcmread(io.BytesIO(stored_fast[case]))
     row = Instance.objects.get(sop_instance_uid=sent.SOPInstanceUID)
-    assert row.transfer_syntax_uid == JPEGLSLossless
+    assert row.transfer_syntax_uid == {"jpegls": JPEGLSLossless, "htj2k": HTJ2KLossless}[settings.MEDVAULT_COMPRESSION]
     taken: list[bool] = []
     fast = wado._native_bytes
     monkeypatch.setattr(wado, "_native_bytes", lambda data: taken.append(True) or fast(data))

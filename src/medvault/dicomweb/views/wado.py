@@ -18,7 +18,7 @@ from medvault.accounts.deid import deidentify_dataset
 from medvault.accounts.permissions import is_deidentified_user
 from medvault.archive.models import Instance
 from medvault.archive.selectors import instance_blob, instance_dataset, instance_part10_bytes, instance_pixels
-from medvault.core.codecs.jpegls_to_native import jpegls_native_part10
+from medvault.core.codecs.lossless_to_native import native_part10
 from medvault.core.dicom.multipart import boundary_new, multipart_build, multipart_content_type
 from medvault.dicomweb import negotiation
 from medvault.dicomweb.errors import bad_request, not_acceptable, not_found
@@ -50,24 +50,26 @@ def instance_bytes(instance: Instance, syntax: str, deidentified: bool) -> bytes
     return buffer.getvalue()
 
 
-# Decoding threads per retrieval (CharLS releases the GIL), and how many decoded files may
+# Decoding threads per retrieval (CharLS and OpenJPH release the GIL), and how many decoded files may
 # wait, in order, for the client: enough to keep every core busy, bounded in memory (files
 # and decoded bytes; one file is always let through, however large).
 DECODE_THREADS = max(1, min(4, os.cpu_count() or 1))
 DECODE_AHEAD = 2 * DECODE_THREADS
 DECODE_AHEAD_BYTES = 256 << 20
-_JPEGLS_LOSSLESS = "1.2.840.10008.1.2.4.80"
+# Stored syntaxes with a fast path to Explicit VR Little Endian (core.codecs.lossless_to_native):
+# JPEG-LS Lossless, HTJ2K Lossless and HTJ2K Lossless RPCL.
+_FAST_TO_NATIVE = frozenset({"1.2.840.10008.1.2.4.80", "1.2.840.10008.1.2.4.201", "1.2.840.10008.1.2.4.202"})
 
 
 def _native_bytes(data: bytes) -> bytes | None:
     """The fast decompression (None: not applicable); runs in a decoding thread."""
-    return jpegls_native_part10(data)
+    return native_part10(data)
 
 
 def _parts_in_order(plan: list[tuple[Instance, str]], deidentified: bool) -> Iterator[tuple[bytes, str]]:
     """Each planned instance as a Part 10 file in its syntax, in plan order.
 
-    Stored JPEG-LS files asked for in Explicit VR Little Endian are read here (blob reads
+    Stored JPEG-LS and HTJ2K files asked for in Explicit VR Little Endian are read here (blob reads
     may consult the index, so they stay on this thread), decoded in a small thread pool a few
     files ahead of the client and spliced into native files without re-serialising; every
     other case, and any file the fast path declines, takes ``instance_bytes``.
@@ -90,9 +92,9 @@ def _parts_in_order(plan: list[tuple[Instance, str]], deidentified: bool) -> Ite
                     break
                 inst, syntax = item
                 future: Future[bytes | None] | None = None
-                if not deidentified and syntax == EXPLICIT_LE and inst.transfer_syntax_uid == _JPEGLS_LOSSLESS:
+                if not deidentified and syntax == EXPLICIT_LE and inst.transfer_syntax_uid in _FAST_TO_NATIVE:
                     data = instance_blob(instance=inst)  # may find the blob swapped: row updated
-                    if inst.transfer_syntax_uid == _JPEGLS_LOSSLESS:
+                    if inst.transfer_syntax_uid in _FAST_TO_NATIVE:
                         future = pool.submit(_native_bytes, data)
                 pending.append((inst, syntax, future))
             if not pending:

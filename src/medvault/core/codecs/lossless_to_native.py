@@ -1,8 +1,8 @@
-"""Decompressing a stored JPEG-LS Part 10 file straight to Explicit VR Little Endian bytes.
+"""Decompressing a stored JPEG-LS or HTJ2K Part 10 file straight to Explicit VR Little Endian.
 
 The fast path of WADO-RS retrieval in a native syntax: only the header up to group 0028 is
-parsed, the frames are decoded from the encapsulated fragments with imagecodecs (CharLS,
-which releases the GIL, so callers may decode several files in threads), and the result is
+parsed, the frames are decoded from the encapsulated fragments with imagecodecs (CharLS and
+OpenJPH, which release the GIL, so callers may decode several files in threads), and the result is
 the stored bytes with a new file meta and a native Pixel Data element
 (``splice_native_pixels``); the data set is never re-serialised.
 
@@ -16,12 +16,13 @@ with the header.
 from __future__ import annotations
 
 from io import BytesIO
+from typing import Any
 
 import numpy as np
 from pydicom.dataset import FileMetaDataset
 from pydicom.filereader import read_partial
 from pydicom.tag import BaseTag
-from pydicom.uid import ExplicitVRLittleEndian, JPEGLSLossless
+from pydicom.uid import ExplicitVRLittleEndian, HTJ2KLossless, HTJ2KLosslessRPCL, JPEGLSLossless
 
 from medvault.core.dicom.parse import splice_native_pixels
 
@@ -64,17 +65,29 @@ def _jpegls_precision(stream: bytes) -> int | None:
     return head[at + 4]
 
 
-def jpegls_native_part10(data: bytes) -> bytes | None:
-    """Explicit VR Little Endian Part 10 bytes of the JPEG-LS Lossless Part 10 file ``data``,
-    or None when this fast path does not apply (the caller then decompresses in full)."""
+def _decoder(syntax: str) -> tuple[Any, tuple[type[Exception], ...]] | None:
     import imagecodecs
+
+    if syntax == JPEGLSLossless:
+        return imagecodecs.jpegls_decode, (imagecodecs.JpeglsError, ValueError, RuntimeError)
+    if syntax in (HTJ2KLossless, HTJ2KLosslessRPCL):
+        return imagecodecs.htj2k_decode, (imagecodecs.Htj2kError, ValueError, RuntimeError)
+    return None
+
+
+def native_part10(data: bytes) -> bytes | None:
+    """Explicit VR Little Endian Part 10 bytes of the JPEG-LS Lossless or HTJ2K Lossless Part 10
+    file ``data``, or None when this fast path does not apply (the caller then decompresses in
+    full)."""
 
     if len(data) < 144 or data[128:132] != b"DICM" or data[136:138] != b"UL":
         return None
     try:
         ds = read_partial(BytesIO(data), stop_when=_past_group_0028)
         meta = ds.file_meta
-        if str(meta.get("TransferSyntaxUID", "")) != JPEGLSLossless:
+        syntax = str(meta.get("TransferSyntaxUID", ""))
+        decoder = _decoder(syntax)
+        if decoder is None:
             return None
         rows, columns = int(ds.Rows), int(ds.Columns)
         bits_allocated = int(ds.BitsAllocated)
@@ -106,15 +119,22 @@ def jpegls_native_part10(data: bytes) -> bytes | None:
     else:
         return None
     dtype = np.dtype("<u1" if bits_allocated == 8 else "<u2")
+    decode, errors = decoder
     decoded = []
     for stream in streams:
         try:
-            frame = np.asarray(imagecodecs.jpegls_decode(stream))
-        except (imagecodecs.JpeglsError, ValueError, RuntimeError):
+            frame = np.asarray(decode(stream))
+        except errors:
             return None
-        if frame.shape != shape or frame.dtype.kind != "u" or frame.dtype.itemsize != dtype.itemsize:
+        if frame.shape != shape or frame.dtype.itemsize != dtype.itemsize:
             return None
-        if signed:
+        if syntax != JPEGLSLossless:
+            # HTJ2K carries the sign: a signed codestream decodes to signed samples.
+            if frame.dtype.kind != ("i" if signed else "u"):
+                return None
+        elif frame.dtype.kind != "u":
+            return None
+        elif signed:
             precision = _jpegls_precision(stream)
             if precision is None:
                 return None
