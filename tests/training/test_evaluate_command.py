@@ -157,11 +157,18 @@ def test_cards_agree_with_evaluate(shared_data, name):
     card = json.loads((MODELS / f"{name}.json").read_text())
     stored = card["evaluation"]["internal"]["sets"]["internal-validation"]
     out = StringIO()
-    call_command("evaluate", "--model", name, "--models-dir", str(MODELS), "--internal",
+    call_command("evaluate", "--model", name, "--models-dir", str(MODELS), "--internal", "--shifted",
                  "--resamples", "0", "--data", str(shared_data), stdout=out)
-    now = json.loads(out.getvalue().strip().splitlines()[-1])["sets"]["internal-validation"]
+    printed = json.loads(out.getvalue().strip().splitlines()[-1])["sets"]
+    now = printed["internal-validation"]
     assert now["metrics"] == stored["metrics"]
     assert now["confusion"] == stored["confusion"] and now["calls"] == stored["calls"]
+    # the acquisition-shifted split on the card is what --shifted prints now, shift by shift
+    shifted = card["evaluation"]["internal"]["sets"]["internal-shifted"]
+    assert printed["internal-shifted"]["metrics"] == shifted["metrics"]
+    assert printed["internal-shifted"]["by_shift"] == shifted["by_shift"]
+    assert "--shifted" in card["evaluation"]["internal"]["command"]
+    assert "| soft_tissue_window |" in (MODELS / f"{name}.md").read_text()
     # training-time figures (cached 128 px pixels, no domain gate) within 1 point
     assert abs(now["metrics"]["accuracy"] - card["validation"]["calibrated"]["accuracy"]) <= 0.01
     assert now["n"] == card["data"]["val"]

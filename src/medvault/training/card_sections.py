@@ -68,6 +68,8 @@ def write_card_section(models_dir: Path, name: str, section: str, report: dict[s
     card["evaluation"][section] = {
         "command": ("medvault evaluate --model " + name
                     + (" --internal" if section == "internal" else " DIR...")
+                    + (" --shifted" if "internal-shifted" in report["sets"] else "")
+                    + (" --cam-check" if any("cam_peak_in_lung" in r for r in report["sets"].values()) else "")
                     + " --write-card " + section),
         **({"rule": EXTERNAL_RULE} if section == "external" else {}),
         "sets": report["sets"],
@@ -109,6 +111,13 @@ def _set_table(sets: dict[str, Any]) -> list[str]:
                    and rep["metrics"][k] is not None}
         if recalls:
             lines += ["Per-class recall: " + "; ".join(f"{k} {v}" for k, v in recalls.items()), ""]
+        if rep.get("by_shift"):
+            lines += ["By acquisition shift (`medvault.training.shifts`; missed abnormal, accuracy, "
+                      "indeterminate share, images):", "", "| shift | missed abnormal | accuracy | "
+                      "indeterminate | n |", "|---|---|---|---|---|"]
+            lines += [f"| {kind} | {row['missed_abnormal']} | {row['accuracy']} | "
+                      f"{row['indeterminate_share']} | {row['n']} |" for kind, row in rep["by_shift"].items()]
+            lines.append("")
         if rep.get("cam_peak_in_lung"):
             c = rep["cam_peak_in_lung"]
             lines += [f"CAM peak inside the threshold lung mask: {c['peak_in_lung']} of "
@@ -140,6 +149,11 @@ def sections_markdown(card: dict[str, Any]) -> str:
                   "groups). The source of each image is not recorded; a source-grouped split "
                   "(by image size / intensity profile) was not made for these weights, so these "
                   "figures can still flatter the model.", ""]
+        if "internal-shifted" in ev["internal"]["sets"]:
+            lines += ["`internal-shifted` is the same split with one acquisition shift per image "
+                      "(another window, gamma, bias field, blur, resampling, noise, JPEG): it "
+                      "measures robustness to those changes only, not to another sequence or "
+                      "another hospital (docs/models.md, round 2).", ""]
         lines += _set_table(ev["internal"]["sets"])
     else:
         lines += ["(not yet measured with `medvault evaluate --internal`)", ""]
