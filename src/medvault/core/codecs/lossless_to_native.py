@@ -65,12 +65,16 @@ def _jpegls_precision(stream: bytes) -> int | None:
     return head[at + 4]
 
 
+# The stored syntaxes this fast path decodes (callers check here before reading a blob).
+FAST_SYNTAXES = frozenset({JPEGLSLossless, HTJ2KLossless, HTJ2KLosslessRPCL})
+
+
 def _decoder(syntax: str) -> tuple[Any, tuple[type[Exception], ...]] | None:
     import imagecodecs
 
     if syntax == JPEGLSLossless:
         return imagecodecs.jpegls_decode, (imagecodecs.JpeglsError, ValueError, RuntimeError)
-    if syntax in (HTJ2KLossless, HTJ2KLosslessRPCL):
+    if syntax in FAST_SYNTAXES:
         return imagecodecs.htj2k_decode, (imagecodecs.Htj2kError, ValueError, RuntimeError)
     return None
 
@@ -79,7 +83,6 @@ def native_part10(data: bytes) -> bytes | None:
     """Explicit VR Little Endian Part 10 bytes of the JPEG-LS Lossless or HTJ2K Lossless Part 10
     file ``data``, or None when this fast path does not apply (the caller then decompresses in
     full)."""
-
     if len(data) < 144 or data[128:132] != b"DICM" or data[136:138] != b"UL":
         return None
     try:
@@ -126,15 +129,12 @@ def native_part10(data: bytes) -> bytes | None:
             frame = np.asarray(decode(stream))
         except errors:
             return None
-        if frame.shape != shape or frame.dtype.itemsize != dtype.itemsize:
+        # HTJ2K carries the sign (a signed codestream decodes to signed samples); JPEG-LS does not.
+        sign_extend = signed and syntax == JPEGLSLossless
+        kind = "i" if signed and not sign_extend else "u"
+        if frame.shape != shape or frame.dtype.itemsize != dtype.itemsize or frame.dtype.kind != kind:
             return None
-        if syntax != JPEGLSLossless:
-            # HTJ2K carries the sign: a signed codestream decodes to signed samples.
-            if frame.dtype.kind != ("i" if signed else "u"):
-                return None
-        elif frame.dtype.kind != "u":
-            return None
-        elif signed:
+        if sign_extend:
             precision = _jpegls_precision(stream)
             if precision is None:
                 return None

@@ -18,7 +18,7 @@ from medvault.accounts.deid import deidentify_dataset
 from medvault.accounts.permissions import is_deidentified_user
 from medvault.archive.models import Instance
 from medvault.archive.selectors import instance_blob, instance_dataset, instance_part10_bytes, instance_pixels
-from medvault.core.codecs.lossless_to_native import native_part10
+from medvault.core.codecs.lossless_to_native import FAST_SYNTAXES, native_part10
 from medvault.core.dicom.multipart import boundary_new, multipart_build, multipart_content_type
 from medvault.dicomweb import negotiation
 from medvault.dicomweb.errors import bad_request, not_acceptable, not_found
@@ -56,9 +56,6 @@ def instance_bytes(instance: Instance, syntax: str, deidentified: bool) -> bytes
 DECODE_THREADS = max(1, min(4, os.cpu_count() or 1))
 DECODE_AHEAD = 2 * DECODE_THREADS
 DECODE_AHEAD_BYTES = 256 << 20
-# Stored syntaxes with a fast path to Explicit VR Little Endian (core.codecs.lossless_to_native):
-# JPEG-LS Lossless, HTJ2K Lossless and HTJ2K Lossless RPCL.
-_FAST_TO_NATIVE = frozenset({"1.2.840.10008.1.2.4.80", "1.2.840.10008.1.2.4.201", "1.2.840.10008.1.2.4.202"})
 
 
 def _native_bytes(data: bytes) -> bytes | None:
@@ -92,9 +89,9 @@ def _parts_in_order(plan: list[tuple[Instance, str]], deidentified: bool) -> Ite
                     break
                 inst, syntax = item
                 future: Future[bytes | None] | None = None
-                if not deidentified and syntax == EXPLICIT_LE and inst.transfer_syntax_uid in _FAST_TO_NATIVE:
+                if not deidentified and syntax == EXPLICIT_LE and inst.transfer_syntax_uid in FAST_SYNTAXES:
                     data = instance_blob(instance=inst)  # may find the blob swapped: row updated
-                    if inst.transfer_syntax_uid in _FAST_TO_NATIVE:
+                    if inst.transfer_syntax_uid in FAST_SYNTAXES:
                         future = pool.submit(_native_bytes, data)
                 pending.append((inst, syntax, future))
             if not pending:
