@@ -27,23 +27,18 @@ import io
 import numpy as np
 from PIL import Image, ImageFilter
 
+from medvault.core.ml.preprocess import to_gray
+
 KINDS = ("soft_tissue_window", "gamma_dark", "gamma_bright", "bias_field", "blur",
          "downsampled", "noise", "jpeg_q20")
 SEED = 20261205
-
-
-def to_grey(img: np.ndarray) -> np.ndarray:
-    """uint8 HxW or HxWx3 -> uint8 HxW (ITU-R 601 luma, as the serving preprocessing does)."""
-    if img.ndim == 2:
-        return img
-    return np.asarray(Image.fromarray(img[..., :3]).convert("L"))
 
 
 def shift(img: np.ndarray, kind: str, seed: int) -> np.ndarray:
     """One acquisition shift of a uint8 image; the same (img, kind, seed) gives the same output."""
     if kind not in KINDS:
         raise ValueError(f"unknown shift {kind!r}; one of {', '.join(KINDS)}")
-    g = to_grey(img).astype(np.float32) / 255.0
+    g = to_gray(img).astype(np.float32) / 255.0  # as serving does
     rng = np.random.default_rng([SEED, seed])
     if kind == "soft_tissue_window":
         lo, hi = 0.55, 0.85
