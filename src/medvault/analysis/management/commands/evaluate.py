@@ -103,16 +103,17 @@ class Command(BaseCommand):
             if cam is not None:
                 cam.start(set_name, items)
             shift_of.clear()
-            if set_name == SHIFTED:
-                shift_of.update({it.path: (shifts.kind_for(i), i) for i, it in enumerate(items)})
+            kinds = [shifts.kind_for(i) for i in range(len(items))] if set_name == SHIFTED else []
+            if kinds:
+                shift_of.update({it.path: (kind, i) for i, (it, kind) in enumerate(zip(items, kinds, strict=True))})
             try:
                 rep, outcomes = scoring.run_set(items, predict, model.labels, NORMAL_LABEL[name],
                                                 opts["resamples"])
             except ValueError as exc:
                 raise CommandError(f"{set_name}: {exc}") from exc
             rep["examples"] = _failure_examples(items, outcomes, NORMAL_LABEL[name])
-            if set_name == SHIFTED:
-                rep["by_shift"] = _by_shift(items, outcomes, NORMAL_LABEL[name])
+            if kinds:
+                rep["by_shift"] = _by_shift(items, outcomes, kinds, model.labels, NORMAL_LABEL[name])
             if cam is not None:
                 rep["cam_peak_in_lung"] = cam.summary(set_name)
             report["sets"][set_name] = rep
@@ -168,24 +169,24 @@ def _failure_examples(items: list, outcomes: list, normal_label: str, k: int = 5
     return out
 
 
-def _by_shift(items: list, outcomes: list, normal_label: str) -> dict[str, dict[str, Any]]:  # type: ignore[type-arg]
-    """Per acquisition shift: abnormals called normal (refused in the denominator), accuracy of
-    the answered images, indeterminate share, number of images."""
-    from medvault.training.shifts import KINDS, kind_for
 
+def _by_shift(items: list, outcomes: list, kinds: list[str], labels: list[str],  # type: ignore[type-arg]
+              normal_label: str) -> dict[str, dict[str, Any]]:
+    """Per acquisition shift (``kinds[i]`` is item i's): the set's own metrics
+    (``scoring.point_metrics``) on that shift's images, with their number."""
+    import numpy as np
+
+    from medvault.training import scoring
+    from medvault.training.shifts import KINDS
+
+    scored = scoring.build(items, outcomes, labels, normal_label)
+    of = np.array(kinds)
     out: dict[str, dict[str, Any]] = {}
     for kind in KINDS:
-        rows = [(it, o) for i, (it, o) in enumerate(zip(items, outcomes, strict=True))
-                if kind_for(i) == kind]
-        abnormal = [o for it, o in rows if it.truth != normal_label]
-        answered = [(it, o) for it, o in rows if not o.refused]
-        out[kind] = {
-            "n": len(rows),
-            "missed_abnormal": round(sum(o.call == "normal" for o in abnormal) / len(abnormal), 3)
-            if abnormal else None,
-            "accuracy": round(sum(o.label == it.truth for it, o in answered) / len(answered), 3)
-            if answered else None,
-            "indeterminate_share": round(sum(o.call == "indeterminate" for _, o in rows) / len(rows), 3)
-            if rows else None,
-        }
+        idx = np.flatnonzero(of == kind)
+        point = scoring.point_metrics(scored, idx)
+        out[kind] = {"n": int(idx.size)}
+        for key in ("missed_abnormal", "accuracy", "indeterminate_share"):
+            value = point[key]
+            out[kind][key] = None if value is None else round(value, 4)
     return out
