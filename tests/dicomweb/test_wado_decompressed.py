@@ -79,13 +79,18 @@ def _cases() -> dict[str, list[bytes]]:
     }
 
 
-@pytest.fixture
-def stored_ls(blob_dir, no_analysis, compression_inline, settings, client, clinician_a) -> dict[str, bytes]:
-    settings.MEDVAULT_COMPRESSION = "jpegls"
+def _store_cases(settings: Any, client: Any, user: Any, codec: str) -> dict[str, bytes]:
+    """Every case stored through STOW-RS, compressed inline with ``codec``."""
+    settings.MEDVAULT_COMPRESSION = codec
     cases = {name: files[0] for name, files in _cases().items()}
-    response = stow(client, clinician_a.headers, list(cases.values()))
+    response = stow(client, user.headers, list(cases.values()))
     assert response.status_code == 200, response.content
     return cases
+
+
+@pytest.fixture
+def stored_ls(blob_dir, no_analysis, compression_inline, settings, client, clinician_a) -> dict[str, bytes]:
+    return _store_cases(settings, client, clinician_a, "jpegls")
 
 
 def _retrieve(client: Any, user: Any, ds: Dataset) -> list[bytes]:
@@ -98,11 +103,7 @@ def _retrieve(client: Any, user: Any, ds: Dataset) -> list[bytes]:
 @pytest.fixture(params=["jpegls", "htj2k"])
 def stored_fast(request, blob_dir, no_analysis, compression_inline, settings, client, clinician_a) -> dict[str, bytes]:
     """The cases stored with each codec that has a fast path to native."""
-    settings.MEDVAULT_COMPRESSION = request.param
-    cases = {name: files[0] for name, files in _cases().items()}
-    response = stow(client, clinician_a.headers, list(cases.values()))
-    assert response.status_code == 200, response.content
-    return cases
+    return _store_cases(settings, client, clinician_a, request.param)
 
 
 @pytest.mark.parametrize("case", ["ct16_signed", "ct12_signed", "rgb8", "multiframe", "odd8"])

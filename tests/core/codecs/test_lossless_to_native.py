@@ -23,7 +23,7 @@ def _bytes(ds: pydicom.Dataset) -> bytes:
     return buffer.getvalue()
 
 
-def _jpegls(name: str, codec: str = "jpegls") -> pydicom.Dataset:
+def _compressed(name: str, codec: str = "jpegls") -> pydicom.Dataset:
     ds = pydicom.dcmread(get_testdata_file(name))
     new, why = recompress(ds, decode_pixels(ds), codec)
     assert new is not None, why
@@ -38,7 +38,7 @@ def _general(data: bytes) -> bytes:
 @pytest.mark.parametrize("name", SAMPLES)
 def test_same_bytes_as_the_general_decompression(name, codec) -> None:
     original = pydicom.dcmread(get_testdata_file(name))
-    data = _bytes(_jpegls(name, codec))
+    data = _bytes(_compressed(name, codec))
     fast = native_part10(data)
     assert fast is not None
     assert fast == _general(data)
@@ -51,16 +51,16 @@ def test_declines_what_it_does_not_handle() -> None:
     assert native_part10(_bytes(pydicom.dcmread(get_testdata_file("MR_small_jp2klossless.dcm")))) is None
     # Encapsulated Pixel Data written with VR OW (pydicom's sample file): the general path's.
     assert native_part10(get_testdata_file("MR_small_jpeg_ls_lossless.dcm", read=True)) is None
-    assert native_part10(_bytes(_jpegls("MR_small.dcm"))) is not None
-    one_bit = _jpegls("MR_small.dcm")
+    assert native_part10(_bytes(_compressed("MR_small.dcm"))) is not None
+    one_bit = _compressed("MR_small.dcm")
     one_bit.BitsAllocated, one_bit.BitsStored, one_bit.HighBit = 1, 1, 0
     assert native_part10(_bytes(one_bit)) is None
-    frames_mismatch = _jpegls("MR_small.dcm")
+    frames_mismatch = _compressed("MR_small.dcm")
     frames_mismatch.NumberOfFrames = 2  # one fragment for two frames: not split here
     assert native_part10(_bytes(frames_mismatch)) is None
-    wrong_size = _jpegls("MR_small.dcm")
+    wrong_size = _compressed("MR_small.dcm")
     wrong_size.Rows = int(wrong_size.Rows) + 1  # the codestream disagrees with the header
     assert native_part10(_bytes(wrong_size)) is None
-    planar = _jpegls("SC_rgb_rle_2frame.dcm")
+    planar = _compressed("SC_rgb_rle_2frame.dcm")
     planar.PlanarConfiguration = 1
     assert native_part10(_bytes(planar)) is None
