@@ -44,11 +44,12 @@ def internal_split(name: str, data_dir: Path | None = None, cache_dir: Path | No
     return data_dir / DATASETS[name]["folder"], prepare(name, data_dir, cache_dir)
 
 
-def embed_files(session, paths: list[Path], size: int, batch: int = 64):  # type: ignore[no-untyped-def]
+def embed_files(session, paths: list[Path], size: int, batch: int = 64,  # type: ignore[no-untyped-def]
+                mask: str = ""):
     """Serving preprocessing -> (probabilities, embeddings) for image files."""
     probs, embs = [], []
     for start in range(0, len(paths), batch):
-        x = np.stack([pp.prepare_gray(load_uint8(p), size)[0] for p in paths[start:start + batch]])
+        x = np.stack([pp.model_square(load_uint8(p), size, mask)[0] for p in paths[start:start + batch]])
         p, e = session.run(["probabilities", "embedding"],
                            {"image": (x.astype(np.float32) / 255.0)[:, None]})
         probs.append(p)
@@ -71,7 +72,7 @@ def fit_call(name: str, models_dir: Path, data_dir: Path | None = None,
     folder, prep = internal_split(name, data_dir, cache_dir)
     session = ort_session(models_dir / card["file"], threads)
     paths = [folder / p for p in prep.paths]
-    probs, emb = embed_files(session, paths, size)
+    probs, emb = embed_files(session, paths, size, mask=str(card["input"].get("mask", "") or ""))
     progress({"event": "embedded", "images": len(paths)})
     train = prep.split == "train"
     val = prep.split == "val"

@@ -1,11 +1,7 @@
 """Does the lung model's heat-map point at the lungs? (``medvault evaluate --cam-check``)
 
-A threshold lung mask is enough (the issue says so): on a chest CT slice, the body is what is
-brighter than an Otsu threshold (holes filled, largest component); the lung fields are the dark
-parts inside the body (components under 0.5 % of the image dropped), with holes filled so that
-a nodule or mass surrounded by lung counts as lung, then dilated by 2 % of the image side to
-include tumours on the pleura. The CAM peak is the arg-max of the heat-map at image size.
-Needs scipy (installed with the [train] extra).
+A threshold lung mask is enough (the issue says so): :func:`medvault.core.ml.lung_fields.lung_mask`
+on the original slice. The CAM peak is the arg-max of the heat-map at image size.
 """
 
 from __future__ import annotations
@@ -16,38 +12,7 @@ from typing import Any
 import numpy as np
 
 from medvault.core.ml import preprocess as pp
-
-
-def otsu(gray: np.ndarray) -> float:
-    hist = np.bincount(gray.ravel(), minlength=256).astype(np.float64)
-    p = hist / hist.sum()
-    omega = np.cumsum(p)
-    mu = np.cumsum(p * np.arange(256))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        between = (mu[-1] * omega - mu) ** 2 / (omega * (1 - omega))
-    return float(np.nanargmax(between))
-
-
-def lung_mask(gray: np.ndarray) -> np.ndarray:
-    from scipy import ndimage as ndi
-
-    t = otsu(gray)
-    bright = gray > t
-    lab, n = ndi.label(bright)
-    if n == 0:
-        return np.zeros_like(bright)
-    sizes = ndi.sum(bright, lab, range(1, n + 1))
-    body = ndi.binary_fill_holes(lab == (1 + int(np.argmax(sizes))))
-    dark = body & ~bright
-    lab, n = ndi.label(dark)
-    if n:
-        sizes = ndi.sum(dark, lab, range(1, n + 1))
-        keep = np.flatnonzero(sizes >= 0.005 * gray.size) + 1
-        dark = np.isin(lab, keep)
-    lungs = ndi.binary_fill_holes(dark)
-    r = max(1, int(round(0.02 * max(gray.shape))))
-    mask: np.ndarray = ndi.binary_dilation(lungs, iterations=r)
-    return mask
+from medvault.core.ml.lung_fields import lung_mask
 
 
 def peak_in_lungs(gray: np.ndarray, heatmap: np.ndarray) -> bool | None:

@@ -16,6 +16,24 @@ from medvault.core.ml import preprocess as pp
 from medvault.core.ml.call import file_sha256
 from medvault.training.nets import MEAN, STD, CompactNet, ExportWrapper
 
+# the card's words for each input mask (medvault.core.ml.preprocess.apply_mask)
+MASK_STEPS = {
+    "lung_fields": "black out everything outside the lung fields: Otsu threshold on the "
+                   "resized slice, the dark regions inside the body, holes filled, each lung's "
+                   "convex hull, dilated by 2 % of the side (medvault.core.ml.lung_fields); "
+                   "a slice where none is found is used as it is",
+}
+
+
+def train_flags(recipe: dict[str, Any]) -> str:
+    """The ``medvault train`` options that reproduce a recipe's non-default choices."""
+    flags = ""
+    if recipe.get("robust_p"):
+        flags += f" --robust-aug {recipe['robust_p']}"
+    if recipe.get("input_mask") == "lung_fields":
+        flags += " --lung-fields"
+    return flags
+
 OUTPUT_NAMES = ["probabilities", "logits", "embedding", "cam"]
 MODEL_VERSION = "1.0.0"
 
@@ -106,6 +124,7 @@ def export_model(net: CompactNet, result: dict[str, Any], out_dir: Path, calib_x
         raise RuntimeError(f"ONNX Runtime differs from PyTorch by {parity:.2e} (> 1e-4)")
     lat = latency_ms(onnx_path, size, threads=1)
     spec = TASKS[name]
+    mask = str(result["recipe"].get("input_mask", "") or "")
     cal = result["metrics"]["calibrated"]
     card = {
         "name": name,
@@ -128,9 +147,11 @@ def export_model(net: CompactNet, result: dict[str, Any], out_dir: Path, calib_x
                 "decode; RGB -> grey with ITU-R 601 luma (Pillow 'L')",
                 "pad with black to a centred square (aspect ratio kept, never stretched)",
                 f"resize to {size}x{size} with Pillow bilinear (antialiased) resampling",
+                *([MASK_STEPS[mask]] if mask else []),
                 "divide by 255; the graph itself subtracts "
                 f"{MEAN} and divides by {STD}",
             ],
+            **({"mask": mask} if mask else {}),
             "png_jpeg": "used as given (8-bit)",
             "dicom": spec["dicom_mapping"],
         },
@@ -152,7 +173,7 @@ def export_model(net: CompactNet, result: dict[str, Any], out_dir: Path, calib_x
             "parameters": int(sum(p.numel() for p in net.parameters())),
         },
         "training": {
-            "command": f"medvault train {name}",
+            "command": f"medvault train {name}" + train_flags(result["recipe"]),
             "recipe": result["recipe"],
             "epochs": result["epochs"],
             "seed": result["data"]["split_seed"],

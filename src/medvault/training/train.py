@@ -20,6 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from medvault.core.ml.preprocess import apply_mask
 from medvault.training.augment import augment_mixed
 from medvault.training.data import SEED, prepare
 from medvault.training.evaluate import (
@@ -49,6 +50,9 @@ class Recipe:
     # share of each batch given the stronger geometric + intensity augmentation (augment_robust)
     # for other hospitals' images; 0 = the standard augmentation only
     robust_p: float = 0.0
+    # input mask applied to every image before augmentation, and by serving (the card's
+    # input.mask): "" or "lung_fields" (medvault.core.ml.preprocess.model_square)
+    input_mask: str = ""
 
 
 RECIPES: dict[str, Recipe] = {
@@ -116,6 +120,8 @@ def train_model(cfg: TrainConfig, progress: Callable[[dict[str, Any]], None] = _
     data = prepare(cfg.name, cfg.data_dir, cache_dir=cfg.work_dir / "cache",
                    limit_per_class=12 if cfg.smoke else None, size=recipe.sizes[-1][1])
     progress({"event": "data", **{k: v for k, v in data.report.items() if k != "label_conflicts"}})
+    if recipe.input_mask:  # data.x is prepare_gray at the served size: mask it as serving will
+        data.x = np.stack([apply_mask(im, recipe.input_mask) for im in data.x])
     tr = data.split == "train"
     va = data.split == "val"
     x_tr, y_tr = data.x[tr], data.y[tr]

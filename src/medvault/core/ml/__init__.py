@@ -92,6 +92,8 @@ class LoadedModel:
     energy_threshold: float | None
     gate: _Gate | None
     call_rule: CallRule | None = None
+    # the card's input.mask: "" (none) or "lung_fields" (preprocess.model_square)
+    input_mask: str = ""
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
 
@@ -160,6 +162,11 @@ def load_model(name: str, models_dir: Path, threads: int = 1) -> LoadedModel:
     models_dir = Path(models_dir)
     card, path = _load_card(models_dir, name)
     gate = _load_gate(models_dir, threads)
+    input_mask = str(card["input"].get("mask", "") or "")
+    try:
+        pp.apply_mask(np.zeros((8, 8), np.uint8), input_mask)
+    except ValueError as exc:
+        raise ModelError(f"{name}: {exc}") from exc
     try:
         call_rule = load_rule(card, models_dir)
     except (OSError, ValueError, KeyError) as exc:
@@ -176,6 +183,7 @@ def load_model(name: str, models_dir: Path, threads: int = 1) -> LoadedModel:
         energy_threshold=card.get("refusal", {}).get("energy_threshold"),
         gate=gate,
         call_rule=call_rule,
+        input_mask=input_mask,
     )
 
 
@@ -283,7 +291,7 @@ def analyse(model: LoadedModel, ds_or_image: Any) -> AnalysisOutput:
                 f"out of domain: the image looks like {what} (domain classifier p={domain_probs[best]:.2f}); "
                 f"this model reads {dom['anatomy_word']} {dom['modality_word']} only",
                 t0, extra)
-    square, placement = pp.prepare_gray(gray, model.input_size)
+    square, placement = pp.model_square(gray, model.input_size, model.input_mask)
     with model.lock:
         probs, logits, emb, cam = model.session.run(
             ["probabilities", "logits", "embedding", "cam"], {"image": pp.to_input(square)})

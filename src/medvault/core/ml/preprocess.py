@@ -74,6 +74,24 @@ def prepare_gray(image: np.ndarray, size: int) -> tuple[np.ndarray, Placement]:
     return resize(square, size), placement
 
 
+def model_square(image: np.ndarray, size: int, mask: str = "") -> tuple[np.ndarray, Placement]:
+    """:func:`prepare_gray`, then the model card's input mask (``input.mask``): ``""`` for none,
+    ``"lung_fields"`` to black out everything outside the lung fields
+    (:func:`medvault.core.ml.lung_fields.keep_lung_fields`)."""
+    square, placement = prepare_gray(image, size)
+    return apply_mask(square, mask), placement
+
+
+def apply_mask(square: np.ndarray, mask: str) -> np.ndarray:
+    if not mask:
+        return square
+    from medvault.core.ml.lung_fields import LUNG_FIELDS, keep_lung_fields
+
+    if mask == LUNG_FIELDS:
+        return keep_lung_fields(square)
+    raise ValueError(f"unknown input mask {mask!r}")
+
+
 def to_input(gray_square: np.ndarray) -> np.ndarray:
     """uint8 SxS -> float32 1x1xSxS in [0, 1] (the ONNX graph normalises further itself)."""
     return (gray_square.astype(np.float32) / 255.0)[None, None]

@@ -52,6 +52,12 @@ class Command(BaseCommand):
             "augmentation (window jitter, bias field, blur, resampling, noise, JPEG); see "
             "docs/models.md for which recipe the shipped weights used",
         )
+        parser.add_argument(
+            "--lung-fields",
+            action="store_true",
+            help="lung-ct: the model sees only the lung fields (everything else black, in "
+            "training and in serving; the card records it as input.mask)",
+        )
 
     def handle(self, *args, **opts):  # type: ignore[no-untyped-def]
         try:
@@ -62,6 +68,13 @@ class Command(BaseCommand):
             ) from exc
         if opts["robust_aug"] is not None and not 0.0 <= opts["robust_aug"] <= 1.0:
             raise CommandError("--robust-aug P takes a share between 0 and 1")
+        if opts["lung_fields"] and opts["name"] != "lung-ct":
+            raise CommandError("--lung-fields is for lung-ct (chest CT) only")
+        overrides: dict[str, Any] = {}
+        if opts["robust_aug"] is not None:
+            overrides["robust_p"] = opts["robust_aug"]
+        if opts["lung_fields"]:
+            overrides["input_mask"] = "lung_fields"
         from medvault.training.data import default_data_dir
 
         data_dir = opts["data"] or default_data_dir()
@@ -100,7 +113,7 @@ class Command(BaseCommand):
                 data_dir=data_dir,
                 device=opts["device"],
                 threads=opts["threads"],
-                recipe_overrides={} if opts["robust_aug"] is None else {"robust_p": opts["robust_aug"]},
+                recipe_overrides=overrides,
             ),
             progress,
         )
