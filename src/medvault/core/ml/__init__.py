@@ -164,7 +164,7 @@ def load_model(name: str, models_dir: Path, threads: int = 1) -> LoadedModel:
     gate = _load_gate(models_dir, threads)
     input_mask = str(card["input"].get("mask", "") or "")
     try:
-        pp.apply_mask(np.zeros((8, 8), np.uint8), input_mask)
+        pp.check_mask(input_mask)
     except ValueError as exc:
         raise ModelError(f"{name}: {exc}") from exc
     try:

@@ -17,9 +17,6 @@ from __future__ import annotations
 
 import numpy as np
 
-LUNG_FIELDS = "lung_fields"
-
-
 def otsu(gray: np.ndarray) -> float:
     hist = np.bincount(gray.ravel(), minlength=256).astype(np.float64)
     p = hist / hist.sum()
@@ -27,6 +24,8 @@ def otsu(gray: np.ndarray) -> float:
     mu = np.cumsum(p * np.arange(256))
     with np.errstate(divide="ignore", invalid="ignore"):
         between = (mu[-1] * omega - mu) ** 2 / (omega * (1 - omega))
+    if np.isnan(between).all():  # a single grey level: nothing is brighter than it
+        return float(gray.max())
     return float(np.nanargmax(between))
 
 

@@ -82,14 +82,21 @@ def model_square(image: np.ndarray, size: int, mask: str = "") -> tuple[np.ndarr
     return apply_mask(square, mask), placement
 
 
-def apply_mask(square: np.ndarray, mask: str) -> np.ndarray:
-    if not mask:
-        return square
-    from medvault.core.ml.lung_fields import LUNG_FIELDS, keep_lung_fields
+INPUT_MASKS = ("", "lung_fields")
 
-    if mask == LUNG_FIELDS:
-        return keep_lung_fields(square)
-    raise ValueError(f"unknown input mask {mask!r}")
+
+def check_mask(mask: str) -> str:
+    if mask not in INPUT_MASKS:
+        raise ValueError(f"unknown input mask {mask!r}; known: {', '.join(filter(None, INPUT_MASKS))}")
+    return mask
+
+
+def apply_mask(square: np.ndarray, mask: str) -> np.ndarray:
+    if not check_mask(mask):
+        return square
+    from medvault.core.ml.lung_fields import keep_lung_fields
+
+    return keep_lung_fields(square)
 
 
 def to_input(gray_square: np.ndarray) -> np.ndarray:

@@ -1,0 +1,111 @@
+"""The lung-field input mask (``input.mask = "lung_fields"``): what it keeps, and that serving
+applies it exactly as training did."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from medvault.core.ml import ModelError, analyse, load_model
+from medvault.core.ml import preprocess as pp
+from medvault.core.ml.lung_fields import keep_lung_fields, lung_field_hull, lung_mask
+from medvault.training.export import train_flags
+
+MODELS = Path(__file__).resolve().parents[3] / "models"
+
+
+def _disk(shape, cy, cx, ry, rx):
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    return ((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 <= 1.0
+
+
+def _phantom():
+    """A 128 x 128 lung-window slice: bright body, two dark lungs, a nodule inside the left
+    lung, and a mass on the right lung's mediastinal side that bites into it."""
+    s = (128, 128)
+    img = np.zeros(s, np.uint8)
+    img[_disk(s, 64, 64, 44, 58)] = 180                     # body, mediastinum, chest wall
+    right, left = _disk(s, 64, 38, 30, 18), _disk(s, 64, 90, 30, 18)
+    img[right | left] = 40                                   # lungs
+    img[_disk(s, 60, 92, 4, 4)] = 180                        # nodule surrounded by lung
+    mass = _disk(s, 64, 54, 9, 9)                            # centred on the right lung's edge
+    img[mass] = 180
+    return img, right, left, mass
+
+
+def test_lung_mask_keeps_lungs_and_nodules_drops_mediastinum_and_wall():
+    img, right, left, _ = _phantom()
+    m = lung_mask(img)
+    assert m[64, 90] and m[60, 92], "left lung and the nodule inside it"
+    assert m[64, 30], "right lung"
+    assert not m[64, 64], "mediastinum between the lungs"
+    assert not m[64, 10] and not m[15, 64], "chest wall and outside the body"
+    assert m[left].mean() > 0.99
+
+
+def test_hull_keeps_a_mass_that_indents_a_lung():
+    img, _, _, mass = _phantom()
+    assert not lung_mask(img)[64, 54], "the bite is not lung in the plain mask"
+    hull = lung_field_hull(img)
+    bite = mass & (np.arange(128)[None, :] <= 54)
+    assert hull[bite].mean() > 0.9
+    assert not hull[64, 64]
+
+
+def test_keep_lung_fields_blacks_out_the_rest_and_leaves_lungs_untouched():
+    img, right, left, _ = _phantom()
+    out = keep_lung_fields(img)
+    hull = lung_field_hull(img)
+    assert np.array_equal(out[hull], img[hull])
+    assert (out[~hull] == 0).all()
+    assert out[64, 64] == 0 and out[64, 90] == 40
+    flat = np.full((64, 64), 90, np.uint8)
+    assert np.array_equal(keep_lung_fields(flat), flat), "no lung found: the slice as it is"
+
+
+def test_apply_mask_names():
+    sq = _phantom()[0]
+    assert pp.apply_mask(sq, "") is sq
+    with pytest.raises(ValueError, match="unknown input mask"):
+        pp.apply_mask(sq, "brain")
+
+
+def _models_with_mask(tmp_path: Path, mask: str) -> Path:
+    for f in MODELS.glob("*"):
+        shutil.copy(f, tmp_path / f.name)
+    card = json.loads((tmp_path / "lung-ct.json").read_text())
+    card["input"]["mask"] = mask
+    (tmp_path / "lung-ct.json").write_text(json.dumps(card))
+    return tmp_path
+
+
+def test_serving_applies_the_cards_mask(shared_data, tmp_path, lung):
+    from medvault.training.data import load_uint8
+
+    path = next(iter(sorted((shared_data / "chest_ct" / "train" / "adenocarcinoma").glob("*"))))
+    img = load_uint8(path)
+    masked_model = load_model("lung-ct", _models_with_mask(tmp_path, "lung_fields"))
+    assert masked_model.input_mask == "lung_fields" and lung.input_mask == ""
+    got = analyse(masked_model, img)
+    assert not got.refused, got.reason
+    square, _ = pp.model_square(img, masked_model.input_size, "lung_fields")
+    (want,) = masked_model.session.run(["probabilities"], {"image": pp.to_input(square)})
+    assert np.allclose([got.probabilities[k] for k in masked_model.labels], want[0], atol=1e-5)
+    plain = analyse(lung, img)
+    assert not np.allclose(list(plain.probabilities.values()), list(got.probabilities.values()),
+                           atol=1e-3), "the mask changed what the model saw"
+
+
+def test_unknown_mask_in_a_card_is_refused_at_load(tmp_path):
+    with pytest.raises(ModelError, match="unknown input mask"):
+        load_model("lung-ct", _models_with_mask(tmp_path, "heart"))
+
+
+def test_card_command_reproduces_the_recipe():
+    assert train_flags({"robust_p": 0.0, "input_mask": ""}) == ""
+    assert train_flags({"robust_p": 0.5, "input_mask": "lung_fields"}) == \
+        " --robust-aug 0.5 --lung-fields"
