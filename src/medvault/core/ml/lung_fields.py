@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
+
 def otsu(gray: np.ndarray) -> float:
     hist = np.bincount(gray.ravel(), minlength=256).astype(np.float64)
     p = hist / hist.sum()
