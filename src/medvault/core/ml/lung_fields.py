@@ -49,7 +49,7 @@ def _mask(gray: np.ndarray, hull: bool) -> np.ndarray:
     if hull and lungs.any():
         from skimage.morphology import convex_hull_object
 
-        lungs = convex_hull_object(lungs)
+        lungs = convex_hull_object(lungs)  # type: ignore[no-untyped-call]
     r = max(1, int(round(0.02 * max(gray.shape))))
     mask: np.ndarray = ndi.binary_dilation(lungs, iterations=r)
     return mask
