@@ -93,3 +93,20 @@ def test_smoke_training_exports_checked_onnx_and_resumes(shared_data, tmp_path):
     train_model(cfg, progress=events.append)
     assert any(e["event"] == "resume" and e["from_epoch"] == 1 for e in events)
     assert [e["epoch"] for e in events if e["event"] == "epoch"] == [2]
+
+
+def test_card_command_reproduces_the_recipe():
+    from dataclasses import asdict
+
+    from medvault.training.export import recipe_flags
+    from medvault.training.train import RECIPES, sizes_for
+
+    lung = asdict(RECIPES["lung-ct"])
+    assert recipe_flags("lung-ct", lung) == ""
+    assert recipe_flags("lung-ct", {**lung, "robust_p": 0.5, "input_mask": "lung_fields"}) == \
+        " --robust-aug 0.5 --lung-fields"
+    brain = asdict(RECIPES["brain-mri"])
+    assert sizes_for("brain-mri", 128) == ((0.0, 96), (0.5, 128))
+    assert sizes_for("brain-mri", 96) == ((0.0, 96),)
+    assert recipe_flags("brain-mri", {**brain, "sizes": sizes_for("brain-mri", 128)}) == \
+        " --input-size 128"

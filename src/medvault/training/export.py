@@ -25,14 +25,20 @@ MASK_STEPS = {
 }
 
 
-def train_flags(recipe: dict[str, Any]) -> str:
+def recipe_flags(name: str, recipe: dict[str, Any]) -> str:
     """The ``medvault train`` options that reproduce a recipe's non-default choices."""
+    from medvault.training.train import RECIPES
+
     flags = ""
+    served = int(recipe["sizes"][-1][1])
+    if served != RECIPES[name].sizes[-1][1]:
+        flags += f" --input-size {served}"
     if recipe.get("robust_p"):
         flags += f" --robust-aug {recipe['robust_p']}"
     if recipe.get("input_mask") == "lung_fields":
         flags += " --lung-fields"
     return flags
+
 
 OUTPUT_NAMES = ["probabilities", "logits", "embedding", "cam"]
 MODEL_VERSION = "1.0.0"
@@ -173,7 +179,7 @@ def export_model(net: CompactNet, result: dict[str, Any], out_dir: Path, calib_x
             "parameters": int(sum(p.numel() for p in net.parameters())),
         },
         "training": {
-            "command": f"medvault train {name}" + train_flags(result["recipe"]),
+            "command": f"medvault train {name}" + recipe_flags(name, result["recipe"]),
             "recipe": result["recipe"],
             "epochs": result["epochs"],
             "seed": result["data"]["split_seed"],

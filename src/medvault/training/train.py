@@ -61,6 +61,13 @@ RECIPES: dict[str, Recipe] = {
 }
 
 
+def sizes_for(name: str, size: int) -> tuple[tuple[float, int], ...]:
+    """The recipe's progressive sizes with ``size`` as the served one: the first stage stays
+    (when it is smaller), the second half of training runs at ``size``."""
+    first = RECIPES[name].sizes[0][1]
+    return ((0.0, first), (0.5, size)) if first < size else ((0.0, size),)
+
+
 @dataclass
 class TrainConfig:
     name: str

@@ -13,7 +13,6 @@ import pytest
 from medvault.core.ml import ModelError, analyse, load_model
 from medvault.core.ml import preprocess as pp
 from medvault.core.ml.lung_fields import keep_lung_fields, lung_field_hull, lung_mask
-from medvault.training.export import train_flags
 
 MODELS = Path(__file__).resolve().parents[3] / "models"
 
@@ -104,8 +103,3 @@ def test_unknown_mask_in_a_card_is_refused_at_load(tmp_path):
     with pytest.raises(ModelError, match="unknown input mask"):
         load_model("lung-ct", _models_with_mask(tmp_path, "heart"))
 
-
-def test_card_command_reproduces_the_recipe():
-    assert train_flags({"robust_p": 0.0, "input_mask": ""}) == ""
-    assert train_flags({"robust_p": 0.5, "input_mask": "lung_fields"}) == \
-        " --robust-aug 0.5 --lung-fields"

@@ -58,6 +58,13 @@ class Command(BaseCommand):
             help="lung-ct: the model sees only the lung fields (everything else black, in "
             "training and in serving; the card records it as input.mask)",
         )
+        parser.add_argument(
+            "--input-size",
+            type=int,
+            choices=(96, 112, 128, 160, 192, 224),
+            help="served input size in pixels: the second half of training runs at it "
+            "(default: the recipe's, 96 for brain-mri and 128 for lung-ct)",
+        )
 
     def handle(self, *args, **opts):  # type: ignore[no-untyped-def]
         try:
@@ -75,6 +82,10 @@ class Command(BaseCommand):
             overrides["robust_p"] = opts["robust_aug"]
         if opts["lung_fields"]:
             overrides["input_mask"] = "lung_fields"
+        if opts["input_size"] and opts["name"] != "domain":
+            from medvault.training.train import sizes_for
+
+            overrides["sizes"] = sizes_for(opts["name"], opts["input_size"])
         from medvault.training.data import default_data_dir
 
         data_dir = opts["data"] or default_data_dir()
