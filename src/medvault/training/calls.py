@@ -4,6 +4,11 @@
   **training** split (the split ``medvault train`` made, grouped by duplicates);
 - the near-OOD distance threshold: the 99th percentile of that distance over the internal
   **validation** split (declared before looking at any external image);
+- intensity profiles (``medvault.core.ml.call.intensity_profile``: a 32-bin grey-level histogram
+  of the model-input square before any mask) of the **training** split, and the threshold on
+  the mean distance to the 5 nearest of them: the 99th percentile over the **validation** split.
+  The design (profile, k, percentile) was fixed on the internal split and its shifted rendering
+  (``medvault evaluate --shifted``) before any external image was scored with it;
 - ``t98``: the largest threshold on P(abnormal) that keeps sensitivity >= 0.98 on the internal
   validation abnormals. ``normal_below`` = min(t98, 0.5): never "normal" when abnormal is at
   least as likely as not (sensitivity is then >= 0.98 a fortiori); ``abnormal_at`` =
@@ -25,8 +30,10 @@ import numpy as np
 from medvault.core.ml import preprocess as pp
 from medvault.core.ml.call import (
     NORMAL_LABEL,
+    IntensityRule,
     file_sha256,
     fit_mahalanobis,
+    intensity_profile,
     mahalanobis,
     threshold_for_sensitivity,
 )
@@ -35,6 +42,8 @@ from medvault.training.data import DATASETS, Prepared, default_data_dir, load_ui
 TARGET_SENSITIVITY = 0.98
 OOD_PERCENTILE = 99.0
 SHRINKAGE = 0.1
+INTENSITY_BINS = 32
+INTENSITY_K = 5
 NORMAL_CAP = 0.5
 
 
@@ -46,15 +55,18 @@ def internal_split(name: str, data_dir: Path | None = None, cache_dir: Path | No
 
 def embed_files(session, paths: list[Path], size: int, batch: int = 64,  # type: ignore[no-untyped-def]
                 mask: str = ""):
-    """Serving preprocessing -> (probabilities, embeddings) for image files."""
+    """Serving preprocessing -> (probabilities, embeddings, intensity profiles) for image files."""
     probs, embs = [], []
+    profiles: list[np.ndarray] = []
     for start in range(0, len(paths), batch):
-        x = np.stack([pp.model_square(load_uint8(p), size, mask)[0] for p in paths[start:start + batch]])
+        squares = [pp.prepare_gray(load_uint8(p), size)[0] for p in paths[start:start + batch]]
+        profiles.extend(intensity_profile(sq, INTENSITY_BINS) for sq in squares)
+        x = np.stack([pp.apply_mask(sq, mask) for sq in squares])
         p, e = session.run(["probabilities", "embedding"],
                            {"image": (x.astype(np.float32) / 255.0)[:, None]})
         probs.append(p)
         embs.append(e)
-    return np.concatenate(probs), np.concatenate(embs)
+    return np.concatenate(probs), np.concatenate(embs), np.stack(profiles)
 
 
 def fit_call(name: str, models_dir: Path, data_dir: Path | None = None,
@@ -72,13 +84,19 @@ def fit_call(name: str, models_dir: Path, data_dir: Path | None = None,
     folder, prep = internal_split(name, data_dir, cache_dir)
     session = ort_session(models_dir / card["file"], threads)
     paths = [folder / p for p in prep.paths]
-    probs, emb = embed_files(session, paths, size, mask=str(card["input"].get("mask", "") or ""))
+    probs, emb, profiles = embed_files(session, paths, size,
+                                       mask=str(card["input"].get("mask", "") or ""))
     progress({"event": "embedded", "images": len(paths)})
     train = prep.split == "train"
     val = prep.split == "val"
     means, precision = fit_mahalanobis(emb[train], prep.y[train], len(labels), SHRINKAGE)
     dist = mahalanobis(emb.astype(np.float64), means, precision)
     ood_threshold = float(np.percentile(dist[val], OOD_PERCENTILE))
+    intensity = IntensityRule(train=profiles[train].astype(np.float32), k=INTENSITY_K,
+                              threshold=0.0)
+    intensity_threshold = float(np.percentile(intensity.distances(profiles[val]), OOD_PERCENTILE))
+    intensity_file = f"{name}-intensity.npz"
+    np.savez(models_dir / intensity_file, train=intensity.train)
     p_abn = 1.0 - probs[:, normal_idx]
     val_abn = val & (prep.y != normal_idx)
     t98 = threshold_for_sensitivity(p_abn[val_abn], TARGET_SENSITIVITY)
@@ -96,7 +114,8 @@ def fit_call(name: str, models_dir: Path, data_dir: Path | None = None,
         "normal_below": round(normal_below, 6),
         "abnormal_at": round(abnormal_at, 6),
         "rule": "p_abnormal = 1 - P(normal label). 'indeterminate' (outside validated "
-                "conditions) when the near-OOD distance is above ood.threshold; else 'normal' "
+                "conditions) when the intensity distance is above intensity.threshold or the "
+                "near-OOD distance is above ood.threshold; else 'normal' "
                 "when p_abnormal < normal_below; 'abnormal' when p_abnormal >= abnormal_at; "
                 "'indeterminate' (a tumour cannot be excluded; needs a radiologist's read) in "
                 "between. Refused images get no call (refused: true).",
@@ -122,12 +141,27 @@ def fit_call(name: str, models_dir: Path, data_dir: Path | None = None,
             "threshold_rule": f"{OOD_PERCENTILE:g}th percentile of the distance on the internal "
                               f"validation split ({int(val.sum())} images)",
         },
+        "intensity": {
+            "method": f"the image's intensity profile (square root of the normalised "
+                      f"{INTENSITY_BINS}-bin grey-level histogram of the model-input square "
+                      "before any mask, values 0-4 left out); the mean Euclidean distance to "
+                      f"its {INTENSITY_K} nearest training profiles",
+            "file": intensity_file,
+            "sha256": file_sha256(models_dir / intensity_file),
+            "k": INTENSITY_K,
+            "bins": INTENSITY_BINS,
+            "fitted_on": f"training split profiles ({int(train.sum())} images)",
+            "threshold": round(intensity_threshold, 4),
+            "threshold_rule": f"{OOD_PERCENTILE:g}th percentile of the distance on the internal "
+                              f"validation split ({int(val.sum())} images)",
+        },
         "note": "The thresholds were chosen on the same validation split the internal figures "
                 "are reported on, so in-distribution miss and indeterminate rates there are "
                 "optimistic by construction; the external figures are not.",
     }
     card_path.write_text(json.dumps(card, indent=1) + "\n")
     progress({"event": "call-fitted", "normal_below": card["call"]["normal_below"],
-              "abnormal_at": card["call"]["abnormal_at"], "ood_threshold": ood_threshold})
+              "abnormal_at": card["call"]["abnormal_at"], "ood_threshold": ood_threshold,
+              "intensity_threshold": intensity_threshold})
     call: dict[str, Any] = card["call"]
     return call

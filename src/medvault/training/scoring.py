@@ -141,7 +141,7 @@ def build(items: Sequence[Item], outcomes: Sequence[Outcome], labels: Sequence[s
                        for o in outcomes]),
         cluster=np.array([it.cluster for it in items]),
         normal_idx=normal_idx,
-        outside=np.array([o.call == "indeterminate" and o.call_reason == REASON_OOD
+        outside=np.array([o.call == "indeterminate" and o.call_reason.startswith(REASON_OOD)
                           for o in outcomes], bool),
     )
 

@@ -291,10 +291,11 @@ def analyse(model: LoadedModel, ds_or_image: Any) -> AnalysisOutput:
                 f"out of domain: the image looks like {what} (domain classifier p={domain_probs[best]:.2f}); "
                 f"this model reads {dom['anatomy_word']} {dom['modality_word']} only",
                 t0, extra)
-    square, placement = pp.model_square(gray, model.input_size, model.input_mask)
+    square, placement = pp.prepare_gray(gray, model.input_size)
     with model.lock:
         probs, logits, emb, cam = model.session.run(
-            ["probabilities", "logits", "embedding", "cam"], {"image": pp.to_input(square)})
+            ["probabilities", "logits", "embedding", "cam"],
+            {"image": pp.to_input(pp.apply_mask(square, model.input_mask))})
     probs, logits = probs[0], logits[0]
     t = model.temperature
     energy = float(-t * np.log(np.sum(np.exp((logits - logits.max()) / t))) - logits.max())
@@ -319,7 +320,10 @@ def analyse(model: LoadedModel, ds_or_image: Any) -> AnalysisOutput:
         dist = rule.ood.distance(e) if rule.ood is not None else None
         if dist is not None:
             extra["ood_distance"] = round(dist, 3)
-        call, call_reason = rule.decide(p_abn, dist)
+        intensity = rule.intensity.distance(square) if rule.intensity is not None else None
+        if intensity is not None:
+            extra["intensity_distance"] = round(intensity, 4)
+        call, call_reason = rule.decide(p_abn, dist, intensity)
     return AnalysisOutput(
         label=label,
         probabilities={lab: round(float(p), 6) for lab, p in zip(model.labels, probs, strict=True)},

@@ -13,7 +13,14 @@ to tell a clinician "no tumour". The call adds that:
   but its embedding lies far from the training data: the class-conditional Mahalanobis distance
   (shared covariance, fitted on the training split) is above ``ood.threshold`` (a high
   percentile of the same distance on the internal validation split): "outside validated
-  conditions".
+  conditions";
+- ``indeterminate`` too when the image's intensity profile (the histogram of the model-input
+  square, before any input mask) lies farther from the training images' than
+  ``intensity.threshold`` (the mean distance to its k nearest training profiles, thresholded at
+  a high percentile of the same distance on the internal validation split): another window,
+  gamma or contrast than the training exports, which the embedding distance does not see
+  (on the internal split rendered in a soft-tissue window the lung model is right on half the
+  slices, and the embedding distance flags none of them).
 
 The rule and its statistics live in the model card (``card["call"]``) and in a small ``.npz``
 next to the ONNX file whose SHA-256 the card records. ``external/`` data is never used to fit
@@ -34,6 +41,8 @@ REASON_NORMAL = "probability of abnormal below the threshold chosen for sensitiv
 REASON_ABNORMAL = "confident abnormal"
 REASON_UNSURE = "a tumour cannot be excluded; needs a radiologist's read"
 REASON_OOD = "outside validated conditions"
+REASON_INTENSITY = (f"{REASON_OOD}: the image's intensity profile (window, contrast) is unlike "
+                    "the training images'")
 
 # Which labels mean "abnormal" (tumour / cancer present) and which one is "normal".
 NORMAL_LABEL = {"lung-ct": "normal", "brain-mri": "notumor"}
@@ -52,15 +61,59 @@ class OodRule:
                                  self.precision)[0])
 
 
+def intensity_profile(square: np.ndarray, bins: int) -> np.ndarray:
+    """uint8 model-input square -> the square root of its normalised grey-level histogram
+    (``bins`` bins over 0-255), the near-black background (0-4: padding, air outside the body)
+    left out. The Euclidean distance between two profiles is their Hellinger distance x sqrt 2."""
+    v = np.asarray(square).ravel()
+    fg = v[v > 4]
+    if fg.size == 0:
+        fg = v
+    h = np.bincount((fg.astype(np.int64) * bins) // 256, minlength=bins).astype(np.float64)
+    profile: np.ndarray = np.sqrt(h / h.sum())
+    return profile
+
+
+@dataclass(frozen=True)
+class IntensityRule:
+    """k-nearest-neighbour distance of the intensity profile to the training images'."""
+
+    train: np.ndarray  # N x bins profiles of the training split
+    k: int
+    threshold: float
+
+    @property
+    def bins(self) -> int:
+        return int(self.train.shape[1])
+
+    def distances(self, profiles: np.ndarray) -> np.ndarray:
+        """M x bins -> M: mean distance to the k nearest training profiles."""
+        q = np.asarray(profiles, np.float64)
+        t = np.asarray(self.train, np.float64)
+        d2 = (q * q).sum(1)[:, None] + (t * t).sum(1)[None, :] - 2.0 * q @ t.T
+        d = np.sqrt(np.maximum(d2, 0.0))
+        k = min(self.k, d.shape[1])
+        nearest: np.ndarray = np.partition(d, k - 1, axis=1)[:, :k].mean(axis=1)
+        return nearest
+
+    def distance(self, square: np.ndarray) -> float:
+        return float(self.distances(intensity_profile(square, self.bins)[None])[0])
+
+
 @dataclass(frozen=True)
 class CallRule:
     normal_label: str
     normal_below: float
     abnormal_at: float
     ood: OodRule | None = None
+    intensity: IntensityRule | None = None
 
-    def decide(self, p_abnormal: float, ood_distance: float | None = None) -> tuple[str, str]:
+    def decide(self, p_abnormal: float, ood_distance: float | None = None,
+               intensity_distance: float | None = None) -> tuple[str, str]:
         """-> (call, reason)."""
+        if (self.intensity is not None and intensity_distance is not None
+                and intensity_distance > self.intensity.threshold):
+            return "indeterminate", REASON_INTENSITY
         if self.ood is not None and ood_distance is not None and ood_distance > self.ood.threshold:
             return "indeterminate", REASON_OOD
         if p_abnormal < self.normal_below:
@@ -121,15 +174,23 @@ def load_rule(card: dict[str, Any], models_dir: Path) -> CallRule | None:
     spec = card.get("call")
     if not spec:
         return None
-    ood = None
+    ood = intensity = None
     if spec.get("ood"):
-        path = Path(models_dir) / spec["ood"]["file"]
-        if not path.is_file():
-            raise FileNotFoundError(f"near-OOD statistics {path} not found")
-        if file_sha256(path) != spec["ood"]["sha256"]:
-            raise ValueError(f"{path.name}: SHA-256 does not match its card")
-        with np.load(path) as z:
+        with _checked_npz(models_dir, spec["ood"]) as z:
             ood = OodRule(means=z["means"], precision=z["precision"],
                           threshold=float(spec["ood"]["threshold"]))
+    if spec.get("intensity"):
+        with _checked_npz(models_dir, spec["intensity"]) as z:
+            intensity = IntensityRule(train=z["train"], k=int(spec["intensity"]["k"]),
+                                      threshold=float(spec["intensity"]["threshold"]))
     return CallRule(normal_label=spec["normal_label"], normal_below=float(spec["normal_below"]),
-                    abnormal_at=float(spec["abnormal_at"]), ood=ood)
+                    abnormal_at=float(spec["abnormal_at"]), ood=ood, intensity=intensity)
+
+
+def _checked_npz(models_dir: Path, spec: dict[str, Any]) -> Any:
+    path = Path(models_dir) / spec["file"]
+    if not path.is_file():
+        raise FileNotFoundError(f"call-rule statistics {path} not found")
+    if file_sha256(path) != spec["sha256"]:
+        raise ValueError(f"{path.name}: SHA-256 does not match its card")
+    return np.load(path)
