@@ -17,12 +17,15 @@ from PIL import Image
 from medvault.core.ml import ModelError, analyse, load_model
 from medvault.core.ml.call import (
     REASON_ABNORMAL,
+    REASON_INTENSITY,
     REASON_NORMAL,
     REASON_OOD,
     REASON_UNSURE,
     CallRule,
+    IntensityRule,
     OodRule,
     fit_mahalanobis,
+    intensity_profile,
     mahalanobis,
     threshold_for_sensitivity,
 )
@@ -86,6 +89,9 @@ def test_shipped_cards_have_a_call_rule_chosen_internally(lung, brain):
         assert call["validation_abnormal_below_normal_threshold"] <= 0.02 * call["validation_abnormal_n"]
         assert "external" in call["chosen_on"] and "never" in call["chosen_on"]
         assert model.call_rule is not None and model.call_rule.ood is not None
+        assert model.call_rule.intensity is not None
+        assert call["intensity"]["k"] == model.call_rule.intensity.k
+        assert call["intensity"]["bins"] == model.call_rule.intensity.bins
 
 
 def test_real_images_get_calls(shared_data, lung, brain):
@@ -119,6 +125,63 @@ def test_tampered_ood_statistics_are_rejected(tmp_path):
     np.savez(tmp_path / "lung-ct-ood.npz", means=means * 2, precision=precision)
     with pytest.raises(ModelError, match="SHA-256"):
         load_model("lung-ct", tmp_path)
+
+
+def test_intensity_profile_ignores_background_and_is_a_unit_vector():
+    sq = np.zeros((64, 64), np.uint8)
+    sq[16:48, 16:48] = 200
+    p = intensity_profile(sq, 32)
+    assert p.shape == (32,) and abs(float(np.linalg.norm(p)) - 1.0) < 1e-12
+    assert p[200 * 32 // 256] == 1.0, "the black padding is not part of the profile"
+    padded = np.zeros((128, 128), np.uint8)
+    padded[32:96, 32:96] = sq
+    assert np.array_equal(intensity_profile(padded, 32), p)
+    assert np.array_equal(intensity_profile(np.zeros((8, 8), np.uint8), 32)[:1], [1.0])
+
+
+def test_intensity_rule_is_the_mean_of_the_k_nearest_distances():
+    rng = np.random.default_rng(3)
+    train = rng.random((50, 32))
+    rule = IntensityRule(train=train, k=5, threshold=1.0)
+    q = rng.random((7, 32))
+    brute = np.sort(np.linalg.norm(q[:, None] - train[None], axis=2), axis=1)[:, :5].mean(1)
+    assert np.allclose(rule.distances(q), brute)
+    assert rule.distances(train[:1])[0] < brute.min(), "a training profile is near itself"
+
+
+def test_intensity_check_comes_first_and_says_why():
+    rule = CallRule(normal_label="normal", normal_below=0.3, abnormal_at=0.9,
+                    intensity=IntensityRule(train=np.eye(4), k=1, threshold=0.5))
+    assert rule.decide(0.01, None, 0.6) == ("indeterminate", REASON_INTENSITY)
+    assert rule.decide(0.99, None, 0.6) == ("indeterminate", REASON_INTENSITY)
+    assert rule.decide(0.01, None, 0.4) == ("normal", REASON_NORMAL)
+    assert REASON_INTENSITY.startswith(REASON_OOD)
+
+
+def test_a_normal_slice_in_another_window_is_not_called_normal(shared_data, lung):
+    """The lung model reads a soft-tissue rendering of a normal validation slice as normal
+    again, but that is not a rendering it was validated on: the call says so."""
+    from medvault.training.shifts import shift
+
+    img = _img(shared_data / "chest_ct/train/normal/7_Copy.png")
+    plain = analyse(lung, img)
+    assert (plain.label, plain.call) == ("normal", "normal")
+    assert plain.extra["intensity_distance"] <= lung.call_rule.intensity.threshold
+    other = analyse(lung, shift(img, "soft_tissue_window", 0))
+    assert not other.refused and other.label == "normal"
+    assert other.extra["intensity_distance"] > lung.call_rule.intensity.threshold
+    assert (other.call, other.call_reason) == ("indeterminate", REASON_INTENSITY)
+
+
+def test_tampered_intensity_statistics_are_rejected(tmp_path):
+    for f in MODELS.iterdir():
+        if f.is_file():
+            shutil.copy(f, tmp_path / f.name)
+    with np.load(tmp_path / "brain-mri-intensity.npz") as z:
+        train = z["train"]
+    np.savez(tmp_path / "brain-mri-intensity.npz", train=train[:10])
+    with pytest.raises(ModelError, match="SHA-256"):
+        load_model("brain-mri", tmp_path)
 
 
 def test_predict_json_lines_carry_the_call(shared_data):
