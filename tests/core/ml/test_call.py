@@ -116,10 +116,15 @@ def test_near_ood_makes_a_confident_answer_indeterminate(shared_data, brain):
     assert (again.call, again.call_reason) == ("indeterminate", REASON_OOD)
 
 
-def test_tampered_ood_statistics_are_rejected(tmp_path):
+def _models_copy(tmp_path: Path) -> Path:
     for f in MODELS.iterdir():
         if f.is_file():
             shutil.copy(f, tmp_path / f.name)
+    return tmp_path
+
+
+def test_tampered_ood_statistics_are_rejected(tmp_path):
+    _models_copy(tmp_path)
     with np.load(tmp_path / "lung-ct-ood.npz") as z:
         means, precision = z["means"], z["precision"]
     np.savez(tmp_path / "lung-ct-ood.npz", means=means * 2, precision=precision)
@@ -174,9 +179,7 @@ def test_a_normal_slice_in_another_window_is_not_called_normal(shared_data, lung
 
 
 def test_tampered_intensity_statistics_are_rejected(tmp_path):
-    for f in MODELS.iterdir():
-        if f.is_file():
-            shutil.copy(f, tmp_path / f.name)
+    _models_copy(tmp_path)
     with np.load(tmp_path / "brain-mri-intensity.npz") as z:
         train = z["train"]
     np.savez(tmp_path / "brain-mri-intensity.npz", train=train[:10])
