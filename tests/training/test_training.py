@@ -105,8 +105,19 @@ def test_card_command_reproduces_the_recipe():
     assert recipe_flags("lung-ct", lung) == ""
     assert recipe_flags("lung-ct", {**lung, "robust_p": 0.5, "input_mask": "lung_fields"}) == \
         " --robust-aug 0.5 --lung-fields"
+    assert recipe_flags("lung-ct", {**lung, "last_stride": 1}) == " --fine-cam"
     brain = asdict(RECIPES["brain-mri"])
     assert sizes_for("brain-mri", 128) == ((0.0, 96), (0.5, 128))
     assert sizes_for("brain-mri", 96) == ((0.0, 96),)
     assert recipe_flags("brain-mri", {**brain, "sizes": sizes_for("brain-mri", 128)}) == \
         " --input-size 128"
+
+
+def test_fine_cam_doubles_the_heat_map_resolution_with_the_same_weights():
+    from medvault.training.nets import CompactNet, ExportWrapper
+
+    coarse, fine = CompactNet(4), CompactNet(4, last_stride=1)
+    fine.load_state_dict(coarse.state_dict())  # same parameter shapes
+    x = torch.rand(2, 1, 128, 128)
+    cams = [ExportWrapper(n.eval(), 1.0)(x)[3] for n in (coarse, fine)]
+    assert cams[0].shape == (2, 4, 8, 8) and cams[1].shape == (2, 4, 16, 16)

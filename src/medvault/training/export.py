@@ -37,6 +37,8 @@ def recipe_flags(name: str, recipe: dict[str, Any]) -> str:
         flags += f" --robust-aug {recipe['robust_p']}"
     if recipe.get("input_mask") == "lung_fields":
         flags += " --lung-fields"
+    if recipe.get("last_stride", 2) == 1:
+        flags += " --fine-cam"
     return flags
 
 

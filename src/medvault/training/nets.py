@@ -38,14 +38,17 @@ class Block(nn.Module):
 
 class CompactNet(nn.Module):
     def __init__(self, num_classes: int, widths: tuple[int, ...] = (24, 48, 96, 192),
-                 embed_dim: int = 128, dropout: float = 0.2) -> None:
+                 embed_dim: int = 128, dropout: float = 0.2, last_stride: int = 2) -> None:
+        """``last_stride`` 1 keeps the last stage at the third stage's resolution: the feature
+        map, and so the CAM, is 16 x 16 at 128 px instead of 8 x 8 (same weights' shapes)."""
         super().__init__()
         self.stem = nn.Sequential(nn.Conv2d(1, widths[0], 3, 2, 1, bias=False),
                                   nn.BatchNorm2d(widths[0]), nn.ReLU(inplace=True))
         stages = []
         cin = widths[0]
         for i, w in enumerate(widths):
-            stages.append(Block(cin, w, 1 if i == 0 else 2))
+            stride = 1 if i == 0 else (last_stride if i == len(widths) - 1 else 2)
+            stages.append(Block(cin, w, stride))
             cin = w
         self.stages = nn.Sequential(*stages)
         self.dropout = nn.Dropout(dropout)

@@ -53,6 +53,8 @@ class Recipe:
     # input mask applied to every image before augmentation, and by serving (the card's
     # input.mask): "" or "lung_fields" (medvault.core.ml.preprocess.model_square)
     input_mask: str = ""
+    # 1: the last stage keeps its input's resolution (a 16 x 16 CAM at 128 px), 2: halves it
+    last_stride: int = 2
 
 
 RECIPES: dict[str, Recipe] = {
@@ -134,7 +136,7 @@ def train_model(cfg: TrainConfig, progress: Callable[[dict[str, Any]], None] = _
     x_tr, y_tr = data.x[tr], data.y[tr]
     x_va, y_va = data.x[va], data.y[va]
     k = len(data.labels)
-    net = CompactNet(k, recipe.widths, recipe.embed_dim).to(cfg.device)
+    net = CompactNet(k, recipe.widths, recipe.embed_dim, last_stride=recipe.last_stride).to(cfg.device)
     opt = torch.optim.AdamW(net.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
     counts = np.bincount(y_tr, minlength=k).astype(np.float64)
     if recipe.class_weighted:

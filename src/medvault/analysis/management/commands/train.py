@@ -59,6 +59,12 @@ class Command(BaseCommand):
             "training and in serving; the card records it as input.mask)",
         )
         parser.add_argument(
+            "--fine-cam",
+            action="store_true",
+            help="the last stage keeps its input's resolution: a 16 x 16 heat-map at 128 px "
+            "instead of 8 x 8 (about 1.6x the training time)",
+        )
+        parser.add_argument(
             "--input-size",
             type=int,
             choices=(96, 112, 128, 160, 192, 224),
@@ -82,6 +88,8 @@ class Command(BaseCommand):
             overrides["robust_p"] = opts["robust_aug"]
         if opts["lung_fields"]:
             overrides["input_mask"] = "lung_fields"
+        if opts["fine_cam"]:
+            overrides["last_stride"] = 1
         if opts["input_size"] and opts["name"] != "domain":
             from medvault.training.train import sizes_for
 
