@@ -1,6 +1,7 @@
 """``medvault fit-call lung-ct|brain-mri``: fit a model's call rule on internal data only.
 
-Writes ``models/<name>-ood.npz`` (near-OOD statistics from the training split) and
+Writes ``models/<name>-ood.npz`` (near-OOD statistics from the training split),
+``models/<name>-intensity.npz`` (the training split's intensity profiles) and
 ``card["call"]`` (thresholds chosen on the internal validation split). ``medvault train`` runs
 this after exporting; run it alone to refit the rule of shipped weights. Never reads
 ``../shared/data/external``. Needs ../shared/data.
