@@ -60,7 +60,8 @@ def torch_model(card: dict):  # type: ignore[no-untyped-def]
     from medvault.training.nets import CompactNet, ExportWrapper
 
     net = CompactNet(len(card["labels"]), tuple(card["architecture"]["widths"]),
-                     int(card["outputs"].get("embedding_dim", 128)))
+                     int(card["outputs"].get("embedding_dim", 128)),
+                     last_stride=int(card["training"]["recipe"].get("last_stride", 2)))
     return ExportWrapper(net.eval(), float(card["outputs"]["temperature"])).eval(), torch
 
 
