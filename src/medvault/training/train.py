@@ -51,7 +51,7 @@ class Recipe:
     # for other hospitals' images; 0 = the standard augmentation only
     robust_p: float = 0.0
     # input mask applied to every image before augmentation, and by serving (the card's
-    # input.mask): "" or "lung_fields" (medvault.core.ml.preprocess.model_square)
+    # input.mask): "" or "lung_fields" (medvault.core.ml.preprocess.apply_mask)
     input_mask: str = ""
     # 1: the last stage keeps its input's resolution (a 16 x 16 CAM at 128 px), 2: halves it
     last_stride: int = 2

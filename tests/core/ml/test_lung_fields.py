@@ -91,7 +91,7 @@ def test_serving_applies_the_cards_mask(shared_data, tmp_path, lung):
     assert masked_model.input_mask == "lung_fields" and lung.input_mask == ""
     got = analyse(masked_model, img)
     assert not got.refused, got.reason
-    square, _ = pp.model_square(img, masked_model.input_size, "lung_fields")
+    square = pp.apply_mask(pp.prepare_gray(img, masked_model.input_size)[0], "lung_fields")
     (want,) = masked_model.session.run(["probabilities"], {"image": pp.to_input(square)})
     assert np.allclose([got.probabilities[k] for k in masked_model.labels], want[0], atol=1e-5)
     plain = analyse(lung, img)

@@ -92,7 +92,7 @@ class LoadedModel:
     energy_threshold: float | None
     gate: _Gate | None
     call_rule: CallRule | None = None
-    # the card's input.mask: "" (none) or "lung_fields" (preprocess.model_square)
+    # the card's input.mask: "" (none) or "lung_fields" (preprocess.apply_mask)
     input_mask: str = ""
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 

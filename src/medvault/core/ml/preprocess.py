@@ -74,14 +74,6 @@ def prepare_gray(image: np.ndarray, size: int) -> tuple[np.ndarray, Placement]:
     return resize(square, size), placement
 
 
-def model_square(image: np.ndarray, size: int, mask: str = "") -> tuple[np.ndarray, Placement]:
-    """:func:`prepare_gray`, then the model card's input mask (``input.mask``): ``""`` for none,
-    ``"lung_fields"`` to black out everything outside the lung fields
-    (:func:`medvault.core.ml.lung_fields.keep_lung_fields`)."""
-    square, placement = prepare_gray(image, size)
-    return apply_mask(square, mask), placement
-
-
 INPUT_MASKS = ("", "lung_fields")
 
 
@@ -92,6 +84,9 @@ def check_mask(mask: str) -> str:
 
 
 def apply_mask(square: np.ndarray, mask: str) -> np.ndarray:
+    """The model card's input mask (``input.mask``) on a :func:`prepare_gray` square: ``""`` for
+    none, ``"lung_fields"`` to black out everything outside the lung fields
+    (:func:`medvault.core.ml.lung_fields.keep_lung_fields`)."""
     if not check_mask(mask):
         return square
     from medvault.core.ml.lung_fields import keep_lung_fields
