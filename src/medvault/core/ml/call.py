@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -86,11 +87,18 @@ class IntensityRule:
     def bins(self) -> int:
         return int(self.train.shape[1])
 
+    @cached_property
+    def _train64(self) -> tuple[np.ndarray, np.ndarray]:
+        """The training profiles in float64 and their squared norms, once per loaded rule
+        (not once per analysed image)."""
+        t = np.asarray(self.train, np.float64)
+        return t, (t * t).sum(1)
+
     def distances(self, profiles: np.ndarray) -> np.ndarray:
         """M x bins -> M: mean distance to the k nearest training profiles."""
         q = np.asarray(profiles, np.float64)
-        t = np.asarray(self.train, np.float64)
-        d2 = (q * q).sum(1)[:, None] + (t * t).sum(1)[None, :] - 2.0 * q @ t.T
+        t, t_sq = self._train64
+        d2 = (q * q).sum(1)[:, None] + t_sq[None, :] - 2.0 * q @ t.T
         d = np.sqrt(np.maximum(d2, 0.0))
         k = min(self.k, d.shape[1])
         nearest: np.ndarray = np.partition(d, k - 1, axis=1)[:, :k].mean(axis=1)
