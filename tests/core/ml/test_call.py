@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import shutil
 from io import StringIO
 from pathlib import Path
 
@@ -116,20 +115,12 @@ def test_near_ood_makes_a_confident_answer_indeterminate(shared_data, brain):
     assert (again.call, again.call_reason) == ("indeterminate", REASON_OOD)
 
 
-def _models_copy(tmp_path: Path) -> Path:
-    for f in MODELS.iterdir():
-        if f.is_file():
-            shutil.copy(f, tmp_path / f.name)
-    return tmp_path
-
-
-def test_tampered_ood_statistics_are_rejected(tmp_path):
-    _models_copy(tmp_path)
-    with np.load(tmp_path / "lung-ct-ood.npz") as z:
+def test_tampered_ood_statistics_are_rejected(models_copy):
+    with np.load(models_copy / "lung-ct-ood.npz") as z:
         means, precision = z["means"], z["precision"]
-    np.savez(tmp_path / "lung-ct-ood.npz", means=means * 2, precision=precision)
+    np.savez(models_copy / "lung-ct-ood.npz", means=means * 2, precision=precision)
     with pytest.raises(ModelError, match="SHA-256"):
-        load_model("lung-ct", tmp_path)
+        load_model("lung-ct", models_copy)
 
 
 def test_intensity_profile_ignores_background_and_is_a_unit_vector():
@@ -178,13 +169,12 @@ def test_a_normal_slice_in_another_window_is_not_called_normal(shared_data, lung
     assert (other.call, other.call_reason) == ("indeterminate", REASON_INTENSITY)
 
 
-def test_tampered_intensity_statistics_are_rejected(tmp_path):
-    _models_copy(tmp_path)
-    with np.load(tmp_path / "brain-mri-intensity.npz") as z:
+def test_tampered_intensity_statistics_are_rejected(models_copy):
+    with np.load(models_copy / "brain-mri-intensity.npz") as z:
         train = z["train"]
-    np.savez(tmp_path / "brain-mri-intensity.npz", train=train[:10])
+    np.savez(models_copy / "brain-mri-intensity.npz", train=train[:10])
     with pytest.raises(ModelError, match="SHA-256"):
-        load_model("brain-mri", tmp_path)
+        load_model("brain-mri", models_copy)
 
 
 def test_predict_json_lines_carry_the_call(shared_data):

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 from io import BytesIO
 from pathlib import Path
 
@@ -67,14 +66,12 @@ def test_every_model_has_card_and_markdown():
         assert (MODELS / f"{name}.md").read_text().strip()
 
 
-def test_tampered_model_is_rejected(tmp_path):
-    for f in MODELS.glob("*"):
-        shutil.copy(f, tmp_path / f.name)
-    data = bytearray((tmp_path / "lung-ct.onnx").read_bytes())
+def test_tampered_model_is_rejected(models_copy):
+    data = bytearray((models_copy / "lung-ct.onnx").read_bytes())
     data[-10] ^= 0xFF
-    (tmp_path / "lung-ct.onnx").write_bytes(bytes(data))
+    (models_copy / "lung-ct.onnx").write_bytes(bytes(data))
     with pytest.raises(ModelError, match="SHA-256"):
-        load_model("lung-ct", tmp_path)
+        load_model("lung-ct", models_copy)
     with pytest.raises(ModelError, match="unknown model"):
         load_model("knee-xray", MODELS)
 

@@ -4,7 +4,6 @@ applies it exactly as training did."""
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -13,8 +12,6 @@ import pytest
 from medvault.core.ml import ModelError, analyse, load_model
 from medvault.core.ml import preprocess as pp
 from medvault.core.ml.lung_fields import keep_lung_fields, lung_field_hull, lung_mask
-
-MODELS = Path(__file__).resolve().parents[3] / "models"
 
 
 def _disk(shape, cy, cx, ry, rx):
@@ -73,21 +70,19 @@ def test_apply_mask_names():
         pp.apply_mask(sq, "brain")
 
 
-def _models_with_mask(tmp_path: Path, mask: str) -> Path:
-    for f in MODELS.glob("*"):
-        shutil.copy(f, tmp_path / f.name)
-    card = json.loads((tmp_path / "lung-ct.json").read_text())
+def _with_mask(models_dir: Path, mask: str) -> Path:
+    card = json.loads((models_dir / "lung-ct.json").read_text())
     card["input"]["mask"] = mask
-    (tmp_path / "lung-ct.json").write_text(json.dumps(card))
-    return tmp_path
+    (models_dir / "lung-ct.json").write_text(json.dumps(card))
+    return models_dir
 
 
-def test_serving_applies_the_cards_mask(shared_data, tmp_path, lung):
+def test_serving_applies_the_cards_mask(shared_data, models_copy, lung):
     from medvault.training.data import load_uint8
 
     path = next(iter(sorted((shared_data / "chest_ct" / "train" / "adenocarcinoma").glob("*"))))
     img = load_uint8(path)
-    masked_model = load_model("lung-ct", _models_with_mask(tmp_path, "lung_fields"))
+    masked_model = load_model("lung-ct", _with_mask(models_copy, "lung_fields"))
     assert masked_model.input_mask == "lung_fields" and lung.input_mask == ""
     got = analyse(masked_model, img)
     assert not got.refused, got.reason
@@ -99,7 +94,7 @@ def test_serving_applies_the_cards_mask(shared_data, tmp_path, lung):
                            atol=1e-3), "the mask changed what the model saw"
 
 
-def test_unknown_mask_in_a_card_is_refused_at_load(tmp_path):
+def test_unknown_mask_in_a_card_is_refused_at_load(models_copy):
     with pytest.raises(ModelError, match="unknown input mask"):
-        load_model("lung-ct", _models_with_mask(tmp_path, "heart"))
+        load_model("lung-ct", _with_mask(models_copy, "heart"))
 
