@@ -23,6 +23,9 @@ def main() -> None:
     parser.add_argument("--parts", type=int, default=20, help="parts per STOW-RS request")
     parser.add_argument("--requests", type=int, default=3)
     parser.add_argument("--profile", choices=["", "store", "stow"], default="")
+    parser.add_argument("--one-series", action="store_true",
+                        help="all requests carry slices of one series (as bench/versus_orthanc.py sends)")
+    parser.add_argument("--sort", default="cumulative", help="pstats sort key for --profile")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="stow-bench-"))
     os.environ.update({
@@ -75,8 +78,12 @@ def main() -> None:
     _, token = token_create(user=user, name="bench")
     client = Client()
     bodies = []
+    one_series = ct_series_512(args.parts * args.requests, seed=100)[1] if args.one_series else []
     for index in range(args.requests):
-        _, series = ct_series_512(args.parts, seed=100 + index)
+        if one_series:
+            series = one_series[index * args.parts:(index + 1) * args.parts]
+        else:
+            _, series = ct_series_512(args.parts, seed=100 + index)
         boundary = boundary_new()
         body = b"".join(multipart_build([(f, "application/dicom") for f in series], boundary))
         bodies.append((body, multipart_content_type(boundary, "application/dicom")))
@@ -137,7 +144,7 @@ def main() -> None:
     if profiler is not None:
         import pstats
 
-        pstats.Stats(profiler).sort_stats("cumulative").print_stats(45)
+        pstats.Stats(profiler).sort_stats(args.sort).print_stats(45)
 
 
 if __name__ == "__main__":

@@ -106,6 +106,7 @@ def test_card_command_reproduces_the_recipe():
     assert recipe_flags("lung-ct", {**lung, "robust_p": 0.5, "input_mask": "lung_fields"}) == \
         " --robust-aug 0.5 --lung-fields"
     assert recipe_flags("lung-ct", {**lung, "last_stride": 1}) == " --fine-cam"
+    assert recipe_flags("lung-ct", {**lung, "seed": 7}) == " --seed 7"
     brain = asdict(RECIPES["brain-mri"])
     assert sizes_for("brain-mri", 128) == ((0.0, 96), (0.5, 128))
     assert sizes_for("brain-mri", 96) == ((0.0, 96),)

@@ -14,6 +14,7 @@ import torch
 
 from medvault.core.ml import preprocess as pp
 from medvault.core.ml.call import file_sha256
+from medvault.training.data import SEED
 from medvault.training.nets import MEAN, STD, CompactNet, ExportWrapper
 
 # the card's words for each input mask (medvault.core.ml.preprocess.apply_mask)
@@ -39,6 +40,8 @@ def recipe_flags(name: str, recipe: dict[str, Any]) -> str:
         flags += " --lung-fields"
     if recipe.get("last_stride", 2) == 1:
         flags += " --fine-cam"
+    if int(recipe.get("seed", SEED)) != SEED:
+        flags += f" --seed {int(recipe['seed'])}"
     return flags
 
 

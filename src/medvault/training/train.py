@@ -55,6 +55,8 @@ class Recipe:
     input_mask: str = ""
     # 1: the last stage keeps its input's resolution (a 16 x 16 CAM at 128 px), 2: halves it
     last_stride: int = 2
+    # initialises the weights and orders the batches; the split always uses data.SEED
+    seed: int = SEED
 
 
 RECIPES: dict[str, Recipe] = {
@@ -120,10 +122,10 @@ def predict_arrays(net: CompactNet, x: np.ndarray, device: str = "cpu",
 
 
 def train_model(cfg: TrainConfig, progress: Callable[[dict[str, Any]], None] = _log) -> dict[str, Any]:
-    torch.manual_seed(SEED)
-    np.random.seed(SEED)
-    torch.set_num_threads(cfg.threads)
     recipe = Recipe(**{**asdict(RECIPES[cfg.name]), **cfg.recipe_overrides})
+    torch.manual_seed(recipe.seed)
+    np.random.seed(recipe.seed)
+    torch.set_num_threads(cfg.threads)
     epochs = cfg.epochs or recipe.epochs
     t_start = time.time()
     data = prepare(cfg.name, cfg.data_dir, cache_dir=cfg.work_dir / "cache",
@@ -168,7 +170,7 @@ def train_model(cfg: TrainConfig, progress: Callable[[dict[str, Any]], None] = _
     y_tr_t = torch.from_numpy(y_tr)
     for epoch in range(start_epoch, epochs):
         t0 = time.time()
-        gen = torch.Generator().manual_seed(SEED * 1000 + epoch)
+        gen = torch.Generator().manual_seed(recipe.seed * 1000 + epoch)
         perm = torch.randperm(len(x_tr), generator=gen)
         size = _size_at(recipe, epoch, epochs)
         net.train()

@@ -72,6 +72,13 @@ class Command(BaseCommand):
             "(default: the recipe's, 96 for brain-mri and 128 for lung-ct)",
         )
 
+        parser.add_argument(
+            "--seed",
+            type=int,
+            help="initialises the weights and orders the batches (default 1337); the "
+            "train/validation split never changes",
+        )
+
     def handle(self, *args, **opts):  # type: ignore[no-untyped-def]
         try:
             import torch  # noqa: F401
@@ -90,6 +97,8 @@ class Command(BaseCommand):
             overrides["input_mask"] = "lung_fields"
         if opts["fine_cam"]:
             overrides["last_stride"] = 1
+        if opts["seed"] is not None:
+            overrides["seed"] = opts["seed"]
         if opts["input_size"] and opts["name"] != "domain":
             from medvault.training.train import sizes_for
 
