@@ -251,6 +251,17 @@ def target_report(name: str, result: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _training_lines(training: dict[str, Any]) -> list[str]:
+    def one(t: dict[str, Any]) -> str:
+        return (f"`{t['command']}`, {t['epochs']} epochs, {t['train_seconds'] / 60:.1f} min on "
+                f"{t['machine']} ({t['threads']} threads)")
+
+    if "members" not in training:
+        return [f"- Training: {one(training)}"]
+    return [f"- Ensemble: `{training['command']}`; {training['ensemble']}",
+            *(f"- Member {i}: {one(t)}" for i, t in enumerate(training["members"]))]
+
+
 def card_markdown(card: dict[str, Any]) -> str:
     v = card["validation"]
     cal = v["calibrated"]
@@ -270,12 +281,11 @@ def card_markdown(card: dict[str, Any]) -> str:
         f"- DICOM: {card['input']['dicom']}",
         f"- Architecture: {card['architecture']['type']}, "
         f"{card['architecture']['parameters']:,} parameters",
-        f"- Training: `{card['training']['command']}`, {card['training']['epochs']} epochs, "
-        f"{card['training']['train_seconds'] / 60:.1f} min on {card['training']['machine']} "
-        f"({card['training']['threads']} threads)",
+        *_training_lines(card["training"]),
         f"- CPU latency (ONNX Runtime, batch 1, 1 thread, median): "
-        f"{card['onnx']['cpu_latency_ms_batch1_1thread_median']} ms; ONNX vs PyTorch max diff "
-        f"{card['onnx']['onnxruntime_vs_pytorch_max_abs_diff']:.1e}"
+        f"{card['onnx']['cpu_latency_ms_batch1_1thread_median']} ms"
+        + (f"; ONNX vs PyTorch max diff {card['onnx']['onnxruntime_vs_pytorch_max_abs_diff']:.1e}"
+           if "onnxruntime_vs_pytorch_max_abs_diff" in card["onnx"] else "")
         + (f" (measured on {card['onnx']['cpu_latency_measured_on']}; on the 2-core machine "
            f"under load: {card['onnx']['cpu_latency_this_2core_machine']['onnxruntime_batch1_1thread_p50_ms']}"
            f" ms p50, whole analyse() path "
