@@ -38,3 +38,21 @@ def test_augment_mixed_gives_the_robust_view_to_the_chosen_share_only():
     pick = torch.rand(64, generator=torch.Generator().manual_seed(3)) < 0.5
     assert 10 < int(pick.sum()) < 54
     assert float(half.min()) >= 0.0 and float(half.max()) <= 1.0
+
+
+def test_masks_follow_the_image_geometry_and_skip_the_intensity_jitter():
+    from medvault.training.augment import augment, augment_with_masks
+
+    batch = torch.zeros(8, 1, 64, 64)
+    batch[:, :, 10:30, 5:25] = 0.8  # an off-centre square
+    masks = (batch > 0).float()
+    img, moved = augment_with_masks(batch, masks, 48, torch.Generator().manual_seed(4))
+    # the image is exactly what augment gives with the same generator
+    assert torch.equal(img, augment(batch, 48, torch.Generator().manual_seed(4), strong=True))
+    assert moved.shape == (8, 1, 48, 48) and float(moved.min()) >= 0 and float(moved.max()) <= 1
+    # the square moved with the image: where the mask is set, the image is bright, and the
+    # mask is not jittered (its inside stays 1)
+    inside = moved > 0.99
+    assert int(inside.sum()) > 8 * 100
+    assert float(img[inside].mean()) > 0.4 > float(img[moved < 0.01].mean())
+    assert not torch.equal(moved[0], moved[1])  # different geometry per image

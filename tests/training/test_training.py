@@ -107,6 +107,8 @@ def test_card_command_reproduces_the_recipe():
         " --robust-aug 0.5 --lung-fields"
     assert recipe_flags("lung-ct", {**lung, "last_stride": 1}) == " --fine-cam"
     assert recipe_flags("lung-ct", {**lung, "seed": 7}) == " --seed 7"
+    assert recipe_flags("lung-ct", {**lung, "last_stride": 1, "cam_lung": 0.5}) == \
+        " --fine-cam --cam-lung 0.5"
     brain = asdict(RECIPES["brain-mri"])
     assert sizes_for("brain-mri", 128) == ((0.0, 96), (0.5, 128))
     assert sizes_for("brain-mri", 96) == ((0.0, 96),)
@@ -122,3 +124,25 @@ def test_fine_cam_doubles_the_heat_map_resolution_with_the_same_weights():
     x = torch.rand(2, 1, 128, 128)
     cams = [ExportWrapper(n.eval(), 1.0)(x)[3] for n in (coarse, fine)]
     assert cams[0].shape == (2, 4, 8, 8) and cams[1].shape == (2, 4, 16, 16)
+
+
+def test_cam_lung_loss_rewards_a_heat_map_peak_inside_the_lungs_for_cancer_slices_only():
+    from medvault.training.train import cam_lung_loss
+
+    weight = torch.eye(2)  # class c's CAM is feature map c
+    lungs = torch.zeros(3, 1, 32, 32)
+    lungs[:, :, :, :16] = 1.0  # left half is lung
+    fmap = torch.rand(3, 2, 8, 8, generator=torch.Generator().manual_seed(0))  # a textured map
+    fmap[0, 1, 3, 2] = 5.0  # slice 0: class-1 peak in the lung
+    fmap[1, 1, 3, 6] = 5.0  # slice 1: class-1 peak outside
+    fmap[2, 1, 3, 6] = 5.0  # slice 2: outside too, but a normal slice
+    y = torch.tensor([1, 1, 1])
+    inside = cam_lung_loss(weight, fmap[:1], y[:1], lungs[:1], torch.tensor([True]))
+    outside = cam_lung_loss(weight, fmap[1:2], y[1:2], lungs[1:2], torch.tensor([True]))
+    assert float(inside) < 0.1 < 1.0 < float(outside)
+    normal_only = cam_lung_loss(weight, fmap[2:], y[2:], lungs[2:], torch.tensor([False]))
+    assert float(normal_only) == 0.0
+    f = fmap.clone().requires_grad_(True)
+    cam_lung_loss(weight, f, y, lungs, torch.tensor([True, True, False])).backward()
+    assert f.grad is not None and float(f.grad[2].abs().sum()) == 0.0  # normal: no gradient
+    assert float(f.grad[1, 1, 3, 6]) > 0  # lowering the outside peak lowers the loss

@@ -12,10 +12,32 @@ import torch.nn.functional as F
 def augment(x: torch.Tensor, size: int, gen: torch.Generator, strong: bool = True,
             hflip: bool = True) -> torch.Tensor:
     """x: N x 1 x S x S float in [0, 1] -> N x 1 x size x size augmented."""
+    out = _geometry(x, size, gen, strong, hflip)
+    if strong:
+        out = _intensity(out, gen)
+    return out.clamp(0, 1)
+
+
+def augment_with_masks(x: torch.Tensor, masks: torch.Tensor, size: int, gen: torch.Generator,
+                       hflip: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """``augment`` (strong), with N x 1 x S x S masks moved by the same geometry (bilinear,
+    so a mask cell holds the share of it that lies inside) and left out of the intensity jitter.
+    Draws the same random numbers as ``augment``."""
+    both = _geometry(torch.cat([x, masks], dim=1), size, gen, True, hflip)
+    return _intensity(both[:, :1], gen).clamp(0, 1), both[:, 1:].clamp(0, 1)
+
+
+def _uniform(n: int, gen: torch.Generator, lo: float, hi: float) -> torch.Tensor:
+    return torch.rand(n, generator=gen) * (hi - lo) + lo
+
+
+def _geometry(x: torch.Tensor, size: int, gen: torch.Generator, strong: bool,
+              hflip: bool) -> torch.Tensor:
+    """Rotation +-15 deg, scale 0.85-1.15, shift +-8 %, flip, resampled to size x size."""
     n = x.shape[0]
 
     def u(lo: float, hi: float) -> torch.Tensor:
-        return torch.rand(n, generator=gen) * (hi - lo) + lo
+        return _uniform(n, gen, lo, hi)
 
     rot = u(-15, 15) * math.pi / 180 if strong else torch.zeros(n)
     scale = u(0.85, 1.15) if strong else torch.ones(n)
@@ -26,18 +48,25 @@ def augment(x: torch.Tensor, size: int, gen: torch.Generator, strong: bool = Tru
         torch.stack([cos * flip, -sin, tx], 1),
         torch.stack([sin * flip, cos, ty], 1),
     ], 1)
-    grid = F.affine_grid(theta, [n, 1, size, size], align_corners=False)
-    out = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-    if strong:
-        contrast = u(0.75, 1.25)[:, None, None, None]
-        bright = u(-0.1, 0.1)[:, None, None, None]
-        gamma = torch.exp(u(-0.3, 0.3))[:, None, None, None]
-        out = out.clamp(0, 1) ** gamma
-        mean = out.mean(dim=(2, 3), keepdim=True)
-        out = (out - mean) * contrast + mean + bright
-        noise = torch.randn(out.shape, generator=gen) * u(0.0, 0.03)[:, None, None, None]
-        out = out + noise
-    return out.clamp(0, 1)
+    grid = F.affine_grid(theta, [n, x.shape[1], size, size], align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+def _intensity(out: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Contrast 0.75-1.25, brightness +-0.1, gamma exp(+-0.3), Gaussian noise sd 0-0.03."""
+    n = out.shape[0]
+
+    def u(lo: float, hi: float) -> torch.Tensor:
+        return _uniform(n, gen, lo, hi)
+
+    contrast = u(0.75, 1.25)[:, None, None, None]
+    bright = u(-0.1, 0.1)[:, None, None, None]
+    gamma = torch.exp(u(-0.3, 0.3))[:, None, None, None]
+    out = out.clamp(0, 1) ** gamma
+    mean = out.mean(dim=(2, 3), keepdim=True)
+    out = (out - mean) * contrast + mean + bright
+    noise = torch.randn(out.shape, generator=gen) * u(0.0, 0.03)[:, None, None, None]
+    return out + noise
 
 
 def _gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:

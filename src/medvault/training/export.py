@@ -40,6 +40,8 @@ def recipe_flags(name: str, recipe: dict[str, Any]) -> str:
         flags += " --lung-fields"
     if recipe.get("last_stride", 2) == 1:
         flags += " --fine-cam"
+    if recipe.get("cam_lung"):
+        flags += f" --cam-lung {recipe['cam_lung']}"
     if int(recipe.get("seed", SEED)) != SEED:
         flags += f" --seed {int(recipe['seed'])}"
     return flags

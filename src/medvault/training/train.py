@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from medvault.core.ml.preprocess import apply_mask
-from medvault.training.augment import augment_mixed
+from medvault.training.augment import augment_mixed, augment_with_masks
 from medvault.training.data import SEED, prepare
 from medvault.training.evaluate import (
     classification_report,
@@ -57,6 +57,9 @@ class Recipe:
     last_stride: int = 2
     # initialises the weights and orders the batches; the split always uses data.SEED
     seed: int = SEED
+    # lung-ct: weight of the loss that asks the true class's heat-map on a cancer slice to
+    # peak inside the lung fields (cam_lung_loss); 0 = off
+    cam_lung: float = 0.0
 
 
 RECIPES: dict[str, Recipe] = {
@@ -104,6 +107,28 @@ def lr_at(step: int, total: int, warmup: int, base: float) -> float:
         return base * (step + 1) / warmup
     p = (step - warmup) / max(1, total - warmup)
     return base * 0.5 * (1 + float(np.cos(np.pi * p)))
+
+
+def cam_lung_loss(weight: torch.Tensor, fmap: torch.Tensor, y: torch.Tensor, lungs: torch.Tensor,
+                  use: torch.Tensor, sharpness: float = 4.0) -> torch.Tensor:
+    """Mean over the used slices of -log(the heat-map's soft peak mass inside the lung fields).
+
+    The true class's CAM (N x h x w) is standardised per slice and turned into a spatial
+    softmax (``sharpness`` / std: close to the arg-max, with a gradient); ``lungs`` (N x 1 x H x W,
+    the share of lung in each pixel) is averaged down to the CAM's cells. Slices not in ``use``
+    (normal ones) or without lung fields add nothing.
+    """
+    cam = torch.einsum("nk,nkhw->nhw", weight[y], fmap)
+    cells = F.adaptive_avg_pool2d(lungs, cam.shape[-2:])[:, 0]
+    keep = use & (cells.flatten(1).amax(1) > 0)
+    if not bool(keep.any()):
+        return cam.sum() * 0.0
+    z = cam[keep].flatten(1)
+    z = (z - z.mean(1, keepdim=True)) / (z.std(1, keepdim=True) + 1e-6)
+    # log(sum softmax(s z) * share), in log space so that a peak far outside still has a gradient
+    s = sharpness * z
+    log_inside = torch.logsumexp(s + torch.log(cells[keep].flatten(1) + 1e-4), 1) - torch.logsumexp(s, 1)
+    return -log_inside.mean()
 
 
 @torch.no_grad()
@@ -168,6 +193,16 @@ def train_model(cfg: TrainConfig, progress: Callable[[dict[str, Any]], None] = _
         progress({"event": "resume", "from_epoch": start_epoch, "checkpoint": str(ckpt_path)})
     x_tr_t = torch.from_numpy(x_tr)
     y_tr_t = torch.from_numpy(y_tr)
+    lungs_tr_t, cancer_tr_t = None, None
+    if recipe.cam_lung:
+        if recipe.robust_p or cfg.name != "lung-ct":
+            raise ValueError("the CAM lung loss is for lung-ct with the standard augmentation")
+        from medvault.core.ml.lung_fields import lung_field_hull
+
+        lungs_tr_t = torch.from_numpy(np.stack([lung_field_hull(im) for im in x_tr]).astype(np.float32))
+        cancer_tr_t = torch.from_numpy(y_tr != data.labels.index("normal"))
+        progress({"event": "lung-fields", "train_images": len(x_tr),
+                  "cancer_slices_with_lungs": int((lungs_tr_t.flatten(1).amax(1)[cancer_tr_t] > 0).sum())})
     for epoch in range(start_epoch, epochs):
         t0 = time.time()
         gen = torch.Generator().manual_seed(recipe.seed * 1000 + epoch)
@@ -182,11 +217,18 @@ def train_model(cfg: TrainConfig, progress: Callable[[dict[str, Any]], None] = _
                 g["lr"] = lr_at(step, total_steps, warmup, recipe.lr)
             idx = perm[s * recipe.batch : (s + 1) * recipe.batch]
             xb = x_tr_t[idx].float().div_(255.0)[:, None]
-            xb = augment_mixed(xb, size, gen, recipe.robust_p, hflip=recipe.hflip).to(cfg.device)
+            if lungs_tr_t is not None:
+                xb, lungs = augment_with_masks(xb, lungs_tr_t[idx][:, None], size, gen, hflip=recipe.hflip)
+                xb, lungs = xb.to(cfg.device), lungs.to(cfg.device)
+            else:
+                xb = augment_mixed(xb, size, gen, recipe.robust_p, hflip=recipe.hflip).to(cfg.device)
             yb = y_tr_t[idx].to(cfg.device)
-            logits, emb, _ = net(xb)
+            logits, emb, fmap = net(xb)
             ce = F.cross_entropy(logits, yb, weight=class_w, label_smoothing=recipe.label_smoothing)
             loss = ce + recipe.supcon_weight * supcon_loss(emb, yb)
+            if lungs_tr_t is not None and cancer_tr_t is not None:
+                loss = loss + recipe.cam_lung * cam_lung_loss(
+                    net.fc.weight, fmap, yb, lungs, cancer_tr_t[idx].to(cfg.device))
             opt.zero_grad(set_to_none=True)
             loss.backward()  # type: ignore[no-untyped-call]  # torch's Tensor.backward is unannotated
             opt.step()

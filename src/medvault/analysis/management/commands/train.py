@@ -73,6 +73,13 @@ class Command(BaseCommand):
         )
 
         parser.add_argument(
+            "--cam-lung",
+            type=float,
+            metavar="W",
+            help="lung-ct: add W x a loss that asks each cancer slice's heat-map to peak inside "
+            "the lung fields (medvault.training.train.cam_lung_loss)",
+        )
+        parser.add_argument(
             "--seed",
             type=int,
             help="initialises the weights and orders the batches (default 1337); the "
@@ -97,6 +104,10 @@ class Command(BaseCommand):
             overrides["input_mask"] = "lung_fields"
         if opts["fine_cam"]:
             overrides["last_stride"] = 1
+        if opts["cam_lung"] is not None:
+            if opts["name"] != "lung-ct" or opts["cam_lung"] < 0:
+                raise CommandError("--cam-lung W takes a weight >= 0, for lung-ct only")
+            overrides["cam_lung"] = opts["cam_lung"]
         if opts["seed"] is not None:
             overrides["seed"] = opts["seed"]
         if opts["input_size"] and opts["name"] != "domain":
