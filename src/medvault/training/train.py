@@ -119,7 +119,7 @@ def cam_lung_loss(weight: torch.Tensor, fmap: torch.Tensor, y: torch.Tensor, lun
     (normal ones) or without lung fields add nothing.
     """
     cam = torch.einsum("nk,nkhw->nhw", weight[y], fmap)
-    cells = F.adaptive_avg_pool2d(lungs, cam.shape[-2:])[:, 0]
+    cells = F.adaptive_avg_pool2d(lungs, (int(cam.shape[-2]), int(cam.shape[-1])))[:, 0]
     keep = use & (cells.flatten(1).amax(1) > 0)
     if not bool(keep.any()):
         return cam.sum() * 0.0
