@@ -55,14 +55,32 @@ def _stats(ms: list[float]) -> dict:
 
 
 def torch_model(card: dict):  # type: ignore[no-untyped-def]
+    """An eager PyTorch module of the card's architecture (random weights: for timing only).
+    For an ensemble card (``medvault ensemble``), every member over every view."""
     import torch
 
     from medvault.training.nets import CompactNet, ExportWrapper
 
-    net = CompactNet(len(card["labels"]), tuple(card["architecture"]["widths"]),
-                     int(card["outputs"].get("embedding_dim", 128)),
-                     last_stride=int(card["training"]["recipe"].get("last_stride", 2)))
-    return ExportWrapper(net.eval(), float(card["outputs"]["temperature"])).eval(), torch
+    def one(architecture: dict, recipe: dict) -> torch.nn.Module:
+        net = CompactNet(len(card["labels"]), tuple(architecture["widths"]),
+                         int(card["outputs"].get("embedding_dim", 128)),
+                         last_stride=int(recipe.get("last_stride", 2)))
+        return ExportWrapper(net.eval(), float(card["outputs"]["temperature"])).eval()
+
+    if "members" not in card["architecture"]:
+        return one(card["architecture"], card["training"]["recipe"]), torch
+    members = [one(m["architecture"], t["recipe"])
+               for m, t in zip(card["architecture"]["members"], card["training"]["members"], strict=True)]
+    flip = len(card["architecture"].get("views", [])) > 1
+
+    class Ensemble(torch.nn.Module):
+        def forward(self, x):  # type: ignore[no-untyped-def]
+            views = torch.cat([x, x.flip(-1)]) if flip else x
+            outs = [m(views) for m in members]
+            logits = torch.stack([o[1] for o in outs]).mean(0).reshape(len(views) // len(x), len(x), -1).mean(0)
+            return torch.softmax(logits, 1), logits, outs[0][2][: len(x)], outs[0][3][: len(x)]
+
+    return Ensemble().eval(), torch
 
 
 def analyse_path_ms(model, images: list[np.ndarray], repeat: int = 3) -> list[float]:  # type: ignore[no-untyped-def]

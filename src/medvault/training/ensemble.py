@@ -242,6 +242,8 @@ def make_ensemble(name: str, members: list[Path], tta_flip: bool, out_dir: Path,
         "note": cards[0]["validation"]["note"],
         "uncalibrated": uncal, "temperature": temperature, "calibrated": cal,
         **task_metrics(name, labels, probs, y),
+        **({"recipe_selection": cards[0]["validation"]["recipe_selection"]}
+           if "recipe_selection" in cards[0]["validation"] else {}),
     }
     result = {"metrics": {"calibrated": cal}, "task_metrics": task_metrics(name, labels, probs, y),
               "retrieval": card["retrieval"]}
@@ -251,7 +253,14 @@ def make_ensemble(name: str, members: list[Path], tta_flip: bool, out_dir: Path,
     card["onnx"] = {"opset": OPSET, "cpu_latency_ms_batch1_1thread_median":
                     round(latency_ms(onnx_path, size, threads=1), 2)}
     (out_dir / f"{name}.json").write_text(json.dumps(card, indent=1) + "\n")
-    (out_dir / f"{name}.md").write_text(card_markdown(card))
+    md = card_markdown(card)
+    if "held_out_evaluation" in card.get("refusal", {}):  # the gate's, as finalize_cards writes it
+        from medvault.training.finalize import refusal_markdown
+
+        md += refusal_markdown(card["refusal"]["held_out_evaluation"])
+    if "recipe_selection" in card["validation"]:
+        md += f"\n_{card['validation']['recipe_selection']}_\n"
+    (out_dir / f"{name}.md").write_text(md)
     for gate in ("domain.onnx", "domain.json", "domain.md"):
         source = members[0].parent / gate
         if source.exists() and not (out_dir / gate).exists():
