@@ -40,11 +40,11 @@ FAILURE_MODES = {
         "The intensity check turns most of those answers into 'indeterminate, outside "
         "validated conditions'; the model still calls no IQ-OTH/NCCD slice abnormal, so it "
         "gives no help there, only no false reassurance on most slices.",
-        "Heat-maps often do not point at the lungs: on internal cancer slices the CAM peak "
-        "lies inside a threshold lung mask on about half (target 90 %; the rest mostly over "
-        "the mediastinum, the spine or the chest wall, and a peak inside the lungs need not "
-        "be on the tumour), "
-        "so the heat-map is no evidence of where a tumour is.",
+        "Heat-maps point at the lungs, not at the tumour: the weights were trained with a "
+        "loss that asks each cancer slice's map to peak inside the lung fields (docs/models.md, "
+        "round 5), and the peak now lies inside a threshold lung mask on 98 % of internal "
+        "cancer slices, but the map spreads over both lungs and its peak is often away from "
+        "the tumour, so the heat-map is no evidence of where a tumour is.",
         "External labels are per case, not per slice: a 'malignant' slice need not show the "
         "tumour, so part of the external misses are not model errors.",
         "The embedding distance alone does not flag the IQ-OTH/NCCD slices (their embeddings "
