@@ -89,3 +89,46 @@ def test_ensemble_command_refuses_a_member_without_its_card_and_its_own_folder(m
                          "--out", str(members[0].parent))
     finally:
         members[0].with_suffix(".json").unlink()
+
+
+def test_ensemble_command_builds_a_served_model_whose_card_agrees_with_its_graph(shared_data, tmp_path):
+    """``medvault ensemble`` end to end on the shipped lung-ct weights (as both members, over
+    the slice and its mirror): the card's SHA-256, members and validation figures describe
+    the graph it wrote, and the folder serves through analyse() with a refitted call rule."""
+    import json
+    import shutil
+    from pathlib import Path
+
+    from django.core.management import call_command
+
+    from medvault.core.ml import analyse, load_model
+    from medvault.core.ml.call import file_sha256
+    from medvault.training.data import load_uint8
+    from medvault.training.ensemble import _validation_logits
+
+    shipped = Path(__file__).resolve().parents[2] / "models"
+    other = tmp_path / "member-b"
+    other.mkdir()
+    for f in ("lung-ct.onnx", "lung-ct.json"):
+        shutil.copy(shipped / f, other / f)
+    out = tmp_path / "ens"
+    call_command("ensemble", "lung-ct", "--members", str(shipped / "lung-ct.onnx"),
+                 str(other / "lung-ct.onnx"), "--tta-flip", "--out", str(out),
+                 "--data", str(shared_data), "--threads", "2")
+    card = json.loads((out / "lung-ct.json").read_text())
+    single = json.loads((shipped / "lung-ct.json").read_text())
+    assert card["sha256"] == file_sha256(out / "lung-ct.onnx")
+    assert [m["sha256"] for m in card["architecture"]["members"]] == [single["sha256"]] * 2
+    assert card["architecture"]["views"] == ["slice", "left-right mirror"]
+    assert "--tta-flip" in card["training"]["command"] and card["call"]["ood"]["threshold"] > 0
+    logits, y, _ = _validation_logits(out / "lung-ct.onnx", "lung-ct", shared_data, 2)
+    probs = softmax(logits, card["outputs"]["temperature"])
+    assert card["validation"]["calibrated"]["accuracy"] == round(float((probs.argmax(1) == y).mean()), 4)
+    assert card["validation"]["calibrated"]["n"] == len(y)
+    # served like any model; the embedding is the first member's, so retrieval keeps working
+    model, alone = load_model("lung-ct", out), load_model("lung-ct", shipped)
+    image = load_uint8(next((shared_data / "chest_ct" / "valid" / "adenocarcinoma").iterdir()))
+    got, ref = analyse(model, image), analyse(alone, image)
+    assert got.call in ("abnormal", "normal", "indeterminate") and not got.refused
+    assert got.heatmap.shape == image.shape[:2]
+    np.testing.assert_allclose(got.embedding, ref.embedding, atol=1e-5)
