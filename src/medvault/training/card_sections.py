@@ -43,8 +43,10 @@ FAILURE_MODES = {
         "Heat-maps point at the lungs, not at the tumour: the weights were trained with a "
         "loss that asks each cancer slice's map to peak inside the lung fields (docs/models.md, "
         "round 5), and the peak now lies inside a threshold lung mask on 98 % of internal "
-        "cancer slices, but the map spreads over both lungs and its peak is often away from "
-        "the tumour, so the heat-map is no evidence of where a tumour is.",
+        "cancer slices, but the map spreads over both lungs and its peak need not be on the "
+        "tumour (the loss asks for the lungs; no label here marks the lesion; on slices "
+        "inspected by eye it was at times on normal lung away from a visible mass), so the "
+        "heat-map is no evidence of where a tumour is.",
         "External labels are per case, not per slice: a 'malignant' slice need not show the "
         "tumour, so part of the external misses are not model errors.",
         "The embedding distance alone does not flag the IQ-OTH/NCCD slices (their embeddings "
