@@ -53,20 +53,20 @@ def internal_split(name: str, data_dir: Path | None = None, cache_dir: Path | No
     return data_dir / DATASETS[name]["folder"], prepare(name, data_dir, cache_dir)
 
 
-def embed_files(session, paths: list[Path], size: int, batch: int = 64,  # type: ignore[no-untyped-def]
-                mask: str = ""):
-    """Serving preprocessing -> (probabilities, embeddings, intensity profiles) for image files."""
-    probs, embs = [], []
+def run_files(session, paths: list[Path], size: int, outputs: tuple[str, ...],  # type: ignore[no-untyped-def]
+              batch: int = 64, mask: str = "") -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Serving preprocessing -> ({output name: N x ...}, N x bins intensity profiles) for image
+    files; the profiles are taken before the input mask, as serving does."""
+    runs: list[list[np.ndarray]] = [[] for _ in outputs]
     profiles: list[np.ndarray] = []
     for start in range(0, len(paths), batch):
         squares = [pp.prepare_gray(load_uint8(p), size)[0] for p in paths[start:start + batch]]
         profiles.extend(intensity_profile(sq, INTENSITY_BINS) for sq in squares)
         x = np.stack([pp.apply_mask(sq, mask) for sq in squares])
-        p, e = session.run(["probabilities", "embedding"],
-                           {"image": (x.astype(np.float32) / 255.0)[:, None]})
-        probs.append(p)
-        embs.append(e)
-    return np.concatenate(probs), np.concatenate(embs), np.stack(profiles)
+        for run, value in zip(runs, session.run(list(outputs), {"image": (x.astype(np.float32) / 255.0)[:, None]}),
+                              strict=True):
+            run.append(value)
+    return {name: np.concatenate(run) for name, run in zip(outputs, runs, strict=True)}, np.stack(profiles)
 
 
 def fit_call(name: str, models_dir: Path, data_dir: Path | None = None,
@@ -84,8 +84,9 @@ def fit_call(name: str, models_dir: Path, data_dir: Path | None = None,
     folder, prep = internal_split(name, data_dir, cache_dir)
     session = ort_session(models_dir / card["file"], threads)
     paths = [folder / p for p in prep.paths]
-    probs, emb, profiles = embed_files(session, paths, size,
-                                       mask=str(card["input"].get("mask", "") or ""))
+    out, profiles = run_files(session, paths, size, ("probabilities", "embedding"),
+                              mask=str(card["input"].get("mask", "") or ""))
+    probs, emb = out["probabilities"], out["embedding"]
     progress({"event": "embedded", "images": len(paths)})
     train = prep.split == "train"
     val = prep.split == "val"

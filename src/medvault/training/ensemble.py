@@ -144,21 +144,15 @@ def save(model: onnx.ModelProto, path: Path) -> None:
 def _validation_logits(path: Path, name: str, data_dir: Path | None,
                        threads: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Raw logits of the graph at ``path`` on the internal validation split, with its labels."""
-    from medvault.core.ml import preprocess as pp
-    from medvault.training.calls import internal_split
-    from medvault.training.data import load_uint8
+    from medvault.training.calls import internal_split, run_files
     from medvault.training.export import ort_session
 
     folder, prep = internal_split(name, data_dir)
     session = ort_session(path, threads)
-    size = int(session.get_inputs()[0].shape[-1])
     val = np.flatnonzero(prep.split == "val")
-    out = []
-    for start in range(0, len(val), 64):
-        squares = [pp.prepare_gray(load_uint8(folder / prep.paths[i]), size)[0] for i in val[start:start + 64]]
-        x = (np.stack(squares).astype(np.float32) / 255.0)[:, None]
-        out.append(session.run(["logits"], {"image": x})[0])
-    return np.concatenate(out), prep.y[val], list(prep.labels)
+    out, _ = run_files(session, [folder / prep.paths[i] for i in val],
+                       int(session.get_inputs()[0].shape[-1]), ("logits",))
+    return out["logits"], prep.y[val], list(prep.labels)
 
 
 def make_ensemble(name: str, members: list[Path], tta_flip: bool, out_dir: Path,
@@ -177,7 +171,8 @@ def make_ensemble(name: str, members: list[Path], tta_flip: bool, out_dir: Path,
 
     from medvault.core.ml.call import file_sha256
     from medvault.training.evaluate import classification_report, fit_temperature, softmax
-    from medvault.training.export import card_markdown, latency_ms
+    from medvault.training.export import latency_ms, target_report
+    from medvault.training.finalize import card_document
     from medvault.training.train import task_metrics
 
     members = [Path(m) for m in members]
@@ -238,29 +233,20 @@ def make_ensemble(name: str, members: list[Path], tta_flip: bool, out_dir: Path,
                     "averaged logits)",
     }
     uncal, cal = classification_report(softmax(logits), y, labels), classification_report(probs, y, labels)
+    tasks = task_metrics(name, labels, probs, y)
     card["validation"] = {
         "note": cards[0]["validation"]["note"],
         "uncalibrated": uncal, "temperature": temperature, "calibrated": cal,
-        **task_metrics(name, labels, probs, y),
+        **tasks,
         **({"recipe_selection": cards[0]["validation"]["recipe_selection"]}
            if "recipe_selection" in cards[0]["validation"] else {}),
     }
-    result = {"metrics": {"calibrated": cal}, "task_metrics": task_metrics(name, labels, probs, y),
-              "retrieval": card["retrieval"]}
-    from medvault.training.export import target_report
-
-    card["targets"] = target_report(name, result)
+    card["targets"] = target_report(name, {"metrics": {"calibrated": cal}, "task_metrics": tasks,
+                                           "retrieval": card["retrieval"]})
     card["onnx"] = {"opset": OPSET, "cpu_latency_ms_batch1_1thread_median":
                     round(latency_ms(onnx_path, size, threads=1), 2)}
     (out_dir / f"{name}.json").write_text(json.dumps(card, indent=1) + "\n")
-    md = card_markdown(card)
-    if "held_out_evaluation" in card.get("refusal", {}):  # the gate's, as finalize_cards writes it
-        from medvault.training.finalize import refusal_markdown
-
-        md += refusal_markdown(card["refusal"]["held_out_evaluation"])
-    if "recipe_selection" in card["validation"]:
-        md += f"\n_{card['validation']['recipe_selection']}_\n"
-    (out_dir / f"{name}.md").write_text(md)
+    (out_dir / f"{name}.md").write_text(card_document(card))
     for gate in ("domain.onnx", "domain.json", "domain.md"):
         source = members[0].parent / gate
         if source.exists() and not (out_dir / gate).exists():

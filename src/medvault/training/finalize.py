@@ -29,6 +29,20 @@ def refusal_markdown(ref: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def card_document(card: dict[str, Any]) -> str:
+    """A classifier card's Markdown above the evaluation sections: the card itself, the gate's
+    refusal figures and the training and recipe notes, where the card holds them."""
+    md = card_markdown(card)
+    if "held_out_evaluation" in card.get("refusal", {}):
+        md += refusal_markdown(card["refusal"]["held_out_evaluation"])
+    note = card.get("training", {}).get("note")
+    if note:
+        md += f"\n## Training note\n\n{note}\n"
+    if "recipe_selection" in card["validation"]:
+        md += f"\n_{card['validation']['recipe_selection']}_\n"
+    return md
+
+
 def finalize_cards(models_dir: Path, refusal: dict[str, Any], progress: Callable[[dict[str, Any]], None]) -> None:
     models_dir = Path(models_dir)
     for name in ("lung-ct", "brain-mri"):
@@ -46,12 +60,7 @@ def finalize_cards(models_dir: Path, refusal: dict[str, Any], progress: Callable
         })
         card["validation"]["recipe_selection"] = RECIPE_NOTE
         (models_dir / f"{name}.json").write_text(json.dumps(card, indent=1) + "\n")
-        md = card_markdown(card) + refusal_markdown(refusal)
-        note = card.get("training", {}).get("note")
-        if note:
-            md += f"\n## Training note\n\n{note}\n"
-        md += f"\n_{RECIPE_NOTE}_\n"
-        (models_dir / f"{name}.md").write_text(md)
+        (models_dir / f"{name}.md").write_text(card_document(card))
     p = models_dir / "domain.json"
     if p.exists():
         card = json.loads(p.read_text())

@@ -123,11 +123,11 @@ def cam_lung_loss(weight: torch.Tensor, fmap: torch.Tensor, y: torch.Tensor, lun
     keep = use & (cells.flatten(1).amax(1) > 0)
     if not bool(keep.any()):
         return cam.sum() * 0.0
-    z = cam[keep].flatten(1)
+    z, share = cam[keep].flatten(1), cells[keep].flatten(1)
     z = (z - z.mean(1, keepdim=True)) / (z.std(1, keepdim=True) + 1e-6)
     # log(sum softmax(s z) * share), in log space so that a peak far outside still has a gradient
     s = sharpness * z
-    log_inside = torch.logsumexp(s + torch.log(cells[keep].flatten(1) + 1e-4), 1) - torch.logsumexp(s, 1)
+    log_inside = torch.logsumexp(s + torch.log(share + 1e-4), 1) - torch.logsumexp(s, 1)
     return -log_inside.mean()
 
 
