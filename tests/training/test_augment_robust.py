@@ -56,3 +56,29 @@ def test_masks_follow_the_image_geometry_and_skip_the_intensity_jitter():
     assert int(inside.sum()) > 8 * 100
     assert float(img[inside].mean()) > 0.4 > float(img[moved < 0.01].mean())
     assert not torch.equal(moved[0], moved[1])  # different geometry per image
+
+
+def test_remap_contrast_swaps_grey_levels_keeps_black_and_draws_nothing_when_off():
+    from medvault.training.augment import remap_contrast
+
+    levels = torch.tensor([0.0, 0.2, 0.45, 0.7, 0.95])
+    batch = levels.repeat_interleave(8).reshape(1, 1, 5, 8).expand(256, 1, 5, 8).contiguous()
+    gen = torch.Generator().manual_seed(5)
+    out = remap_contrast(batch, gen, 1.0)
+    assert out.shape == batch.shape
+    assert float(out.min()) >= 0.0 and float(out.max()) <= 1.0
+    assert torch.equal(out[:, :, 0], torch.zeros_like(out[:, :, 0]))  # background stays black
+    assert torch.equal(out, remap_contrast(batch, torch.Generator().manual_seed(5), 1.0))
+    # each image's levels keep their regions (one value per row) but not their order
+    rows = out[:, 0, :, 0]
+    assert torch.equal(out[:, 0], rows[:, :, None].expand(256, 5, 8))
+    order = rows[:, 1:].argsort(dim=1)
+    assert float((order != torch.arange(4)).any(dim=1).float().mean()) > 0.5
+    # p = 0: the input itself and the generator untouched (the shipped recipes' random stream)
+    g0 = torch.Generator().manual_seed(5)
+    assert remap_contrast(batch, g0, 0.0) is batch
+    assert torch.equal(torch.rand(3, generator=g0), torch.rand(3, generator=torch.Generator().manual_seed(5)))
+    # p = 0.5: about half the images change
+    half = remap_contrast(batch, torch.Generator().manual_seed(6), 0.5)
+    changed = (half != batch).flatten(1).any(1).float().mean()
+    assert 0.3 < float(changed) < 0.7

@@ -114,6 +114,8 @@ def test_card_command_reproduces_the_recipe():
     assert sizes_for("brain-mri", 96) == ((0.0, 96),)
     assert recipe_flags("brain-mri", {**brain, "sizes": sizes_for("brain-mri", 128)}) == \
         " --input-size 128"
+    assert recipe_flags("brain-mri", {**brain, "contrast_p": 0.5, "seed": 7}) == \
+        " --contrast-remap 0.5 --seed 7"
 
 
 def test_fine_cam_doubles_the_heat_map_resolution_with_the_same_weights():

@@ -157,6 +157,31 @@ def augment_robust(x: torch.Tensor, size: int, gen: torch.Generator,
     return out.clamp(0, 1)
 
 
+def remap_contrast(x: torch.Tensor, gen: torch.Generator, p: float, knots: int = 6) -> torch.Tensor:
+    """Give a share ``p`` of the images a random, non-monotonic grey-level curve (MR).
+
+    The curve is piecewise linear through ``knots`` + 1 points evenly spaced on [0, 1]: the first
+    is 0 (black background stays black), the others drawn uniformly from [0, 1], so grey levels
+    may swap order (CSF, grey and white matter, oedema, enhancement). The anatomy and the shape
+    of a lesion stay; the contrast a sequence gives them does not, so a model trained with it
+    cannot tell its classes apart by sequence: in the brain set the tumour classes are nearly all
+    post-contrast T1 and "no tumour" mixes T1, T2, FLAIR (docs/models.md, round 6).
+    x: N x 1 x S x S in [0, 1]. Draws nothing from ``gen`` when ``p`` is 0.
+    """
+    if p <= 0:
+        return x
+    n = x.shape[0]
+    pick = torch.rand(n, generator=gen) < p
+    ys = torch.rand(n, knots + 1, generator=gen)
+    ys[:, 0] = 0.0
+    pos = x.clamp(0, 1).reshape(n, -1) * knots
+    lo = pos.floor().clamp(max=knots - 1)
+    i = lo.long()
+    y0, y1 = torch.gather(ys, 1, i), torch.gather(ys, 1, i + 1)
+    curved = (y0 + (y1 - y0) * (pos - lo)).reshape(x.shape)
+    return torch.where(pick[:, None, None, None], curved, x)
+
+
 def augment_mixed(x: torch.Tensor, size: int, gen: torch.Generator, robust_p: float,
                   hflip: bool = True) -> torch.Tensor:
     """Each image gets ``augment_robust`` with probability ``robust_p``, else ``augment``.

@@ -42,6 +42,8 @@ def recipe_flags(name: str, recipe: dict[str, Any]) -> str:
         flags += " --fine-cam"
     if recipe.get("cam_lung"):
         flags += f" --cam-lung {recipe['cam_lung']}"
+    if recipe.get("contrast_p"):
+        flags += f" --contrast-remap {recipe['contrast_p']}"
     if int(recipe.get("seed", SEED)) != SEED:
         flags += f" --seed {int(recipe['seed'])}"
     return flags
@@ -193,10 +195,13 @@ def export_model(net: CompactNet, result: dict[str, Any], out_dir: Path, calib_x
             "train_seconds": result["train_seconds"],
             "threads": result["threads"],
             "machine": result["machine"],
-            "augmentation": "random rotation +-15 deg, scale 0.85-1.15, shift +-8%, horizontal "
-                            "flip, gamma, contrast, brightness, Gaussian noise; progressive "
-                            "resizing " + ", ".join(f"{s}px from {int(f*100)}%"
-                                                    for f, s in result["recipe"]["sizes"]),
+            "augmentation": (
+                (f"random non-monotonic grey-level curve on {result['recipe']['contrast_p']:g} "
+                 "of each batch first; " if result["recipe"].get("contrast_p") else "")
+                + "random rotation +-15 deg, scale 0.85-1.15, shift +-8%, horizontal "
+                "flip, gamma, contrast, brightness, Gaussian noise; progressive "
+                "resizing " + ", ".join(f"{s}px from {int(f*100)}%"
+                                        for f, s in result["recipe"]["sizes"])),
             "loss": "cross-entropy (label smoothing) + supervised contrastive loss on the "
                     "projection head",
             "history": result["history"],

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from medvault.core.ml.preprocess import apply_mask
-from medvault.training.augment import augment_mixed, augment_with_masks
+from medvault.training.augment import augment_mixed, augment_with_masks, remap_contrast
 from medvault.training.data import SEED, prepare
 from medvault.training.evaluate import (
     classification_report,
@@ -60,6 +60,9 @@ class Recipe:
     # lung-ct: weight of the loss that asks the true class's heat-map on a cancer slice to
     # peak inside the lung fields (cam_lung_loss); 0 = off
     cam_lung: float = 0.0
+    # brain-mri: share of each batch given a random non-monotonic grey-level curve before the
+    # augmentation (augment.remap_contrast), so that the MR sequence cannot tell the classes apart
+    contrast_p: float = 0.0
 
 
 RECIPES: dict[str, Recipe] = {
@@ -216,7 +219,7 @@ def train_model(cfg: TrainConfig, progress: Callable[[dict[str, Any]], None] = _
             for g in opt.param_groups:
                 g["lr"] = lr_at(step, total_steps, warmup, recipe.lr)
             idx = perm[s * recipe.batch : (s + 1) * recipe.batch]
-            xb = x_tr_t[idx].float().div_(255.0)[:, None]
+            xb = remap_contrast(x_tr_t[idx].float().div_(255.0)[:, None], gen, recipe.contrast_p)
             if lungs_tr_t is not None:
                 xb, lungs = augment_with_masks(xb, lungs_tr_t[idx][:, None], size, gen, hflip=recipe.hflip)
                 xb, lungs = xb.to(cfg.device), lungs.to(cfg.device)

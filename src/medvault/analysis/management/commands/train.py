@@ -80,6 +80,13 @@ class Command(BaseCommand):
             "the lung fields (medvault.training.train.cam_lung_loss)",
         )
         parser.add_argument(
+            "--contrast-remap",
+            type=float,
+            metavar="P",
+            help="brain-mri: give this share of each batch a random non-monotonic grey-level "
+            "curve, so that the MR sequence (T1, T2, FLAIR) cannot tell the classes apart",
+        )
+        parser.add_argument(
             "--seed",
             type=int,
             help="initialises the weights and orders the batches (default 1337); the "
@@ -108,6 +115,10 @@ class Command(BaseCommand):
             if opts["name"] != "lung-ct" or opts["cam_lung"] < 0:
                 raise CommandError("--cam-lung W takes a weight >= 0, for lung-ct only")
             overrides["cam_lung"] = opts["cam_lung"]
+        if opts["contrast_remap"] is not None:
+            if opts["name"] != "brain-mri" or not 0.0 <= opts["contrast_remap"] <= 1.0:
+                raise CommandError("--contrast-remap P takes a share between 0 and 1, for brain-mri only")
+            overrides["contrast_p"] = opts["contrast_remap"]
         if opts["seed"] is not None:
             overrides["seed"] = opts["seed"]
         if opts["input_size"] and opts["name"] != "domain":
