@@ -26,6 +26,7 @@ def main() -> None:
     parser.add_argument("--one-series", action="store_true",
                         help="all requests carry slices of one series (as bench/versus_orthanc.py sends)")
     parser.add_argument("--sort", default="cumulative", help="pstats sort key for --profile")
+    parser.add_argument("--pstats", help="also write the profile here (for pstats' print_callers)")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="stow-bench-"))
     os.environ.update({
@@ -145,6 +146,8 @@ def main() -> None:
         import pstats
 
         pstats.Stats(profiler).sort_stats(args.sort).print_stats(45)
+        if args.pstats:
+            profiler.dump_stats(args.pstats)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,202 @@
+"""What the HTTP server adds to STOW-RS and to a decompressed WADO-RS series (issue 15:
+"consider a faster HTTP server only where measurements show that the HTTP layer matters").
+
+Run:
+
+    .venv/bin/python bench/http_layer.py [--requests 200] [--servers sync,gthread,granian]
+
+One throw-away installation (SQLite + blob store in a temp dir, deferred compression as in
+production). For the same WSGI application it measures, in one run:
+
+* ``in-process``: Django's test client (the whole middleware stack, no HTTP);
+* ``sync``: gunicorn with 4 sync workers (``medvault serve`` and ``bench/versus_orthanc.py``);
+* ``gthread``: gunicorn with 2 workers of 4 threads (keeps connections alive);
+* ``granian``: granian's WSGI interface with 4 workers (only when granian is installed; it is
+  not a MedVault dependency: ``.venv/bin/pip install granian==2.8.7`` to include it).
+
+Each server gets ``--requests`` one-part STOW-RS requests from one client (slices of one
+series, as bench/versus_orthanc.py sends), then the series is compressed (``medvault compress``)
+and ``GET /dicomweb/studies/{study}`` asks for it in Explicit VR Little Endian (best of 3).
+Per request: wall time at the client and CPU time of the server's processes (all workers,
+from /proc). The HTTP layer's cost is a server's CPU per request less the in-process CPU.
+Prints one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = ROOT / ".venv" / "bin"
+sys.path.insert(0, str(ROOT / "bench"))
+
+from throwaway import bench_clinician, throwaway_installation  # noqa: E402
+
+ACCEPT = 'multipart/related; type="application/dicom"; transfer-syntax=1.2.840.10008.1.2.1'
+TICKS = os.sysconf("SC_CLK_TCK")
+WARM_UP = 16  # untimed requests first, so that every worker process has loaded the app
+
+
+def tree_cpu_seconds(root_pid: int) -> float:
+    """utime + stime of a process and all its descendants (live ones), from /proc."""
+    parents: dict[int, int] = {}
+    times: dict[int, float] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2:].split()
+        parents[int(entry)] = int(fields[1])
+        times[int(entry)] = (int(fields[11]) + int(fields[12])) / TICKS
+    total, todo = 0.0, [root_pid]
+    while todo:
+        pid = todo.pop()
+        total += times.get(pid, 0.0)
+        todo.extend(child for child, parent in parents.items() if parent == pid)
+    return total
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def server_command(kind: str, port: int) -> list[str]:
+    bind = f"127.0.0.1:{port}"
+    if kind == "sync":
+        return [str(BIN / "gunicorn"), "medvault.web.wsgi", "--bind", bind, "--workers", "4",
+                "--timeout", "300", "--log-level", "warning"]
+    if kind == "gthread":
+        return [str(BIN / "gunicorn"), "medvault.web.wsgi", "--bind", bind, "--workers", "2",
+                "--threads", "4", "--worker-class", "gthread", "--timeout", "300",
+                "--log-level", "warning"]
+    if kind == "granian":
+        return [str(BIN / "granian"), "--interface", "wsgi", "--host", "127.0.0.1", "--port",
+                str(port), "--workers", "4", "--log-level", "warning", "medvault.web.wsgi:application"]
+    raise ValueError(kind)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=200, help="one-part STOW-RS requests per server")
+    parser.add_argument("--servers", default="sync,gthread,granian")
+    args = parser.parse_args()
+    tmp = throwaway_installation("mv-bench-http-", MEDVAULT_COMPRESSION_DEFERRED="true",
+                                 MEDVAULT_ALLOWED_HOSTS="testserver,127.0.0.1,localhost")
+    import requests
+    from ctseries import ct_series_512
+    from django.core.management import call_command
+    from django.test import Client
+
+    from medvault.accounts.tokens import token_create
+    from medvault.core.dicom.multipart import boundary_new, multipart_build, multipart_content_type, multipart_parse
+
+    user, _group = bench_clinician()
+    _, key = token_create(user=user, name="bench")
+    auth = {"Authorization": f"Token {key}"}
+
+    def bodies(seed: int) -> tuple[str, list[tuple[bytes, str]]]:
+        study, files = ct_series_512(args.requests + WARM_UP, seed=seed)
+        out = []
+        for data in files:
+            boundary = boundary_new()
+            out.append((b"".join(multipart_build([(data, "application/dicom")], boundary)),
+                        multipart_content_type(boundary, "application/dicom")))
+        return study, out
+
+    result: dict[str, Any] = {"requests": args.requests, "series_slices": args.requests + WARM_UP,
+                              "load_average_start": os.getloadavg()}
+    client = Client()
+    # in-process: the same requests through Django's test client
+    study, parts = bodies(seed=500)
+    for body, ctype in parts[:WARM_UP]:
+        assert client.post("/dicomweb/studies", data=body, content_type=ctype,
+                           HTTP_AUTHORIZATION=auth["Authorization"]).status_code == 200
+    started, cpu = time.perf_counter(), time.process_time()
+    for body, ctype in parts[WARM_UP:]:
+        response = client.post("/dicomweb/studies", data=body, content_type=ctype,
+                               HTTP_AUTHORIZATION=auth["Authorization"])
+        assert response.status_code == 200, response.content[:300]
+    wall, cpu = time.perf_counter() - started, time.process_time() - cpu
+    call_command("compress", "--keep", "0", verbosity=0, stdout=io.StringIO())
+
+    def wado_in_process() -> float:
+        best = float("inf")
+        for _ in range(3):
+            t = time.perf_counter()
+            response = client.get(f"/dicomweb/studies/{study}", HTTP_ACCEPT=ACCEPT,
+                                  HTTP_AUTHORIZATION=auth["Authorization"])
+            body = b"".join(response.streaming_content)
+            best = min(best, time.perf_counter() - t)
+            assert len(multipart_parse(body, response["Content-Type"])) == per
+        return best
+
+    per = args.requests + WARM_UP
+    result["in-process"] = {"stow_ms_per_request": round(wall / args.requests * 1000, 2),
+                            "stow_cpu_ms_per_request": round(cpu / args.requests * 1000, 2),
+                            "wado_series_s": round(wado_in_process(), 3)}
+    env = dict(os.environ)
+    for n, kind in enumerate(k for k in args.servers.split(",") if k):
+        if kind == "granian" and not (BIN / "granian").exists():
+            result[kind] = "not installed"
+            continue
+        study, parts = bodies(seed=600 + n)
+        port = free_port()
+        server = subprocess.Popen(server_command(kind, port), env=env, cwd=ROOT,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            for _ in range(300):
+                try:
+                    socket.create_connection(("127.0.0.1", port), 0.2).close()
+                    break
+                except OSError:
+                    time.sleep(0.1)
+            url = f"http://127.0.0.1:{port}/dicomweb/studies"
+            session = requests.Session()
+            session.headers.update(auth)
+            for body, ctype in parts[:WARM_UP]:
+                assert session.post(url, data=body, headers={"Content-Type": ctype}, timeout=60).ok
+            cpu0, started = tree_cpu_seconds(server.pid), time.perf_counter()
+            for body, ctype in parts[WARM_UP:]:
+                r = session.post(url, data=body, headers={"Content-Type": ctype}, timeout=60)
+                assert r.status_code == 200, r.text[:300]
+            wall = time.perf_counter() - started
+            server_cpu = tree_cpu_seconds(server.pid) - cpu0
+            subprocess.run([str(BIN / "medvault"), "compress", "--keep", "0"], env=env, cwd=ROOT,
+                           check=True, stdout=subprocess.DEVNULL)
+            best, wado_cpu = float("inf"), float("inf")
+            for _ in range(3):
+                c0, t = tree_cpu_seconds(server.pid), time.perf_counter()
+                r = session.get(f"{url}/{study}", headers={"Accept": ACCEPT}, timeout=300)
+                elapsed = time.perf_counter() - t
+                assert r.status_code == 200
+                assert len(multipart_parse(r.content, r.headers["Content-Type"])) == per
+                best, wado_cpu = min(best, elapsed), min(wado_cpu, tree_cpu_seconds(server.pid) - c0)
+            result[kind] = {"stow_ms_per_request": round(wall / args.requests * 1000, 2),
+                            "stow_server_cpu_ms_per_request": round(server_cpu / args.requests * 1000, 2),
+                            "wado_series_s": round(best, 3), "wado_server_cpu_s": round(wado_cpu, 3)}
+        finally:
+            server.terminate()
+            server.wait(20)
+        print(kind, json.dumps(result[kind]), file=sys.stderr)
+    result["load_average_end"] = os.getloadavg()
+    print(json.dumps(result))
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
