@@ -148,3 +148,13 @@ def test_cam_lung_loss_rewards_a_heat_map_peak_inside_the_lungs_for_cancer_slice
     cam_lung_loss(weight, f, y, lungs, torch.tensor([True, True, False])).backward()
     assert f.grad is not None and float(f.grad[2].abs().sum()) == 0.0  # normal: no gradient
     assert float(f.grad[1, 1, 3, 6]) > 0  # lowering the outside peak lowers the loss
+
+
+@pytest.mark.parametrize("argv", [["lung-ct", "--contrast-remap", "0.5"],
+                                  ["brain-mri", "--contrast-remap", "1.5"],
+                                  ["brain-mri", "--cam-lung", "1.0"]])
+def test_train_refuses_options_outside_their_model_or_range(argv):
+    from django.core.management import CommandError, call_command
+
+    with pytest.raises(CommandError, match="only|between"):
+        call_command("train", *argv)
