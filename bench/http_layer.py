@@ -29,7 +29,6 @@ import io
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -40,7 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 BIN = ROOT / ".venv" / "bin"
 sys.path.insert(0, str(ROOT / "bench"))
 
-from throwaway import bench_clinician, throwaway_installation  # noqa: E402
+from throwaway import bench_clinician, free_port, port_wait, throwaway_installation  # noqa: E402
 
 ACCEPT = 'multipart/related; type="application/dicom"; transfer-syntax=1.2.840.10008.1.2.1'
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -67,12 +66,6 @@ def tree_cpu_seconds(root_pid: int) -> float:
         total += times.get(pid, 0.0)
         todo.extend(child for child, parent in parents.items() if parent == pid)
     return total
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def server_command(kind: str, port: int) -> list[str]:
@@ -159,12 +152,7 @@ def main() -> None:
         server = subprocess.Popen(server_command(kind, port), env=env, cwd=ROOT,
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
-            for _ in range(300):
-                try:
-                    socket.create_connection(("127.0.0.1", port), 0.2).close()
-                    break
-                except OSError:
-                    time.sleep(0.1)
+            port_wait(port, tries=300)
             url = f"http://127.0.0.1:{port}/dicomweb/studies"
             session = requests.Session()
             session.headers.update(auth)

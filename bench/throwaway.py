@@ -52,25 +52,36 @@ def bench_clinician(group_name: str = "bench") -> tuple[Any, Any]:
 
 
 
+def free_port() -> int:
+    """A loopback port that was free a moment ago (a subprocess must be told it)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def port_wait(port: int, tries: int = 100) -> None:
+    """Return once something accepts connections on the loopback ``port`` (or after
+    ``tries`` x 0.1-0.3 s; the caller's first request then fails with the reason)."""
+    for _ in range(tries):
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+
+
 @contextlib.contextmanager
 def medvault_served() -> Iterator[str]:
     """``medvault serve`` (no worker) on a free loopback port of the installation set up by
     ``throwaway_installation``; yields its base URL once it accepts connections."""
-    with socket.socket() as s:  # a port free a moment ago: the subprocess must be told it
-        s.bind(("127.0.0.1", 0))
-        port = int(s.getsockname()[1])
+    port = free_port()
     medvault = Path(__file__).resolve().parents[1] / ".venv/bin/medvault"
     server = subprocess.Popen(
         [str(medvault), "serve", "--host", "127.0.0.1", "--port", str(port), "--no-worker"],
         env=dict(os.environ), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     try:
-        for _ in range(100):
-            try:
-                socket.create_connection(("127.0.0.1", port), 0.2).close()
-                break
-            except OSError:
-                time.sleep(0.1)
+        port_wait(port)
         yield f"http://127.0.0.1:{port}"
     finally:
         server.terminate()

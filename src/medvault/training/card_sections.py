@@ -57,10 +57,15 @@ FAILURE_MODES = {
         "same slice can change the answer.",
     ],
     "brain-mri": [
-        "Sequence shift: the training slices are a Kaggle mix (figshare T1 post-contrast plus "
-        "SARTAJ and Br35H slices of unrecorded sequences). On TCGA-LGG FLAIR slices of "
-        "low-grade gliomas the model mostly answers 'no tumour' or 'meningioma'; on the same "
-        "slices in post-contrast T1 it does far better, but still misses some.",
+        "Sequence and plane shift: in the training slices (a Kaggle mix of figshare, SARTAJ "
+        "and Br35H) the tumour classes are nearly all post-contrast T1, many coronal or "
+        "sagittal, while 'no tumour' mixes T1, T2, FLAIR and a few CT slices, mostly axial. "
+        "The weights were trained with random grey-level curves on a quarter of each batch so "
+        "that the sequence's contrast alone cannot decide (docs/models.md, round 6b); that made "
+        "them more robust to internal acquisition shifts but did not help on TCGA-LGG FLAIR "
+        "slices of low-grade gliomas (axial, non-enhancing), where the model mostly answers "
+        "'meningioma' or 'no tumour'; on the same slices in post-contrast T1 it does far "
+        "better, but still misses some.",
         "Glioma recall is low on low-grade gliomas from other sites; glioma and meningioma "
         "slip into pituitary, and meningioma is the weakest class internally.",
         "The 'outside validated conditions' checks (embedding distance, intensity profile) "
