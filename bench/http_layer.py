@@ -10,11 +10,12 @@ production). For the same WSGI application it measures, in one run:
 
 * ``in-process``: Django's test client (the whole middleware stack, no HTTP);
 * ``sync``: gunicorn with 4 sync workers (``medvault serve`` and ``bench/versus_orthanc.py``);
-* ``gthread``: gunicorn with 2 workers of 4 threads (keeps connections alive);
+* ``gthread``: gunicorn's threaded worker, ``--gthread WxT`` workers x threads (default 2x4;
+  it keeps connections alive, the sync worker closes each after its response);
 * ``granian``: granian's WSGI interface with 4 workers (only when granian is installed; it is
   not a MedVault dependency: ``.venv/bin/pip install granian==2.8.7`` to include it).
 
-Each server gets ``--requests`` one-part STOW-RS requests from one client (slices of one
+Each server gets ``--requests`` one-part STOW-RS requests from ``--clients`` clients (slices of one
 series, as bench/versus_orthanc.py sends), then the series is compressed (``medvault compress``)
 and ``GET /dicomweb/studies/{study}`` asks for it in Explicit VR Little Endian (best of 3).
 Per request: wall time at the client and CPU time of the server's processes (all workers,
@@ -31,7 +32,9 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -68,14 +71,15 @@ def tree_cpu_seconds(root_pid: int) -> float:
     return total
 
 
-def server_command(kind: str, port: int) -> list[str]:
+def server_command(kind: str, port: int, gthread: str = "2x4") -> list[str]:
     bind = f"127.0.0.1:{port}"
     if kind == "sync":
         return [str(BIN / "gunicorn"), "medvault.web.wsgi", "--bind", bind, "--workers", "4",
                 "--timeout", "300", "--log-level", "warning"]
     if kind == "gthread":
-        return [str(BIN / "gunicorn"), "medvault.web.wsgi", "--bind", bind, "--workers", "2",
-                "--threads", "4", "--worker-class", "gthread", "--timeout", "300",
+        workers, threads = gthread.split("x")
+        return [str(BIN / "gunicorn"), "medvault.web.wsgi", "--bind", bind, "--workers", workers,
+                "--threads", threads, "--worker-class", "gthread", "--timeout", "300",
                 "--log-level", "warning"]
     if kind == "granian":
         return [str(BIN / "granian"), "--interface", "wsgi", "--host", "127.0.0.1", "--port",
@@ -87,6 +91,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=200, help="one-part STOW-RS requests per server")
     parser.add_argument("--servers", default="sync,gthread,granian")
+    parser.add_argument("--gthread", default="2x4", help="gthread workers x threads")
+    parser.add_argument("--clients", type=int, default=1,
+                        help="concurrent STOW-RS clients against the servers (in-process: always 1)")
     args = parser.parse_args()
     tmp = throwaway_installation("mv-bench-http-", MEDVAULT_COMPRESSION_DEFERRED="true",
                                  MEDVAULT_ALLOWED_HOSTS="testserver,127.0.0.1,localhost")
@@ -111,7 +118,8 @@ def main() -> None:
                         multipart_content_type(boundary, "application/dicom")))
         return study, out
 
-    result: dict[str, Any] = {"requests": args.requests, "series_slices": args.requests + WARM_UP,
+    result: dict[str, Any] = {"requests": args.requests, "clients": args.clients, "gthread_shape": args.gthread,
+                              "series_slices": args.requests + WARM_UP,
                               "load_average_start": os.getloadavg()}
     client = Client()
     # in-process: the same requests through Django's test client
@@ -149,19 +157,26 @@ def main() -> None:
             continue
         study, parts = bodies(seed=600 + n)
         port = free_port()
-        server = subprocess.Popen(server_command(kind, port), env=env, cwd=ROOT,
+        server = subprocess.Popen(server_command(kind, port, args.gthread), env=env, cwd=ROOT,
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             port_wait(port, tries=300)
             url = f"http://127.0.0.1:{port}/dicomweb/studies"
             session = requests.Session()
             session.headers.update(auth)
+            local = threading.local()
+
+            def post(part: tuple[bytes, str], url: str = url, local: threading.local = local) -> None:
+                if not hasattr(local, "session"):
+                    local.session = requests.Session()
+                    local.session.headers.update(auth)
+                r = local.session.post(url, data=part[0], headers={"Content-Type": part[1]}, timeout=60)
+                assert r.status_code == 200, r.text[:300]
             for body, ctype in parts[:WARM_UP]:
                 assert session.post(url, data=body, headers={"Content-Type": ctype}, timeout=60).ok
             cpu0, started = tree_cpu_seconds(server.pid), time.perf_counter()
-            for body, ctype in parts[WARM_UP:]:
-                r = session.post(url, data=body, headers={"Content-Type": ctype}, timeout=60)
-                assert r.status_code == 200, r.text[:300]
+            with ThreadPoolExecutor(args.clients) as pool:
+                list(pool.map(post, parts[WARM_UP:]))
             wall = time.perf_counter() - started
             server_cpu = tree_cpu_seconds(server.pid) - cpu0
             subprocess.run([str(BIN / "medvault"), "compress", "--keep", "0"], env=env, cwd=ROOT,
