@@ -107,6 +107,8 @@ def main() -> None:
     a = ap.parse_args()
     results = []
     for name, folder in (("brain-mri", "brain_mri"), ("lung-ct", "chest_ct")):
+        if not (a.models_dir / f"{name}.json").exists():  # a candidate folder holds one model
+            continue
         card = json.loads((a.models_dir / f"{name}.json").read_text())
         size = int(card["input"]["shape"][-1])
         x1 = np.random.default_rng(0).random((1, 1, size, size), dtype=np.float32)
