@@ -26,6 +26,7 @@ Prints one JSON object.
 from __future__ import annotations
 
 import argparse
+import functools
 import io
 import json
 import os
@@ -51,7 +52,7 @@ WARM_UP = 16  # untimed requests first, so that every worker process has loaded 
 
 def tree_cpu_seconds(root_pid: int) -> float:
     """utime + stime of a process and all its descendants (live ones), from /proc."""
-    parents: dict[int, int] = {}
+    children: dict[int, list[int]] = {}
     times: dict[int, float] = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -61,14 +62,30 @@ def tree_cpu_seconds(root_pid: int) -> float:
         except OSError:
             continue
         fields = stat[stat.rindex(")") + 2:].split()
-        parents[int(entry)] = int(fields[1])
+        children.setdefault(int(fields[1]), []).append(int(entry))
         times[int(entry)] = (int(fields[11]) + int(fields[12])) / TICKS
     total, todo = 0.0, [root_pid]
     while todo:
         pid = todo.pop()
         total += times.get(pid, 0.0)
-        todo.extend(child for child, parent in parents.items() if parent == pid)
+        todo.extend(children.get(pid, []))
     return total
+
+
+class ClientSessions(threading.local):
+    """One kept-alive HTTP session per client thread, each sending ``headers``."""
+
+    def __init__(self, headers: dict[str, str]) -> None:
+        import requests
+
+        self.session = requests.Session()
+        self.session.headers.update(headers)
+
+
+def stow_post(sessions: ClientSessions, url: str, part: tuple[bytes, str]) -> None:
+    """One STOW-RS request of a prebuilt multipart body ``(body, content type)``."""
+    r = sessions.session.post(url, data=part[0], headers={"Content-Type": part[1]}, timeout=60)
+    assert r.status_code == 200, r.text[:300]
 
 
 def server_command(kind: str, port: int, gthread: str = "2x4") -> list[str]:
@@ -97,7 +114,6 @@ def main() -> None:
     args = parser.parse_args()
     tmp = throwaway_installation("mv-bench-http-", MEDVAULT_COMPRESSION_DEFERRED="true",
                                  MEDVAULT_ALLOWED_HOSTS="testserver,127.0.0.1,localhost")
-    import requests
     from ctseries import ct_series_512
     from django.core.management import call_command
     from django.test import Client
@@ -108,9 +124,10 @@ def main() -> None:
     user, _group = bench_clinician()
     _, key = token_create(user=user, name="bench")
     auth = {"Authorization": f"Token {key}"}
+    per = args.requests + WARM_UP  # slices of each series: warm-up and timed requests
 
     def bodies(seed: int) -> tuple[str, list[tuple[bytes, str]]]:
-        study, files = ct_series_512(args.requests + WARM_UP, seed=seed)
+        study, files = ct_series_512(per, seed=seed)
         out = []
         for data in files:
             boundary = boundary_new()
@@ -119,19 +136,22 @@ def main() -> None:
         return study, out
 
     result: dict[str, Any] = {"requests": args.requests, "clients": args.clients, "gthread_shape": args.gthread,
-                              "series_slices": args.requests + WARM_UP,
+                              "series_slices": per,
                               "load_average_start": os.getloadavg()}
     client = Client()
     # in-process: the same requests through Django's test client
     study, parts = bodies(seed=500)
-    for body, ctype in parts[:WARM_UP]:
-        assert client.post("/dicomweb/studies", data=body, content_type=ctype,
-                           HTTP_AUTHORIZATION=auth["Authorization"]).status_code == 200
-    started, cpu = time.perf_counter(), time.process_time()
-    for body, ctype in parts[WARM_UP:]:
-        response = client.post("/dicomweb/studies", data=body, content_type=ctype,
+
+    def post_in_process(part: tuple[bytes, str]) -> None:
+        response = client.post("/dicomweb/studies", data=part[0], content_type=part[1],
                                HTTP_AUTHORIZATION=auth["Authorization"])
         assert response.status_code == 200, response.content[:300]
+
+    for part in parts[:WARM_UP]:
+        post_in_process(part)
+    started, cpu = time.perf_counter(), time.process_time()
+    for part in parts[WARM_UP:]:
+        post_in_process(part)
     wall, cpu = time.perf_counter() - started, time.process_time() - cpu
     call_command("compress", "--keep", "0", verbosity=0, stdout=io.StringIO())
 
@@ -146,7 +166,6 @@ def main() -> None:
             assert len(multipart_parse(body, response["Content-Type"])) == per
         return best
 
-    per = args.requests + WARM_UP
     result["in-process"] = {"stow_ms_per_request": round(wall / args.requests * 1000, 2),
                             "stow_cpu_ms_per_request": round(cpu / args.requests * 1000, 2),
                             "wado_series_s": round(wado_in_process(), 3)}
@@ -162,21 +181,12 @@ def main() -> None:
         try:
             port_wait(port, tries=300)
             url = f"http://127.0.0.1:{port}/dicomweb/studies"
-            session = requests.Session()
-            session.headers.update(auth)
-            local = threading.local()
-
-            def post(part: tuple[bytes, str], url: str = url, local: threading.local = local) -> None:
-                if not hasattr(local, "session"):
-                    local.session = requests.Session()
-                    local.session.headers.update(auth)
-                r = local.session.post(url, data=part[0], headers={"Content-Type": part[1]}, timeout=60)
-                assert r.status_code == 200, r.text[:300]
-            for body, ctype in parts[:WARM_UP]:
-                assert session.post(url, data=body, headers={"Content-Type": ctype}, timeout=60).ok
+            sessions = ClientSessions(auth)
+            for part in parts[:WARM_UP]:
+                stow_post(sessions, url, part)
             cpu0, started = tree_cpu_seconds(server.pid), time.perf_counter()
             with ThreadPoolExecutor(args.clients) as pool:
-                list(pool.map(post, parts[WARM_UP:]))
+                list(pool.map(functools.partial(stow_post, sessions, url), parts[WARM_UP:]))
             wall = time.perf_counter() - started
             server_cpu = tree_cpu_seconds(server.pid) - cpu0
             subprocess.run([str(BIN / "medvault"), "compress", "--keep", "0"], env=env, cwd=ROOT,
@@ -184,7 +194,7 @@ def main() -> None:
             best, wado_cpu = float("inf"), float("inf")
             for _ in range(3):
                 c0, t = tree_cpu_seconds(server.pid), time.perf_counter()
-                r = session.get(f"{url}/{study}", headers={"Accept": ACCEPT}, timeout=300)
+                r = sessions.session.get(f"{url}/{study}", headers={"Accept": ACCEPT}, timeout=300)
                 elapsed = time.perf_counter() - t
                 assert r.status_code == 200
                 assert len(multipart_parse(r.content, r.headers["Content-Type"])) == per
