@@ -116,6 +116,8 @@ def test_card_command_reproduces_the_recipe():
         " --input-size 128"
     assert recipe_flags("brain-mri", {**brain, "contrast_p": 0.5, "seed": 7}) == \
         " --contrast-remap 0.5 --seed 7"
+    assert recipe_flags("brain-mri", {**brain, "contrast_p": 0.25, "lesion_p": 0.3}) == \
+        " --contrast-remap 0.25 --synthetic-lesions 0.3"
 
 
 def test_fine_cam_doubles_the_heat_map_resolution_with_the_same_weights():
@@ -152,7 +154,9 @@ def test_cam_lung_loss_rewards_a_heat_map_peak_inside_the_lungs_for_cancer_slice
 
 @pytest.mark.parametrize("argv", [["lung-ct", "--contrast-remap", "0.5"],
                                   ["brain-mri", "--contrast-remap", "1.5"],
-                                  ["brain-mri", "--cam-lung", "1.0"]])
+                                  ["brain-mri", "--cam-lung", "1.0"],
+                                  ["lung-ct", "--synthetic-lesions", "0.3"],
+                                  ["brain-mri", "--synthetic-lesions", "-0.1"]])
 def test_train_refuses_options_outside_their_model_or_range(argv):
     from django.core.management import CommandError, call_command
 

@@ -44,6 +44,8 @@ def recipe_flags(name: str, recipe: dict[str, Any]) -> str:
         flags += f" --cam-lung {recipe['cam_lung']}"
     if recipe.get("contrast_p"):
         flags += f" --contrast-remap {recipe['contrast_p']}"
+    if recipe.get("lesion_p"):
+        flags += f" --synthetic-lesions {recipe['lesion_p']}"
     if int(recipe.get("seed", SEED)) != SEED:
         flags += f" --seed {int(recipe['seed'])}"
     return flags
@@ -196,7 +198,9 @@ def export_model(net: CompactNet, result: dict[str, Any], out_dir: Path, calib_x
             "threads": result["threads"],
             "machine": result["machine"],
             "augmentation": (
-                (f"random non-monotonic grey-level curve on {result['recipe']['contrast_p']:g} "
+                (f"a synthetic non-enhancing lesion painted into {result['recipe']['lesion_p']:g} "
+                 "of the no-tumour slices, trained as glioma; " if result["recipe"].get("lesion_p") else "")
+                + (f"random non-monotonic grey-level curve on {result['recipe']['contrast_p']:g} "
                  "of each batch first; " if result["recipe"].get("contrast_p") else "")
                 + "random rotation +-15 deg, scale 0.85-1.15, shift +-8%, horizontal "
                 "flip, gamma, contrast, brightness, Gaussian noise; progressive "

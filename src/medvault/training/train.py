@@ -29,6 +29,7 @@ from medvault.training.evaluate import (
     retrieval_metrics,
     softmax,
 )
+from medvault.training.lesions import paint_batch
 from medvault.training.nets import CompactNet, supcon_loss
 
 
@@ -63,6 +64,9 @@ class Recipe:
     # brain-mri: share of each batch given a random non-monotonic grey-level curve before the
     # augmentation (augment.remap_contrast), so that the MR sequence cannot tell the classes apart
     contrast_p: float = 0.0
+    # brain-mri: share of the batch's "no tumour" slices given a synthetic non-enhancing lesion
+    # and trained as "glioma" (medvault.training.lesions); 0 = off
+    lesion_p: float = 0.0
 
 
 RECIPES: dict[str, Recipe] = {
@@ -206,6 +210,11 @@ def train_model(cfg: TrainConfig, progress: Callable[[dict[str, Any]], None] = _
         cancer_tr_t = torch.from_numpy(y_tr != data.labels.index("normal"))
         progress({"event": "lung-fields", "train_images": len(x_tr),
                   "cancer_slices_with_lungs": int((lungs_tr_t.flatten(1).amax(1)[cancer_tr_t] > 0).sum())})
+    normal_i = glioma_i = -1
+    if recipe.lesion_p:
+        if cfg.name != "brain-mri":
+            raise ValueError("synthetic lesions are for brain-mri")
+        normal_i, glioma_i = data.labels.index("notumor"), data.labels.index("glioma")
     for epoch in range(start_epoch, epochs):
         t0 = time.time()
         gen = torch.Generator().manual_seed(recipe.seed * 1000 + epoch)
@@ -219,13 +228,15 @@ def train_model(cfg: TrainConfig, progress: Callable[[dict[str, Any]], None] = _
             for g in opt.param_groups:
                 g["lr"] = lr_at(step, total_steps, warmup, recipe.lr)
             idx = perm[s * recipe.batch : (s + 1) * recipe.batch]
-            xb = remap_contrast(x_tr_t[idx].float().div_(255.0)[:, None], gen, recipe.contrast_p)
+            xb, yb = paint_batch(x_tr_t[idx].float().div_(255.0)[:, None], y_tr_t[idx], gen,
+                                 recipe.lesion_p, normal_i, glioma_i)
+            xb = remap_contrast(xb, gen, recipe.contrast_p)
             if lungs_tr_t is not None:
                 xb, lungs = augment_with_masks(xb, lungs_tr_t[idx][:, None], size, gen, hflip=recipe.hflip)
                 xb, lungs = xb.to(cfg.device), lungs.to(cfg.device)
             else:
                 xb = augment_mixed(xb, size, gen, recipe.robust_p, hflip=recipe.hflip).to(cfg.device)
-            yb = y_tr_t[idx].to(cfg.device)
+            yb = yb.to(cfg.device)
             logits, emb, fmap = net(xb)
             ce = F.cross_entropy(logits, yb, weight=class_w, label_smoothing=recipe.label_smoothing)
             loss = ce + recipe.supcon_weight * supcon_loss(emb, yb)

@@ -25,6 +25,7 @@ from django.core.management.base import BaseCommand, CommandError
 from medvault.analysis.management.commands.predict import read_input
 
 SHIFTED = "internal-shifted"
+LESIONS = "internal-synthetic-lesions"
 
 
 class Command(BaseCommand):
@@ -38,6 +39,9 @@ class Command(BaseCommand):
         parser.add_argument("--shifted", action="store_true",
                             help="also score the internal validation split under acquisition shifts "
                             "(window, gamma, bias field, blur, resampling, noise, JPEG)")
+        parser.add_argument("--synthetic-lesions", action="store_true",
+                            help="brain-mri: also score the internal validation split's no-tumour "
+                            "slices, each with a synthetic non-enhancing lesion (truth: glioma)")
         parser.add_argument("--data", type=Path, help="data folder for --internal / --shifted")
         parser.add_argument("--resamples", type=int, default=1000,
                             help="bootstrap resamples (0: no intervals)")
@@ -50,10 +54,11 @@ class Command(BaseCommand):
     def handle(self, *args, **opts):  # type: ignore[no-untyped-def]
         from medvault.core.ml import ModelError, analyse, load_model
         from medvault.core.ml.call import NORMAL_LABEL
-        from medvault.training import scoring, shifts
+        from medvault.core.ml.preprocess import to_gray
+        from medvault.training import lesions, scoring, shifts
 
-        if not opts["dirs"] and not opts["internal"] and not opts["shifted"]:
-            raise CommandError("give at least one DIR, or --internal / --shifted")
+        if not opts["dirs"] and not (opts["internal"] or opts["shifted"] or opts["synthetic_lesions"]):
+            raise CommandError("give at least one DIR, or --internal / --shifted / --synthetic-lesions")
         models_dir = opts["models_dir"]
         if models_dir is None:
             from medvault.analysis.conf import models_dir as configured_models_dir
@@ -65,12 +70,18 @@ class Command(BaseCommand):
         except ModelError as exc:
             raise CommandError(str(exc)) from exc
         sets: list[tuple[str, list[scoring.Item]]] = []
-        if opts["internal"] or opts["shifted"]:
+        if opts["synthetic_lesions"] and name != "brain-mri":
+            raise CommandError("--synthetic-lesions applies to brain-mri only")
+        if opts["internal"] or opts["shifted"] or opts["synthetic_lesions"]:
             internal = self._internal_items(name, opts["data"])
             if opts["internal"]:
                 sets.append(("internal-validation", internal))
             if opts["shifted"]:
                 sets.append((SHIFTED, internal))
+            if opts["synthetic_lesions"]:
+                normal = NORMAL_LABEL[name]
+                sets.append((LESIONS, [scoring.Item(it.path, "glioma", it.cluster)
+                                       for it in internal if it.truth == normal]))
         for d in opts["dirs"]:
             try:
                 sets.append((d.resolve().name, scoring.collect(d)))
@@ -85,12 +96,15 @@ class Command(BaseCommand):
             cam = CamCheck()
 
         shift_of: dict[Path, tuple[str, int]] = {}  # the current set's shifts (--shifted only)
+        lesion_of: dict[Path, int] = {}  # the current set's lesions (--synthetic-lesions only)
 
         def predict(path: Path) -> scoring.Outcome:
             img = read_input(path)
             if path in shift_of:
                 kind, seed = shift_of[path]
                 img = shifts.shift(img, kind, seed)
+            if path in lesion_of:
+                img = lesions.painted(to_gray(img), lesion_of[path])
             out = analyse(model, img)
             if cam is not None and not out.refused:
                 cam.add(path, img, out.heatmap)
@@ -103,6 +117,9 @@ class Command(BaseCommand):
             if cam is not None:
                 cam.start(set_name, items)
             shift_of.clear()
+            lesion_of.clear()
+            if set_name == LESIONS:
+                lesion_of.update({it.path: i for i, it in enumerate(items)})
             kinds = [shifts.kind_for(i) for i in range(len(items))] if set_name == SHIFTED else []
             if kinds:
                 shift_of.update({it.path: (kind, i) for i, (it, kind) in enumerate(zip(items, kinds, strict=True))})

@@ -87,6 +87,13 @@ class Command(BaseCommand):
             "curve, so that the MR sequence (T1, T2, FLAIR) cannot tell the classes apart",
         )
         parser.add_argument(
+            "--synthetic-lesions",
+            type=float,
+            metavar="P",
+            help="brain-mri: paint a synthetic non-enhancing lesion into this share of each "
+            "batch's no-tumour slices and train them as glioma (medvault.training.lesions)",
+        )
+        parser.add_argument(
             "--seed",
             type=int,
             help="initialises the weights and orders the batches (default 1337); the "
@@ -119,6 +126,10 @@ class Command(BaseCommand):
             if opts["name"] != "brain-mri" or not 0.0 <= opts["contrast_remap"] <= 1.0:
                 raise CommandError("--contrast-remap P takes a share between 0 and 1, for brain-mri only")
             overrides["contrast_p"] = opts["contrast_remap"]
+        if opts["synthetic_lesions"] is not None:
+            if opts["name"] != "brain-mri" or not 0.0 <= opts["synthetic_lesions"] <= 1.0:
+                raise CommandError("--synthetic-lesions P takes a share between 0 and 1, for brain-mri only")
+            overrides["lesion_p"] = opts["synthetic_lesions"]
         if opts["seed"] is not None:
             overrides["seed"] = opts["seed"]
         if opts["input_size"] and opts["name"] != "domain":
