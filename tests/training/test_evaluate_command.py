@@ -157,7 +157,9 @@ def test_cards_agree_with_evaluate(shared_data, name):
     card = json.loads((MODELS / f"{name}.json").read_text())
     stored = card["evaluation"]["internal"]["sets"]["internal-validation"]
     out = StringIO()
+    lesions = "internal-synthetic-lesions" in card["evaluation"]["internal"]["sets"]
     call_command("evaluate", "--model", name, "--models-dir", str(MODELS), "--internal", "--shifted",
+                 *(["--synthetic-lesions"] if lesions else []),
                  "--resamples", "0", "--data", str(shared_data), stdout=out)
     printed = json.loads(out.getvalue().strip().splitlines()[-1])["sets"]
     now = printed["internal-validation"]
@@ -168,6 +170,10 @@ def test_cards_agree_with_evaluate(shared_data, name):
     assert printed["internal-shifted"]["metrics"] == shifted["metrics"]
     assert printed["internal-shifted"]["by_shift"] == shifted["by_shift"]
     assert "--shifted" in card["evaluation"]["internal"]["command"]
+    if lesions:  # the painted lesions on the card are what --synthetic-lesions prints now
+        stored_lesions = card["evaluation"]["internal"]["sets"]["internal-synthetic-lesions"]
+        assert printed["internal-synthetic-lesions"]["metrics"] == stored_lesions["metrics"]
+        assert printed["internal-synthetic-lesions"]["n"] == card["data"]["per_class"]["notumor"]["val"]
     assert "| soft_tissue_window |" in (MODELS / f"{name}.md").read_text()
     # training-time figures (cached 128 px pixels, no domain gate) within 1 point
     assert abs(now["metrics"]["accuracy"] - card["validation"]["calibrated"]["accuracy"]) <= 0.01

@@ -85,6 +85,7 @@ def write_card_section(models_dir: Path, name: str, section: str, report: dict[s
         "command": ("medvault evaluate --model " + name
                     + (" --internal" if section == "internal" else " DIR...")
                     + (" --shifted" if "internal-shifted" in report["sets"] else "")
+                    + (" --synthetic-lesions" if "internal-synthetic-lesions" in report["sets"] else "")
                     + (" --cam-check" if any("cam_peak_in_lung" in r for r in report["sets"].values()) else "")
                     + " --write-card " + section),
         **({"rule": EXTERNAL_RULE} if section == "external" else {}),
@@ -170,6 +171,12 @@ def sections_markdown(card: dict[str, Any]) -> str:
                       "(another window, gamma, bias field, blur, resampling, noise, JPEG): it "
                       "measures robustness to those changes only, not to another sequence or "
                       "another hospital (docs/models.md, round 2).", ""]
+        if "internal-synthetic-lesions" in ev["internal"]["sets"]:
+            lines += ["`internal-synthetic-lesions` is the split's no-tumour slices, each with a "
+                      "synthetic non-enhancing lesion painted in and scored as a glioma: whether "
+                      "the model notices a diffuse region of abnormal signal in an otherwise "
+                      "normal brain (docs/models.md, round 7). It says nothing about real "
+                      "tumours.", ""]
         lines += _set_table(ev["internal"]["sets"])
     else:
         lines += ["(not yet measured with `medvault evaluate --internal`)", ""]
