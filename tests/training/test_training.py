@@ -118,6 +118,8 @@ def test_card_command_reproduces_the_recipe():
         " --contrast-remap 0.5 --seed 7"
     assert recipe_flags("brain-mri", {**brain, "contrast_p": 0.25, "lesion_p": 0.3}) == \
         " --contrast-remap 0.25 --synthetic-lesions 0.3"
+    assert recipe_flags("brain-mri", {**brain, "lesion_p": 0.3, "epochs": 50, "seed": 7}) == \
+        " --synthetic-lesions 0.3 --epochs 50 --seed 7"
 
 
 def test_fine_cam_doubles_the_heat_map_resolution_with_the_same_weights():

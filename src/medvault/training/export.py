@@ -46,6 +46,8 @@ def recipe_flags(name: str, recipe: dict[str, Any]) -> str:
         flags += f" --contrast-remap {recipe['contrast_p']}"
     if recipe.get("lesion_p"):
         flags += f" --synthetic-lesions {recipe['lesion_p']}"
+    if int(recipe.get("epochs", RECIPES[name].epochs)) != RECIPES[name].epochs:
+        flags += f" --epochs {int(recipe['epochs'])}"
     if int(recipe.get("seed", SEED)) != SEED:
         flags += f" --seed {int(recipe['seed'])}"
     return flags

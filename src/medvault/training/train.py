@@ -158,7 +158,7 @@ def train_model(cfg: TrainConfig, progress: Callable[[dict[str, Any]], None] = _
     torch.manual_seed(recipe.seed)
     np.random.seed(recipe.seed)
     torch.set_num_threads(cfg.threads)
-    epochs = cfg.epochs or recipe.epochs
+    epochs = recipe.epochs = cfg.epochs or recipe.epochs  # the card's command repeats --epochs
     t_start = time.time()
     data = prepare(cfg.name, cfg.data_dir, cache_dir=cfg.work_dir / "cache",
                    limit_per_class=12 if cfg.smoke else None, size=recipe.sizes[-1][1])
