@@ -173,6 +173,7 @@ def test_cards_agree_with_evaluate(shared_data, name):
     if lesions:  # the painted lesions on the card are what --synthetic-lesions prints now
         stored_lesions = card["evaluation"]["internal"]["sets"]["internal-synthetic-lesions"]
         assert printed["internal-synthetic-lesions"]["metrics"] == stored_lesions["metrics"]
+        assert printed["internal-synthetic-lesions"]["cam_peak_in_lesion"] == stored_lesions["cam_peak_in_lesion"]
         assert printed["internal-synthetic-lesions"]["n"] == card["data"]["per_class"]["notumor"]["val"]
     assert "| soft_tissue_window |" in (MODELS / f"{name}.md").read_text()
     # training-time figures (cached 128 px pixels, no domain gate) within 1 point

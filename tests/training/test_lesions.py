@@ -56,13 +56,16 @@ def test_only_no_tumour_slices_are_painted_and_relabelled_and_none_when_off():
     assert torch.equal(x, _head()[None, None].repeat(64, 1, 1, 1))  # the input is not modified
 
 
-def test_the_evaluation_lesion_is_a_fixed_uint8_image_per_index():
+def test_the_evaluation_lesion_is_a_fixed_uint8_image_and_mask_per_index():
     from medvault.training.lesions import painted
 
     img = (_head(224).numpy() * 255).astype(np.uint8)
-    a, b = painted(img, 4), painted(img, 4)
+    (a, mask_a), (b, mask_b) = painted(img, 4), painted(img, 4)
     assert a.dtype == np.uint8 and a.shape == img.shape and np.array_equal(a, b)
-    assert not np.array_equal(a, img) and not np.array_equal(a, painted(img, 5))
+    assert np.array_equal(mask_a, mask_b) and mask_a.dtype == bool and mask_a.any()
+    assert not np.array_equal(a, img) and not np.array_equal(a, painted(img, 5)[0])
+    changed = np.abs(a.astype(int) - img.astype(int)) > 12
+    assert changed[mask_a].mean() > 0.5  # the mask is where the lesion shows
 
 
 def test_evaluate_refuses_synthetic_lesions_for_lung_ct():
@@ -70,3 +73,27 @@ def test_evaluate_refuses_synthetic_lesions_for_lung_ct():
 
     with pytest.raises(CommandError, match="brain-mri only"):
         call_command("evaluate", "--model", "lung-ct", "--synthetic-lesions")
+
+
+def test_the_heat_map_check_finds_a_peak_on_the_lesion_and_one_beside_it():
+    from medvault.training.lesions import LesionCamCheck, peak_in_lesion
+
+    img = (_head(96).numpy() * 255).astype(np.uint8)
+    lesion = np.zeros((96, 96), bool)
+    lesion[40:52, 30:42] = True
+    on = np.zeros((6, 6), np.float32)
+    on[2, 2] = 1.0  # the 6 x 6 map's cell over the lesion (rows and columns 32-48 px)
+    beside = np.zeros((6, 6), np.float32)
+    beside[2, 5] = 1.0  # two cells to the right: more than the slack away
+    assert peak_in_lesion(on, lesion) and not peak_in_lesion(beside, lesion)
+    check = LesionCamCheck()
+    check.add("a.png", img, lesion, on)
+    check.add("b.png", img, lesion, beside)
+    summary = check.summary()
+    assert summary["tumour_answers"] == 2 and summary["peak_in_lesion"] == 1
+    assert summary["share"] == 0.5 and summary["outside_examples"] == ["b.png"]
+    assert 0.0 < summary["chance"] < 0.5  # the slack-dilated lesion's share of the brain
+    # lesion centre (45.5, 35.5); peaks at the cells' centres (40, 40) and (40, 88), in 96 px
+    dx, dy = summary["mean_peak_offset_xy"]
+    assert dx == pytest.approx(((40 - 35.5) + (88 - 35.5)) / 2 / 96, abs=0.02)
+    assert dy == pytest.approx((40 - 45.5) / 96, abs=0.02)

@@ -144,6 +144,14 @@ def _set_table(sets: dict[str, Any]) -> list[str]:
                       f"{c['cancer_slices'] - c['no_lung_mask']} answered cancer slices "
                       f"(share {c['share']}; {c['no_lung_mask']} without a lung mask; target "
                       f">= 0.90). Outside, e.g.: {', '.join(c['outside_examples']) or '-'}", ""]
+        if rep.get("cam_peak_in_lesion"):
+            c = rep["cam_peak_in_lesion"]
+            lines += [f"Heat-map peak on the painted lesion (within a twelfth of the slice): "
+                      f"{c['peak_in_lesion']} of {c['tumour_answers']} slices answered with a tumour "
+                      f"label (share {c['share']}; a peak placed at random in the brain: "
+                      f"{c['chance']}; mean offset of the peak from the lesion's centre, x right "
+                      f"and y down in shares of the slice: {c.get('mean_peak_offset_xy')}). Off the "
+                      f"lesion, e.g.: {', '.join(c['outside_examples']) or '-'}", ""]
     return lines
 
 

@@ -26,6 +26,8 @@ import torch.nn.functional as F
 # the evaluation's lesions come from torch.Generator().manual_seed(EVAL_SEED + i); training
 # draws from its epoch generators (seed * 1000 + epoch), far from this
 EVAL_SEED = 7_000_000
+# the heat-map check's slack (peak_in_lesion): half a cell of the brain model's 6 x 6 map
+CAM_SLACK = 1 / 12
 # scalp and skull: the head mask eroded by this share of the slice's shorter side is the brain
 SKULL = 0.07
 
@@ -52,6 +54,11 @@ def _head(g: torch.Tensor) -> np.ndarray:
     return head
 
 
+def _skull(side: int) -> int:
+    """Scalp and skull in pixels: ``SKULL`` of the side, plus the blur's reach in ``_head``."""
+    return max(1, int(round(SKULL * side))) + 2
+
+
 def _eroded(mask: np.ndarray, by: int) -> np.ndarray:
     """``mask`` less every pixel within ``by`` pixels (Euclidean) of its outside."""
     from scipy import ndimage as ndi
@@ -61,10 +68,16 @@ def _eroded(mask: np.ndarray, by: int) -> np.ndarray:
 
 
 def paint_lesion(g: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """One synthetic lesion in a grey slice ``g`` (H x W float in [0, 1]); see :func:`_paint`."""
+    return _paint(g, gen)[0]
+
+
+def _paint(g: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """One synthetic lesion in a grey slice ``g`` (H x W float in [0, 1]); returns a new tensor.
 
     Centred inside the brain (the head mask less ``SKULL`` and most of the radius) and never
-    painted outside it. Radius 6-16 % of the slice's shorter side, an ellipse (aspect up to 1.6, any angle) whose
+    painted outside it; returns the new slice and the blend weight (H x W in [0, 1]: where the
+    lesion is). Radius 6-16 % of the slice's shorter side, an ellipse (aspect up to 1.6, any angle) whose
     border is bent by smooth noise, an edge 10-30 % of the radius wide (diffuse), mass effect
     pushing the tissue outwards by up to 35 % of the radius, then the region blended (70-100 %)
     towards a level well above the brain's 90th percentile (70 % of lesions) or below 35 % of its
@@ -74,7 +87,7 @@ def paint_lesion(g: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     side = min(h, w)
     r = _rand(gen, 0.06, 0.16) * side
     head = _head(g)
-    skull = max(1, int(round(SKULL * side))) + 2  # + the blur's reach in _head
+    skull = _skull(side)
     brain = _eroded(head, skull)  # scalp and skull left out
     centres = np.argwhere(_eroded(head, skull + int(r * 0.7)))
     if not len(centres):
@@ -110,7 +123,7 @@ def paint_lesion(g: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     keep = F.avg_pool2d(keep[None, None], 3, stride=1, padding=1)[0, 0]  # a soft border
     alpha = _rand(gen, 0.7, 1.0) * shape * keep
     moved = keep * moved + (1 - keep) * g  # the skull and what lies outside it do not move
-    return (moved * (1 - alpha) + target * alpha).clamp(0, 1)
+    return (moved * (1 - alpha) + target * alpha).clamp(0, 1), alpha
 
 
 def paint_batch(x: torch.Tensor, y: torch.Tensor, gen: torch.Generator, p: float, normal: int,
@@ -129,8 +142,75 @@ def paint_batch(x: torch.Tensor, y: torch.Tensor, gen: torch.Generator, p: float
     return x, y
 
 
-def painted(img: np.ndarray, index: int) -> np.ndarray:
-    """The evaluation's lesion number ``index`` in a uint8 grey image (``--synthetic-lesions``)."""
+def painted(img: np.ndarray, index: int) -> tuple[np.ndarray, np.ndarray]:
+    """The evaluation's lesion number ``index`` in a uint8 grey image (``--synthetic-lesions``):
+    the painted image and the lesion's mask (bool, where at least half of the lesion shows)."""
     g = torch.from_numpy(np.ascontiguousarray(img, dtype=np.float32) / 255.0)
-    out = paint_lesion(g, torch.Generator().manual_seed(EVAL_SEED + index))
-    return (out.numpy() * 255.0).round().astype(np.uint8)
+    out, alpha = _paint(g, torch.Generator().manual_seed(EVAL_SEED + index))
+    return (out.numpy() * 255.0).round().astype(np.uint8), alpha.numpy() >= 0.5 * float(alpha.max())
+
+
+def brain_mask(img: np.ndarray) -> np.ndarray:
+    """Where a lesion may be painted in a uint8 grey image: the head less scalp and skull."""
+    g = torch.from_numpy(np.ascontiguousarray(img, dtype=np.float32) / 255.0)
+    return _eroded(_head(g), _skull(min(g.shape)))
+
+
+def _at_size(heatmap: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """A heat-map at ``shape`` (bilinear, as ``analyse()`` upsamples it)."""
+    heat = np.asarray(heatmap, np.float32)
+    if heat.shape != shape:
+        from PIL import Image
+
+        heat = np.asarray(Image.fromarray(heat).resize((shape[1], shape[0]), Image.Resampling.BILINEAR))
+    return heat
+
+
+def peak_in_lesion(heatmap: np.ndarray, lesion: np.ndarray) -> bool:
+    """Whether the heat-map's arg-max lies in the lesion mask dilated by ``CAM_SLACK`` of the
+    slice's side (the brain model's map is 6 x 6: one cell covers a sixth of the slice, so the
+    peak of the upsampled map can sit half a cell from the lesion it comes from)."""
+    from scipy import ndimage as ndi
+
+    heat = _at_size(heatmap, lesion.shape)
+    near = ndi.distance_transform_edt(~lesion) <= CAM_SLACK * min(lesion.shape)
+    y, x = np.unravel_index(int(np.argmax(heat)), heat.shape)
+    return bool(near[y, x])
+
+
+class LesionCamCheck:
+    """Per painted slice the model answered with a tumour label: does the heat-map's peak lie
+    on the lesion (``peak_in_lesion``)? With the chance of that for a peak placed at random in
+    the brain (the slack-dilated lesion's share of the brain), so the share means something,
+    and the mean offset of the peak from the lesion's centre (x right, y down, in shares of the
+    slice's width and height), which shows a displacement that is the same on every slice."""
+
+    def __init__(self) -> None:
+        self.hits: list[bool] = []
+        self.chance: list[float] = []
+        self.offsets: list[tuple[float, float]] = []
+        self.examples: list[str] = []
+
+    def add(self, name: str, gray: np.ndarray, lesion: np.ndarray, heatmap: np.ndarray) -> None:
+        from scipy import ndimage as ndi
+
+        hit = peak_in_lesion(heatmap, lesion)
+        self.hits.append(hit)
+        heat = _at_size(heatmap, lesion.shape)  # where the peak lies from the lesion's centre
+        py, px = np.unravel_index(int(np.argmax(heat)), heat.shape)
+        ly, lx = np.argwhere(lesion).mean(axis=0)
+        self.offsets.append(((px - lx) / lesion.shape[1], (py - ly) / lesion.shape[0]))
+        brain = brain_mask(gray)
+        near = ndi.distance_transform_edt(~lesion) <= CAM_SLACK * min(lesion.shape)
+        self.chance.append(float((near & brain).sum() / max(1, brain.sum())))
+        if not hit and len(self.examples) < 5:
+            self.examples.append(name)
+
+    def summary(self) -> dict[str, object]:
+        n = len(self.hits)
+        return {"tumour_answers": n, "peak_in_lesion": int(sum(self.hits)),
+                "share": round(sum(self.hits) / n, 4) if n else None,
+                "chance": round(float(np.mean(self.chance)), 4) if n else None,
+                "mean_peak_offset_xy": ([round(float(v), 4) for v in np.mean(self.offsets, axis=0)]
+                                        if self.offsets else None),
+                "outside_examples": self.examples}

@@ -97,17 +97,22 @@ class Command(BaseCommand):
 
         shift_of: dict[Path, tuple[str, int]] = {}  # the current set's shifts (--shifted only)
         lesion_of: dict[Path, int] = {}  # the current set's lesions (--synthetic-lesions only)
+        lesion_cam = lesions.LesionCamCheck()
 
         def predict(path: Path) -> scoring.Outcome:
             img = read_input(path)
             if path in shift_of:
                 kind, seed = shift_of[path]
                 img = shifts.shift(img, kind, seed)
+            lesion = None
             if path in lesion_of:
-                img = lesions.painted(to_gray(img), lesion_of[path])
+                img, lesion = lesions.painted(to_gray(img), lesion_of[path])
             out = analyse(model, img)
             if cam is not None and not out.refused:
                 cam.add(path, img, out.heatmap)
+            if lesion is not None and not out.refused and out.heatmap is not None \
+                    and out.label != NORMAL_LABEL[name]:
+                lesion_cam.add(path.name, img, lesion, out.heatmap)
             return scoring.Outcome(out.label, out.probabilities, out.refused, out.call,
                                    out.call_reason)
 
@@ -133,10 +138,14 @@ class Command(BaseCommand):
                 rep["by_shift"] = _by_shift(items, outcomes, kinds, model.labels, NORMAL_LABEL[name])
             if cam is not None:
                 rep["cam_peak_in_lung"] = cam.summary(set_name)
+            if set_name == LESIONS:
+                rep["cam_peak_in_lesion"] = lesion_cam.summary()
             report["sets"][set_name] = rep
             self.stdout.write(scoring.format_report(set_name, rep))
             if cam is not None:
                 self.stdout.write(f"cam_peak_in_lung             {rep['cam_peak_in_lung']}")
+            if "cam_peak_in_lesion" in rep:
+                self.stdout.write(f"cam_peak_in_lesion           {rep['cam_peak_in_lesion']}")
             if "by_shift" in rep:
                 self.stdout.write("by shift (missed_abnormal, accuracy, indeterminate_share, n):")
                 for kind, row in rep["by_shift"].items():
