@@ -26,7 +26,8 @@ import torch.nn.functional as F
 # the evaluation's lesions come from torch.Generator().manual_seed(EVAL_SEED + i); training
 # draws from its epoch generators (seed * 1000 + epoch), far from this
 EVAL_SEED = 7_000_000
-# the heat-map check's slack (peak_in_lesion): half a cell of the brain model's 6 x 6 map
+# the heat-map check's slack (peak_in_lesion): half a cell of a 6 x 6 map (brain-mri before
+# v1.3.0), one cell of today's 12 x 12; fixed, so that figures stay comparable
 CAM_SLACK = 1 / 12
 # scalp and skull: the head mask eroded by this share of the slice's shorter side is the brain
 SKULL = 0.07
@@ -168,8 +169,9 @@ def _at_size(heatmap: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
 
 def peak_in_lesion(heatmap: np.ndarray, lesion: np.ndarray) -> bool:
     """Whether the heat-map's arg-max lies in the lesion mask dilated by ``CAM_SLACK`` of the
-    slice's side (the brain model's map is 6 x 6: one cell covers a sixth of the slice, so the
-    peak of the upsampled map can sit half a cell from the lesion it comes from)."""
+    slice's side (a 6 x 6 map's cell covers a sixth of the slice, so the peak of the upsampled
+    map can sit half a cell from the lesion it comes from; the slack stays the same for finer
+    maps, so that the figures of different weights compare)."""
     from scipy import ndimage as ndi
 
     heat = _at_size(heatmap, lesion.shape)

@@ -264,3 +264,34 @@ def test_broken_dicom_is_refused_not_raised(shared_data, brain):
     assert out.refused and "decode" in out.reason
     with pytest.raises(ValueError):
         analyse(brain, np.zeros((64, 64), np.float32))
+
+
+def test_a_card_can_ask_for_the_heat_map_averaged_with_the_mirror_image(shared_data, models_copy):
+    """outputs.cam_flip_average: the heat-map is the mean of the slice's class map and its mirror
+    image's (mirrored back); the label, probabilities and embedding are the single view's."""
+    card_path = models_copy / "brain-mri.json"
+    card = json.loads(card_path.read_text())
+    img = _img(shared_data / "brain_mri" / FIXED["brain-mri"][1][0][0])
+    results = {}
+    for flip in (False, True):
+        card["outputs"]["cam_flip_average"] = flip
+        card_path.write_text(json.dumps(card))
+        model = load_model("brain-mri", models_copy)
+        assert model.cam_flip is flip
+        results[flip] = analyse(model, img)
+    single, averaged = results[False], results[True]
+    assert single.label == averaged.label and single.probabilities == averaged.probabilities
+    assert np.array_equal(single.embedding, averaged.embedding)
+    # the expected map, from the graph's raw CAMs of the slice and of its mirror image
+    square, placement = pp.prepare_gray(img, model.input_size)
+    k = model.labels.index(single.label)
+    (cam,) = model.session.run(["cam"], {"image": pp.to_input(square)})
+    (cam_m,) = model.session.run(["cam"], {"image": pp.to_input(np.ascontiguousarray(square[:, ::-1]))})
+    expected = pp.heatmap_to_image((cam[0, k] + cam_m[0, k][:, ::-1]) / 2, placement)
+    assert np.allclose(averaged.heatmap, expected, atol=1e-6)
+    assert np.allclose(single.heatmap, pp.heatmap_to_image(cam[0, k], placement), atol=1e-6)
+    assert not np.allclose(single.heatmap, averaged.heatmap)
+
+
+def test_the_shipped_brain_card_averages_its_heat_map_with_the_mirror_image(brain):
+    assert brain.cam_flip is True

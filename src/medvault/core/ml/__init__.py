@@ -94,6 +94,9 @@ class LoadedModel:
     call_rule: CallRule | None = None
     # the card's input.mask: "" (none) or "lung_fields" (preprocess.apply_mask)
     input_mask: str = ""
+    # the card's outputs.cam_flip_average: the heat-map is the mean of the slice's map and of
+    # its mirror image's map mirrored back (the probabilities stay the single view's)
+    cam_flip: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
 
@@ -184,6 +187,7 @@ def load_model(name: str, models_dir: Path, threads: int = 1) -> LoadedModel:
         gate=gate,
         call_rule=call_rule,
         input_mask=input_mask,
+        cam_flip=bool(card["outputs"].get("cam_flip_average", False)),
     )
 
 
@@ -305,7 +309,13 @@ def analyse(model: LoadedModel, ds_or_image: Any) -> AnalysisOutput:
                                f"threshold {float(model.energy_threshold):.2f}", t0, extra)
     k = int(np.argmax(probs))
     label = model.labels[k]
-    heatmap = pp.heatmap_to_image(cam[0, k], placement)
+    class_map = cam[0, k]
+    if model.cam_flip:
+        mirrored = np.ascontiguousarray(pp.apply_mask(square, model.input_mask)[:, ::-1])
+        with model.lock:
+            (cam_m,) = model.session.run(["cam"], {"image": pp.to_input(mirrored)})
+        class_map = (class_map + cam_m[0, k][:, ::-1]) / 2.0
+    heatmap = pp.heatmap_to_image(class_map, placement)
     e = emb[0].astype(np.float32)
     e = e / max(float(np.linalg.norm(e)), 1e-12)
     if model.name == "brain-mri":
