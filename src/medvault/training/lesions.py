@@ -167,17 +167,27 @@ def _at_size(heatmap: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     return heat
 
 
+def _near(lesion: np.ndarray) -> np.ndarray:
+    """The lesion mask dilated by ``CAM_SLACK`` of the slice's side."""
+    from scipy import ndimage as ndi
+
+    near: np.ndarray = ndi.distance_transform_edt(~lesion) <= CAM_SLACK * min(lesion.shape)
+    return near
+
+
+def _peak(heatmap: np.ndarray, shape: tuple[int, ...]) -> tuple[int, int]:
+    """(row, column) of the heat-map's arg-max at ``shape``."""
+    heat = _at_size(heatmap, shape)
+    y, x = np.unravel_index(int(np.argmax(heat)), heat.shape)
+    return int(y), int(x)
+
+
 def peak_in_lesion(heatmap: np.ndarray, lesion: np.ndarray) -> bool:
     """Whether the heat-map's arg-max lies in the lesion mask dilated by ``CAM_SLACK`` of the
     slice's side (a 6 x 6 map's cell covers a sixth of the slice, so the peak of the upsampled
     map can sit half a cell from the lesion it comes from; the slack stays the same for finer
     maps, so that the figures of different weights compare)."""
-    from scipy import ndimage as ndi
-
-    heat = _at_size(heatmap, lesion.shape)
-    near = ndi.distance_transform_edt(~lesion) <= CAM_SLACK * min(lesion.shape)
-    y, x = np.unravel_index(int(np.argmax(heat)), heat.shape)
-    return bool(near[y, x])
+    return bool(_near(lesion)[_peak(heatmap, lesion.shape)])
 
 
 class LesionCamCheck:
@@ -194,16 +204,13 @@ class LesionCamCheck:
         self.examples: list[str] = []
 
     def add(self, name: str, gray: np.ndarray, lesion: np.ndarray, heatmap: np.ndarray) -> None:
-        from scipy import ndimage as ndi
-
-        hit = peak_in_lesion(heatmap, lesion)
+        near = _near(lesion)
+        py, px = _peak(heatmap, lesion.shape)
+        hit = bool(near[py, px])  # peak_in_lesion, with the dilation and peak kept for below
         self.hits.append(hit)
-        heat = _at_size(heatmap, lesion.shape)  # where the peak lies from the lesion's centre
-        py, px = np.unravel_index(int(np.argmax(heat)), heat.shape)
-        ly, lx = np.argwhere(lesion).mean(axis=0)
+        ly, lx = np.argwhere(lesion).mean(axis=0)  # where the peak lies from the lesion's centre
         self.offsets.append(((px - lx) / lesion.shape[1], (py - ly) / lesion.shape[0]))
         brain = brain_mask(gray)
-        near = ndi.distance_transform_edt(~lesion) <= CAM_SLACK * min(lesion.shape)
         self.chance.append(float((near & brain).sum() / max(1, brain.sum())))
         if not hit and len(self.examples) < 5:
             self.examples.append(name)

@@ -296,10 +296,10 @@ def analyse(model: LoadedModel, ds_or_image: Any) -> AnalysisOutput:
                 f"this model reads {dom['anatomy_word']} {dom['modality_word']} only",
                 t0, extra)
     square, placement = pp.prepare_gray(gray, model.input_size)
+    seen = pp.apply_mask(square, model.input_mask)  # what the graph is given
     with model.lock:
         probs, logits, emb, cam = model.session.run(
-            ["probabilities", "logits", "embedding", "cam"],
-            {"image": pp.to_input(pp.apply_mask(square, model.input_mask))})
+            ["probabilities", "logits", "embedding", "cam"], {"image": pp.to_input(seen)})
     probs, logits = probs[0], logits[0]
     t = model.temperature
     energy = float(-t * np.log(np.sum(np.exp((logits - logits.max()) / t))) - logits.max())
@@ -311,7 +311,7 @@ def analyse(model: LoadedModel, ds_or_image: Any) -> AnalysisOutput:
     label = model.labels[k]
     class_map = cam[0, k]
     if model.cam_flip:
-        mirrored = np.ascontiguousarray(pp.apply_mask(square, model.input_mask)[:, ::-1])
+        mirrored = np.ascontiguousarray(seen[:, ::-1])
         with model.lock:
             (cam_m,) = model.session.run(["cam"], {"image": pp.to_input(mirrored)})
         class_map = (class_map + cam_m[0, k][:, ::-1]) / 2.0
