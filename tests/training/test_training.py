@@ -99,7 +99,7 @@ def test_card_command_reproduces_the_recipe():
     from dataclasses import asdict
 
     from medvault.training.export import recipe_flags
-    from medvault.training.train import RECIPES, sizes_for
+    from medvault.training.train import RECIPES, sizes_for, widths_for
 
     lung = asdict(RECIPES["lung-ct"])
     assert recipe_flags("lung-ct", lung) == ""
@@ -120,6 +120,11 @@ def test_card_command_reproduces_the_recipe():
         " --contrast-remap 0.25 --synthetic-lesions 0.3"
     assert recipe_flags("brain-mri", {**brain, "lesion_p": 0.3, "epochs": 50, "seed": 7}) == \
         " --synthetic-lesions 0.3 --epochs 50 --seed 7"
+    assert widths_for(32) == (32, 64, 128, 256) and widths_for(24) == RECIPES["brain-mri"].widths
+    # a card stores its recipe as JSON: the widths come back as a list
+    assert recipe_flags("brain-mri", {**brain, "last_stride": 1, "widths": [32, 64, 128, 256]}) == \
+        " --fine-cam --width 32"
+    assert recipe_flags("brain-mri", {**brain, "widths": [24, 48, 96, 192]}) == ""
 
 
 def test_fine_cam_doubles_the_heat_map_resolution_with_the_same_weights():

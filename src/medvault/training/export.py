@@ -40,6 +40,8 @@ def recipe_flags(name: str, recipe: dict[str, Any]) -> str:
         flags += " --lung-fields"
     if recipe.get("last_stride", 2) == 1:
         flags += " --fine-cam"
+    if tuple(recipe.get("widths", RECIPES[name].widths)) != RECIPES[name].widths:
+        flags += f" --width {int(recipe['widths'][0])}"
     if recipe.get("cam_lung"):
         flags += f" --cam-lung {recipe['cam_lung']}"
     if recipe.get("contrast_p"):

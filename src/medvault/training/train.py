@@ -82,6 +82,11 @@ def sizes_for(name: str, size: int) -> tuple[tuple[float, int], ...]:
     return ((0.0, first), (0.5, size)) if first < size else ((0.0, size),)
 
 
+def widths_for(first: int) -> tuple[int, ...]:
+    """CompactNet's four stage widths from the first one (``--width``): each stage doubles it."""
+    return tuple(first * 2**i for i in range(4))
+
+
 @dataclass
 class TrainConfig:
     name: str

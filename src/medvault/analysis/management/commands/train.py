@@ -65,6 +65,13 @@ class Command(BaseCommand):
             "instead of 8 x 8 (about 1.6x the training time)",
         )
         parser.add_argument(
+            "--width",
+            type=int,
+            choices=(16, 24, 32, 48),
+            help="channels of the first stage; the next three double it (default 24: "
+            "24-48-96-192, 0.75 M parameters; 32: 1.33 M, about 1.3x the training time)",
+        )
+        parser.add_argument(
             "--input-size",
             type=int,
             choices=(96, 112, 128, 160, 192, 224),
@@ -118,6 +125,10 @@ class Command(BaseCommand):
             overrides["input_mask"] = "lung_fields"
         if opts["fine_cam"]:
             overrides["last_stride"] = 1
+        if opts["width"]:
+            from medvault.training.train import widths_for
+
+            overrides["widths"] = widths_for(opts["width"])
         if opts["cam_lung"] is not None:
             if opts["name"] != "lung-ct" or opts["cam_lung"] < 0:
                 raise CommandError("--cam-lung W takes a weight >= 0, for lung-ct only")
