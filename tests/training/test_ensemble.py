@@ -107,12 +107,18 @@ def test_ensemble_command_builds_a_served_model_whose_card_agrees_with_its_graph
     from medvault.training.ensemble import _validation_logits
 
     shipped = Path(__file__).resolve().parents[2] / "models"
-    other = tmp_path / "member-b"
-    other.mkdir()
-    for f in ("lung-ct.onnx", "lung-ct.json"):
-        shutil.copy(shipped / f, other / f)
+    first, other = tmp_path / "member-a", tmp_path / "member-b"
+    for folder in (first, other):
+        folder.mkdir()
+        for f in ("lung-ct.onnx", "lung-ct.json", "domain.onnx", "domain.json"):
+            shutil.copy(shipped / f, folder / f)
+    # a first member whose card asks serving to flip-average its heat-map (as brain-mri's
+    # does): the graph already averages the mirror view, so the ensemble's card must not
+    first_card = json.loads((first / "lung-ct.json").read_text())
+    first_card["outputs"]["cam_flip_average"] = True
+    (first / "lung-ct.json").write_text(json.dumps(first_card))
     out = tmp_path / "ens"
-    call_command("ensemble", "lung-ct", "--members", str(shipped / "lung-ct.onnx"),
+    call_command("ensemble", "lung-ct", "--members", str(first / "lung-ct.onnx"),
                  str(other / "lung-ct.onnx"), "--tta-flip", "--out", str(out),
                  "--data", str(shared_data), "--threads", "2")
     card = json.loads((out / "lung-ct.json").read_text())
@@ -127,6 +133,7 @@ def test_ensemble_command_builds_a_served_model_whose_card_agrees_with_its_graph
     assert card["validation"]["calibrated"]["n"] == len(y)
     # served like any model; the embedding is the first member's, so retrieval keeps working
     model, alone = load_model("lung-ct", out), load_model("lung-ct", shipped)
+    assert "cam_flip_average" not in card["outputs"] and not model.cam_flip
     image = load_uint8(next((shared_data / "chest_ct" / "valid" / "adenocarcinoma").iterdir()))
     got, ref = analyse(model, image), analyse(alone, image)
     assert got.call in ("abnormal", "normal", "indeterminate") and not got.refused

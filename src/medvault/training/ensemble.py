@@ -214,6 +214,9 @@ def make_ensemble(name: str, members: list[Path], tta_flip: bool, out_dir: Path,
                + "; upsample the predicted class's map to the padded square, crop the padding, "
                  "clip at 0 and scale to [0, 1]",
     }
+    if tta_flip:  # the graph already averages the mirror view's map: serving must not again
+        for key in ("cam_flip_average", "cam_flip_average_note"):
+            card["outputs"].pop(key, None)
     card["architecture"] = {
         "type": f"ensemble of {len(members)} CompactNets"
                 + (" with left-right flip averaging" if tta_flip else "")
