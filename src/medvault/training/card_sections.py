@@ -78,7 +78,11 @@ FAILURE_MODES = {
         "is strongest, not as an outline.",
         "Glioma recall is low on low-grade gliomas from other sites (many are read as "
         "meningioma); internally glioma and meningioma slip into pituitary and meningioma, and "
-        "meningioma is the weakest class.",
+        "meningioma is the weakest class. Most internal errors are the same for a net a third "
+        "wider (docs/models.md, round 9): masses in the sellar region on coronal and sagittal "
+        "slices (meningioma or pituitary tumour: one slice seldom tells them apart), "
+        "gliomas against the skull read as meningioma, large masses on T2 or FLAIR read as "
+        "'no tumour', and a few slices whose label looks doubtful.",
         "The 'outside validated conditions' checks (embedding distance, intensity profile) "
         "are not detectors of every shift: a FLAIR slice's grey levels are within the range "
         "of the training mix, so many pass both and are called 'no tumour' with confidence "
