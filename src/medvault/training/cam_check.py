@@ -15,18 +15,24 @@ from medvault.core.ml import preprocess as pp
 from medvault.core.ml.lung_fields import lung_mask
 
 
+def heatmap_peak(heatmap: np.ndarray, shape: tuple[int, ...]) -> tuple[int, int]:
+    """(row, column) of the heat-map's arg-max at ``shape`` (upsampled bilinearly, as
+    ``analyse()`` does, when its size differs)."""
+    heat = np.asarray(heatmap, np.float32)
+    if heat.shape != shape:
+        from PIL import Image
+
+        heat = np.asarray(Image.fromarray(heat).resize((shape[1], shape[0]), Image.Resampling.BILINEAR))
+    y, x = np.unravel_index(int(np.argmax(heat)), heat.shape)
+    return int(y), int(x)
+
+
 def peak_in_lungs(gray: np.ndarray, heatmap: np.ndarray) -> bool | None:
     """None when no lung field was found (mask empty)."""
     mask = lung_mask(gray)
     if not mask.any():
         return None
-    heat = np.asarray(heatmap, np.float32)
-    if heat.shape != gray.shape:
-        from PIL import Image
-
-        heat = np.asarray(Image.fromarray(heat).resize(gray.shape[::-1], Image.Resampling.BILINEAR))
-    y, x = np.unravel_index(int(np.argmax(heat)), heat.shape)
-    return bool(mask[y, x])
+    return bool(mask[heatmap_peak(heatmap, gray.shape)])
 
 
 class CamCheck:

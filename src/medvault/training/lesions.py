@@ -23,6 +23,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from medvault.training.cam_check import heatmap_peak
+
 # the evaluation's lesions come from torch.Generator().manual_seed(EVAL_SEED + i); training
 # draws from its epoch generators (seed * 1000 + epoch), far from this
 EVAL_SEED = 7_000_000
@@ -143,28 +145,21 @@ def paint_batch(x: torch.Tensor, y: torch.Tensor, gen: torch.Generator, p: float
     return x, y
 
 
+def _unit(img: np.ndarray) -> torch.Tensor:
+    """A uint8 grey image as an H x W float tensor in [0, 1], as the painting takes it."""
+    return torch.from_numpy(np.ascontiguousarray(img, dtype=np.float32) / 255.0)
+
+
 def painted(img: np.ndarray, index: int) -> tuple[np.ndarray, np.ndarray]:
     """The evaluation's lesion number ``index`` in a uint8 grey image (``--synthetic-lesions``):
     the painted image and the lesion's mask (bool, where at least half of the lesion shows)."""
-    g = torch.from_numpy(np.ascontiguousarray(img, dtype=np.float32) / 255.0)
-    out, alpha = _paint(g, torch.Generator().manual_seed(EVAL_SEED + index))
+    out, alpha = _paint(_unit(img), torch.Generator().manual_seed(EVAL_SEED + index))
     return (out.numpy() * 255.0).round().astype(np.uint8), alpha.numpy() >= 0.5 * float(alpha.max())
 
 
 def brain_mask(img: np.ndarray) -> np.ndarray:
     """Where a lesion may be painted in a uint8 grey image: the head less scalp and skull."""
-    g = torch.from_numpy(np.ascontiguousarray(img, dtype=np.float32) / 255.0)
-    return _eroded(_head(g), _skull(min(g.shape)))
-
-
-def _at_size(heatmap: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    """A heat-map at ``shape`` (bilinear, as ``analyse()`` upsamples it)."""
-    heat = np.asarray(heatmap, np.float32)
-    if heat.shape != shape:
-        from PIL import Image
-
-        heat = np.asarray(Image.fromarray(heat).resize((shape[1], shape[0]), Image.Resampling.BILINEAR))
-    return heat
+    return _eroded(_head(_unit(img)), _skull(min(img.shape)))
 
 
 def _near(lesion: np.ndarray) -> np.ndarray:
@@ -175,19 +170,12 @@ def _near(lesion: np.ndarray) -> np.ndarray:
     return near
 
 
-def _peak(heatmap: np.ndarray, shape: tuple[int, ...]) -> tuple[int, int]:
-    """(row, column) of the heat-map's arg-max at ``shape``."""
-    heat = _at_size(heatmap, shape)
-    y, x = np.unravel_index(int(np.argmax(heat)), heat.shape)
-    return int(y), int(x)
-
-
 def peak_in_lesion(heatmap: np.ndarray, lesion: np.ndarray) -> bool:
     """Whether the heat-map's arg-max lies in the lesion mask dilated by ``CAM_SLACK`` of the
     slice's side (a 6 x 6 map's cell covers a sixth of the slice, so the peak of the upsampled
     map can sit half a cell from the lesion it comes from; the slack stays the same for finer
     maps, so that the figures of different weights compare)."""
-    return bool(_near(lesion)[_peak(heatmap, lesion.shape)])
+    return bool(_near(lesion)[heatmap_peak(heatmap, lesion.shape)])
 
 
 class LesionCamCheck:
@@ -205,7 +193,7 @@ class LesionCamCheck:
 
     def add(self, name: str, gray: np.ndarray, lesion: np.ndarray, heatmap: np.ndarray) -> None:
         near = _near(lesion)
-        py, px = _peak(heatmap, lesion.shape)
+        py, px = heatmap_peak(heatmap, lesion.shape)
         hit = bool(near[py, px])  # peak_in_lesion, with the dilation and peak kept for below
         self.hits.append(hit)
         ly, lx = np.argwhere(lesion).mean(axis=0)  # where the peak lies from the lesion's centre
